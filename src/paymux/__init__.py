@@ -1,0 +1,3 @@
+"""paymux: an open-source payments hub."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""The provider protocol plug-in interface.
+
+A protocol is one module exposing a subclass of :class:`Protocol`, registered under the entry
+point group ``paymux.protocols``. The hub creates one instance per provider with the provider's
+``config`` mapping and a shared ``httpx.AsyncClient``; it calls :meth:`check`, :meth:`pay` and
+:meth:`status` and only ever looks at the :class:`ProtocolResult` they return.
+
+Protocols must never raise for a provider's answer or a network failure: they classify it.
+The classification decides what the hub may do next:
+
+``ok``           the step succeeded (for ``pay``: the provider has taken the payment and done it).
+``pending``      the provider has the payment but it is not final yet: ask ``status`` later.
+``temporary``    the provider refused for now; the same payment may be sent again later to the
+                 same provider with the same transaction id.
+``fatal``        a definitive refusal by this provider; the hub may try the next provider.
+``unreachable``  the request certainly did not reach the provider (connection refused, DNS,
+                 connect timeout): safe to send elsewhere.
+``unknown``      the request may have reached the provider and the answer was lost (read timeout,
+                 connection reset, malformed answer): only ``status`` at the same provider may
+                 settle it.
+``not_found``    (``status`` only) the provider has never seen this transaction id.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+import httpx
+
+Outcome = Literal["ok", "pending", "temporary", "fatal", "unreachable", "unknown", "not_found"]
+
+SECRET_KEYS = ("password", "secret", "token", "authorization", "key", "signature")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request to a provider and what came back, with secrets masked (for payment details)."""
+
+    step: str
+    url: str
+    request: str
+    response: str | None
+    status_code: int | None
+    elapsed_ms: int
+
+
+@dataclass(slots=True)
+class CheckRequest:
+    txn_id: str
+    service_code: str  # the provider's own code for the service
+    account: str
+    amount: int  # minor units
+    currency: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PayRequest:
+    txn_id: str  # the same on every retry of one payment
+    txn_date: dt.datetime  # UTC, the payment's acceptance time
+    service_code: str
+    account: str
+    amount: int  # minor units
+    currency: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StatusRequest:
+    txn_id: str
+    service_code: str
+    provider_txn_id: str | None = None
+
+
+@dataclass(slots=True)
+class ProtocolResult:
+    outcome: Outcome
+    code: str | None = None
+    message: str | None = None
+    provider_txn_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # extra fields the provider told
+    exchanges: list[Exchange] = field(default_factory=list)
+
+
+class Protocol(abc.ABC):
+    """Base class of a provider protocol. One instance per provider (its ``config``)."""
+
+    name: str = ""
+
+    def __init__(self, config: dict[str, Any], http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+
+    @abc.abstractmethod
+    async def check(self, req: CheckRequest) -> ProtocolResult:
+        """Is this account payable with this amount?"""
+
+    @abc.abstractmethod
+    async def pay(self, req: PayRequest) -> ProtocolResult:
+        """Deliver the payment. Repeating it with the same ``txn_id`` must be safe."""
+
+    @abc.abstractmethod
+    async def status(self, req: StatusRequest) -> ProtocolResult:
+        """What became of the payment with this ``txn_id``?"""
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> list[str]:
+        """Problems with a provider's config for this protocol (empty when usable)."""
+        return []
+
+
+def mask_secrets(data: Any) -> Any:
+    """A copy of ``data`` (dicts/lists/str) with values under secret-looking keys masked."""
+    if isinstance(data, dict):
+        return {
+            k: ("***" if any(s in str(k).lower() for s in SECRET_KEYS) else mask_secrets(v))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    return data
+
+
+class UnknownProtocol(LookupError):
+    pass
+
+
+@cache
+def protocol_classes() -> dict[str, type[Protocol]]:
+    """Installed protocols by name, from the ``paymux.protocols`` entry point group."""
+    found: dict[str, type[Protocol]] = {}
+    for ep in entry_points(group="paymux.protocols"):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+            raise TypeError(f"entry point {ep.name} ({ep.value}) is not a paymux Protocol")
+        found[ep.name] = cls
+    return found
+
+
+def protocol_class(name: str) -> type[Protocol]:
+    try:
+        return protocol_classes()[name]
+    except KeyError:
+        known = ", ".join(sorted(protocol_classes())) or "none installed"
+        raise UnknownProtocol(f"unknown provider protocol {name!r} (installed: {known})") from None
