@@ -14,7 +14,7 @@ ACCOUNT_KINDS = (
     "provider_payable",  # postpaid provider: what we owe the provider (liability, credit balance)
     "provider_remuneration",  # remuneration the provider owes us (asset)
     "channel_collected",  # money a channel/agent collected from payers and owes us (asset)
-    "agent_commission",  # commission we owe the dealer (liability)
+    "channel_commission",  # commission we owe the channel's dealer (liability)
     "fees_unearned",  # payer fees of payments not yet final (liability)
     "revenue_fees",
     "revenue_remuneration",

@@ -67,8 +67,9 @@ class TariffRule:
     percent: Decimal = Decimal(0)
     min: int | None = None
     max: int | None = None
+    # When non-empty, the tier selected by amount replaces fixed/percent above; min/max still clamp.
     tiers: tuple[Tier, ...] = ()
-    rounding: str = _DEFAULT_ROUNDING
+    rounding: str = _DEFAULT_ROUNDING  # one of paymux.money.ROUNDING_MODES, for the percent part
 
     def __post_init__(self) -> None:
         _check_pricing(self, "")
@@ -78,10 +79,6 @@ class TariffRule:
             object.__setattr__(self, "tiers", tuple(self.tiers))
         if not isinstance(self.tiers, tuple):
             raise TariffError("tiers must be a tuple of Tier")
-        if self.tiers and (self.fixed or self.percent):
-            raise TariffError(
-                "fixed and percent cannot be combined with tiers (they would be ignored); set them per tier"
-            )
         for i, tier in enumerate(self.tiers):
             prefix = f"tiers[{i}]."
             if not isinstance(tier, Tier):
@@ -122,7 +119,7 @@ def parse_rule(data: Mapping[str, Any], currency: str) -> TariffRule:
     except MoneyError as exc:
         raise TariffError(f"currency: {exc}") from None
     if not isinstance(data, Mapping):
-        raise TariffError("tariff rule must be a mapping such as {\"percent\": \"1.5\"}")
+        raise TariffError('tariff rule must be a mapping such as {"percent": "1.5"}')
     _reject_unknown(data, _RULE_KEYS, "")
     tiers_data = data.get("tiers", ())
     if tiers_data is None:
@@ -133,7 +130,7 @@ def parse_rule(data: Mapping[str, Any], currency: str) -> TariffRule:
     for i, item in enumerate(tiers_data):
         prefix = f"tiers[{i}]."
         if not isinstance(item, Mapping):
-            raise TariffError(f"tiers[{i}] must be a mapping such as {{\"from\": \"0\", \"percent\": \"2\"}}")
+            raise TariffError(f'tiers[{i}] must be a mapping such as {{"from": "0", "percent": "2"}}')
         _reject_unknown(item, _TIER_KEYS, prefix)
         if "from" not in item:
             raise TariffError(f"{prefix}from is required")
@@ -183,7 +180,13 @@ def rule_to_json(rule: TariffRule) -> dict[str, Any]:
         "max": rule.max,
         "rounding": rule.rounding,
         "tiers": [
-            {"from": t.from_amount, "fixed": t.fixed, "percent": _plain_percent(t.percent), "min": t.min, "max": t.max}
+            {
+                "from": t.from_amount,
+                "fixed": t.fixed,
+                "percent": _plain_percent(t.percent),
+                "min": t.min,
+                "max": t.max,
+            }
             for t in rule.tiers
         ],
     }
@@ -307,9 +310,9 @@ def _reject_unknown(data: Mapping[Any, Any], allowed: tuple[str, ...], prefix: s
 
 def _parse_money(value: object, currency: str, field: str) -> int:
     if isinstance(value, float):
-        raise TariffError(f"{field} must be a decimal string such as \"1.50\", not a float (floats are inexact)")
+        raise TariffError(f'{field} must be a decimal string such as "1.50", not a float (inexact)')
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TariffError(f"{field} must be a decimal string such as \"1.50\"")
+        raise TariffError(f'{field} must be a decimal string such as "1.50"')
     try:
         return parse_amount(value, currency, allow_zero=True)
     except MoneyError as exc:
@@ -323,19 +326,19 @@ def _parse_optional_money(value: object, currency: str, field: str) -> int | Non
 def _parse_percent(value: object, field: str) -> Decimal:
     """A percent from a plain decimal string (``"1.5"``), an int or a Decimal; never from a float."""
     if isinstance(value, float):
-        raise TariffError(f"{field} must be a decimal string such as \"1.5\", not a float (floats are inexact)")
+        raise TariffError(f'{field} must be a decimal string such as "1.5", not a float (inexact)')
     if isinstance(value, bool):
-        raise TariffError(f"{field} must be a decimal string such as \"1.5\"")
+        raise TariffError(f'{field} must be a decimal string such as "1.5"')
     if isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, Decimal):
         result = value
     elif isinstance(value, str):
         if not _PERCENT_RE.match(value):
-            raise TariffError(f"{field} {value!r} is not a plain decimal number such as \"1.5\"")
+            raise TariffError(f'{field} {value!r} is not a plain decimal number such as "1.5"')
         result = Decimal(value)
     else:
-        raise TariffError(f"{field} must be a decimal string such as \"1.5\"")
+        raise TariffError(f'{field} must be a decimal string such as "1.5"')
     if not result.is_finite() or not 0 <= result <= 100:
         raise TariffError(f"{field} must be between 0 and 100, got {value!r}")
     if "." in (plain := _plain_percent(result)) and len(plain.split(".")[1]) > PERCENT_MAX_PLACES:

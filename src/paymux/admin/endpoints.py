@@ -1,0 +1,425 @@
+"""Admin API: catalog, routes, tariffs, switches, balances, top-ups, payments (admin tokens)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, StrictStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.api.deps import AdminDep, HubDep, SessionDep
+from paymux.auth.keys import UnknownChannel, issue_channel_key
+from paymux.catalog import service as catalog
+from paymux.catalog.file import apply_catalog, dump_yaml, export_catalog, load_yaml
+from paymux.catalog.schemas import AgentIn, ChannelGroupIn, ChannelIn, ProviderIn, ServiceIn, TariffIn
+from paymux.errors import invalid, not_found
+from paymux.ledger.models import Account, JournalEntry, Posting
+from paymux.ledger.topups import record_topup
+from paymux.money import MoneyError, format_amount, parse_amount
+from paymux.payments.models import Payment, PaymentAttempt
+from paymux.routing.switch import list_switches, switch_back, switch_provider
+from paymux.runtime import Hub
+from paymux.tariffs import service as tariffs
+from paymux.tariffs.calc import TariffError
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+T = TypeVar("T")
+
+
+async def _change(hub: Hub, session: AsyncSession, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a catalog change, turning validation errors into 422 problems; commit and refresh caches."""
+    try:
+        result = await fn()
+    except (catalog.CatalogError, TariffError, MoneyError) as e:
+        await session.rollback()
+        raise invalid("invalid-catalog", str(e)) from None
+    await session.commit()
+    hub.catalog_changed()
+    return result
+
+
+def _actor(admin: Any) -> str:
+    return f"admin:{admin.name}"
+
+
+# --- catalog ----------------------------------------------------------------------------------------------
+
+
+@router.get("/catalog", response_class=Response, responses={200: {"content": {"application/yaml": {}}}})
+async def get_catalog(_: AdminDep, session: SessionDep) -> Response:
+    """The whole catalog as the YAML file `paymux catalog export` prints."""
+    return Response(dump_yaml(await export_catalog(session)), media_type="application/yaml")
+
+
+@router.post("/catalog")
+async def post_catalog(
+    request: Request, admin: AdminDep, hub: HubDep, session: SessionDep,
+    dry_run: Annotated[bool, Query(description="report only, change nothing")] = False,
+) -> dict[str, Any]:
+    """Apply a catalog YAML (or JSON) document: idempotent upsert, returns what changed."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        data = load_yaml(raw)
+    except ValueError as e:
+        raise invalid("invalid-catalog", str(e)) from None
+    report = await _change(hub, session, lambda: apply_catalog(session, data, actor=_actor(admin))) if not dry_run \
+        else await apply_catalog(session, data, actor=_actor(admin))
+    if dry_run:
+        await session.rollback()
+    return {"summary": report.summary(), "changes": report.lines(), "dry_run": dry_run}
+
+
+@router.get("/providers", response_model=list[ProviderIn])
+async def list_providers(_: AdminDep, session: SessionDep) -> list[ProviderIn]:
+    return [catalog.provider_to_schema(p) for p in await catalog.list_providers(session)]
+
+
+@router.get("/providers/{code}", response_model=ProviderIn)
+async def get_provider(code: str, _: AdminDep, session: SessionDep) -> ProviderIn:
+    return catalog.provider_to_schema(await _found(catalog.get_provider(session, code)))
+
+
+@router.put("/providers/{code}")
+async def put_provider(code: str, body: ProviderIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    _same_code(code, body.code)
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_provider(session, body))}
+
+
+@router.get("/services", response_model=list[ServiceIn])
+async def list_services(_: AdminDep, session: SessionDep) -> list[ServiceIn]:
+    return [await catalog.service_to_schema(session, s) for s in await catalog.list_services(session)]
+
+
+@router.get("/services/{code}", response_model=ServiceIn)
+async def get_service(code: str, _: AdminDep, session: SessionDep) -> ServiceIn:
+    return await catalog.service_to_schema(session, await _found(catalog.get_service(session, code)))
+
+
+@router.put("/services/{code}")
+async def put_service(code: str, body: ServiceIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    """Create or update a service together with its route."""
+    _same_code(code, body.code)
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_service(session, body))}
+
+
+@router.get("/services/{code}/route")
+async def get_route(code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+    """A service's route, with the health of each provider on it."""
+    svc = await catalog.service_to_schema(session, await _found(catalog.get_service(session, code)))
+    snap = await hub.catalog.get()
+    health = {}
+    for c in svc.route.candidates:
+        p = snap.providers_by_code.get(c.provider)
+        if p is not None:
+            health[c.provider] = {"enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)}
+    return {"service": code, "route": svc.route.model_dump(), "providers": health}
+
+
+@router.get("/channel-groups", response_model=list[ChannelGroupIn])
+async def list_groups(_: AdminDep, session: SessionDep) -> list[ChannelGroupIn]:
+    return [catalog.channel_group_to_schema(g) for g in await catalog.list_channel_groups(session)]
+
+
+@router.put("/channel-groups/{code}")
+async def put_group(code: str, body: ChannelGroupIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    _same_code(code, body.code)
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_channel_group(session, body))}
+
+
+@router.get("/agents", response_model=list[AgentIn])
+async def list_agents(_: AdminDep, session: SessionDep) -> list[AgentIn]:
+    return [catalog.agent_to_schema(a) for a in await catalog.list_agents(session)]
+
+
+@router.put("/agents/{code}")
+async def put_agent(code: str, body: AgentIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    _same_code(code, body.code)
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_agent(session, body))}
+
+
+@router.get("/channels", response_model=list[ChannelIn])
+async def list_channels(_: AdminDep, session: SessionDep) -> list[ChannelIn]:
+    return [await catalog.channel_to_schema(session, c) for c in await catalog.list_channels(session)]
+
+
+@router.put("/channels/{code}")
+async def put_channel(code: str, body: ChannelIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    _same_code(code, body.code)
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_channel(session, body))}
+
+
+@router.post("/channels/{code}/keys", status_code=201)
+async def new_channel_key(code: str, _: AdminDep, session: SessionDep) -> dict[str, str]:
+    """Issue a new API key for the channel; it is shown only in this answer."""
+    try:
+        key = await issue_channel_key(session, code)
+    except UnknownChannel as e:
+        raise not_found(str(e)) from None
+    await session.commit()
+    return {"channel": code, "key": key}
+
+
+EnableKind = Literal["provider", "service", "agent", "channel"]
+
+
+@router.post("/{kind}s/{code}/enable")
+async def enable(kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, True))}
+
+
+@router.post("/{kind}s/{code}/disable")
+async def disable(kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+    return {"code": code, "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, False))}
+
+
+# --- tariffs -----------------------------------------------------------------------------------------------
+
+
+@router.get("/tariffs", response_model=list[TariffIn])
+async def list_tariffs(
+    _: AdminDep, session: SessionDep, kind: str | None = None, service: str | None = None,
+    provider: str | None = None,
+) -> list[TariffIn]:
+    """Tariff versions with their history, newest first."""
+    rows = await tariffs.history(session, kind=kind, service=service, provider=provider)
+    return [await tariffs.version_to_schema(session, r) for r in rows]
+
+
+@router.post("/tariffs", status_code=201)
+async def add_tariff(body: TariffIn, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+    """Add a tariff version (versions are never overwritten)."""
+    result, row = await _change(hub, session, lambda: tariffs.add_version(session, body, _actor(admin)))
+    if result == "unchanged":
+        response.status_code = 200
+    return {"id": row.id, "change": result}
+
+
+# --- routing switches -------------------------------------------------------------------------------------
+
+
+class SwitchBody(BaseModel):
+    off: StrictStr = Field(description="provider to move away from")
+    onto: StrictStr | None = Field(None, description="provider to move onto (optional)")
+    service: StrictStr | None = Field(None, description="one service; every service when omitted")
+
+
+@router.post("/switches", status_code=201)
+async def post_switch(body: SwitchBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+    """One-click switch of a service, or of every service, off a provider (optionally onto another)."""
+    r = await _change(hub, session, lambda: switch_provider(session, body.off, body.onto, body.service, _actor(admin)))
+    if not r.changed:
+        response.status_code = 200
+    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services,
+            "message": r.message}
+
+
+@router.post("/switches/{switch_id}/revert")
+async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+    r = await _change(hub, session, lambda: switch_back(session, switch_id, _actor(admin)))
+    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services,
+            "message": r.message}
+
+
+@router.get("/switches")
+async def get_switches(_: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [
+        {"id": s.id, "off_provider_id": s.off_provider_id, "onto_provider_id": s.onto_provider_id,
+         "service_id": s.service_id, "candidates_changed": s.candidates_changed, "actor": s.actor,
+         "created_at": s.created_at}
+        for s in await list_switches(session)
+    ]
+
+
+# --- balances and top-ups ---------------------------------------------------------------------------------
+
+
+@router.get("/balances")
+async def balances(
+    _: AdminDep, hub: HubDep, session: SessionDep, kind: str | None = None, currency: str | None = None
+) -> list[dict[str, Any]]:
+    """Every ledger account with its balance (debit positive), optionally filtered."""
+    snap = await hub.catalog.get()
+    q = select(Account).order_by(Account.kind, Account.owner_id, Account.currency)
+    if kind:
+        q = q.where(Account.kind == kind)
+    if currency:
+        q = q.where(Account.currency == currency)
+    out = []
+    for a in (await session.scalars(q)).all():
+        out.append({"kind": a.kind, "owner": _owner(snap, a.kind, a.owner_id), "currency": a.currency,
+                    "balance": format_amount(a.balance, a.currency), "balance_minor": a.balance,
+                    "updated_at": a.updated_at})
+    return out
+
+
+def _owner(snap: Any, kind: str, owner_id: int) -> str | None:
+    if kind.startswith("provider"):
+        p = snap.providers.get(owner_id)
+        return p.code if p else str(owner_id)
+    if kind.startswith("channel"):
+        c = snap.channels.get(owner_id)
+        return c.code if c else str(owner_id)
+    return None
+
+
+class TopUpBody(BaseModel):
+    amount: StrictStr = Field(examples=["100000.00"])
+    currency: StrictStr = Field(min_length=3, max_length=3)
+    reference: StrictStr = Field(min_length=1, max_length=100, description="bank reference; makes it idempotent")
+
+
+@router.post("/providers/{code}/topups", status_code=201)
+async def topup(code: str, body: TopUpBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+    """Record a top-up of a prepaid provider's deposit."""
+    try:
+        amount = parse_amount(body.amount, body.currency)
+    except MoneyError as e:
+        raise invalid("invalid-amount", str(e)) from None
+    row, created = await record_topup(hub, session, code, body.currency, amount, reference=body.reference,
+                                      actor=_actor(admin))
+    await session.commit()
+    if not created:
+        response.status_code = 200
+    return {"id": row.id, "provider": code, "amount": format_amount(row.amount, row.currency),
+            "currency": row.currency, "reference": row.reference, "created": created}
+
+
+@router.get("/providers/{code}/balance")
+async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+    snap = await hub.catalog.get()
+    p = snap.providers_by_code.get(code)
+    if p is None:
+        raise not_found(f"provider {code!r}")
+    rows = (await session.scalars(select(Account).where(Account.owner_id == p.id, Account.kind.like("provider_%")))).all()
+    return {
+        "provider": code, "settlement": p.settlement,
+        "accounts": [{"kind": a.kind, "currency": a.currency, "balance": format_amount(a.balance, a.currency),
+                      "overdraft": format_amount(p.overdraft.get(a.currency, 0), a.currency)} for a in rows],
+        "health": {"enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)},
+    }
+
+
+# --- payments ---------------------------------------------------------------------------------------------
+
+
+@router.get("/payments")
+async def search_payments(
+    _: AdminDep, hub: HubDep, session: SessionDep,
+    status: str | None = None, service: str | None = None, provider: str | None = None,
+    channel: str | None = None, account: str | None = None, external_id: str | None = None,
+    created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+    needs_attention: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Search payments with filters, newest first."""
+    snap = await hub.catalog.get()
+    q = select(Payment)
+    if status:
+        q = q.where(Payment.status == status)
+    if service:
+        q = q.where(Payment.service_id == _id_of(snap.services.get(service), "service", service))
+    if provider:
+        q = q.where(Payment.provider_id == _id_of(snap.providers_by_code.get(provider), "provider", provider))
+    if channel:
+        q = q.where(Payment.channel_id == _id_of(snap.channels_by_code.get(channel), "channel", channel))
+    if account:
+        q = q.where(Payment.account == account)
+    if external_id:
+        q = q.where(Payment.external_id == external_id)
+    if created_from:
+        q = q.where(Payment.created_at >= created_from)
+    if created_to:
+        q = q.where(Payment.created_at < created_to)
+    if needs_attention is not None:
+        q = q.where(Payment.needs_attention == needs_attention)
+    total = await session.scalar(select(func.count()).select_from(q.subquery()))
+    rows = (await session.scalars(q.order_by(Payment.id.desc()).limit(limit).offset(offset))).all()
+    return {"total": total, "items": [_payment_dict(snap, p) for p in rows]}
+
+
+def _id_of(view: Any, what: str, code: str) -> int:
+    if view is None:
+        raise invalid("unknown-" + what, f"unknown {what} {code!r}")
+    return int(view.id)
+
+
+def _payment_dict(snap: Any, p: Payment) -> dict[str, Any]:
+    cur = p.currency
+    svc = snap.services_by_id.get(p.service_id)
+    prov = snap.providers.get(p.provider_id)
+    ch = snap.channels.get(p.channel_id)
+    return {
+        "id": p.id, "external_id": p.external_id, "status": p.status,
+        "service": svc.code if svc else p.service_id, "channel": ch.code if ch else p.channel_id,
+        "provider": prov.code if prov else p.provider_id, "provider_service_code": p.provider_service_code,
+        "account": p.account, "currency": cur, "amount": format_amount(p.amount, cur),
+        "fee": format_amount(p.fee, cur), "total": format_amount(p.total, cur),
+        "remuneration": format_amount(p.remuneration, cur), "commission": format_amount(p.commission, cur),
+        "tariff_versions": {"fee": p.fee_tariff_id, "remuneration": p.remuneration_tariff_id,
+                            "commission": p.commission_tariff_id},
+        "fields": p.fields, "route_reason": p.route_reason, "attempts": p.attempts, "failovers": p.failovers,
+        "in_doubt": p.in_doubt, "needs_attention": p.needs_attention, "provider_txn_id": p.provider_txn_id,
+        "error_code": p.error_code, "error_message": p.error_message, "created_at": p.created_at,
+        "final_at": p.final_at, "next_attempt_at": p.next_attempt_at, "expires_at": p.expires_at,
+    }
+
+
+@router.get("/payments/{payment_id}")
+async def payment_details(payment_id: int, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+    """Everything about one payment: pricing, route, attempts with the provider exchange, postings."""
+    p = await session.get(Payment, payment_id)
+    if p is None:
+        raise not_found(f"payment {payment_id}")
+    snap = await hub.catalog.get()
+    attempts = (await session.scalars(
+        select(PaymentAttempt).where(PaymentAttempt.payment_id == p.id).order_by(PaymentAttempt.id)
+    )).all()
+    postings = (await session.execute(
+        select(JournalEntry.id, JournalEntry.kind, JournalEntry.created_at, Account.kind, Account.owner_id,
+               Posting.amount, Posting.currency)
+        .join(Posting, Posting.entry_id == JournalEntry.id).join(Account, Account.id == Posting.account_id)
+        .where(JournalEntry.payment_id == p.id).order_by(JournalEntry.id, Posting.id)
+    )).all()
+    return {
+        **_payment_dict(snap, p),
+        "attempts": [
+            {"provider": (snap.providers.get(a.provider_id).code if snap.providers.get(a.provider_id) else a.provider_id),
+             "step": a.step, "outcome": a.outcome, "code": a.code, "message": a.message,
+             "provider_txn_id": a.provider_txn_id, "started_at": a.started_at, "elapsed_ms": a.elapsed_ms,
+             "exchanges": a.exchanges}
+            for a in attempts
+        ],
+        "postings": [
+            {"entry": e, "entry_kind": ek, "at": at, "account": f"{ak}:{_owner(snap, ak, owner) or 'system'}",
+             "amount": format_amount(amt, cur), "currency": cur}
+            for e, ek, at, ak, owner, amt, cur in postings
+        ],
+    }
+
+
+@router.get("/health/providers")
+async def providers_health(_: AdminDep, hub: HubDep) -> list[dict[str, Any]]:
+    """Each provider's circuit breaker as seen by this process."""
+    snap = await hub.catalog.get()
+    return [{"provider": p.code, "enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)}
+            for p in snap.providers.values()]
+
+
+async def _found(aw: Awaitable[T]) -> T:
+    try:
+        return await aw
+    except catalog.CatalogError as e:
+        raise not_found(str(e)) from None
+
+
+def _same_code(path_code: str, body_code: str) -> None:
+    if path_code != body_code:
+        raise invalid("code-mismatch", f"the body's code {body_code!r} differs from the URL's {path_code!r}")
+
+
+

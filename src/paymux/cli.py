@@ -1,0 +1,268 @@
+"""The ``paymux`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from paymux.settings import Settings, get_settings
+
+app = typer.Typer(help="paymux: an open-source payments hub.", no_args_is_help=True, add_completion=False)
+catalog_app = typer.Typer(help="The catalog as a YAML file.", no_args_is_help=True)
+channels_app = typer.Typer(help="Channels and their API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(channels_app, name="channels")
+app.add_typer(admin_app, name="admin")
+app.add_typer(ledger_app, name="ledger")
+
+def _attach_emulators() -> None:
+    try:
+        from paymux.providers.emulators.cli import emulator_app
+    except ImportError:  # pragma: no cover - emulators are part of the package
+        return
+    app.add_typer(emulator_app, name="emulator")
+
+
+_attach_emulators()
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (PAYMUX_DATABASE_URL)."""
+    from paymux.db.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    typer.echo(f"database is up to date: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[bool, typer.Option(help="also run background workers in this process")] = True,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="migrate before serving")] = True,
+) -> None:
+    """Serve the API and back office (with background workers unless --no-workers)."""
+    settings = get_settings()
+    _logging(settings)
+    if migrate_first:
+        from paymux.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+    from paymux.server import serve_hub
+
+    asyncio.run(serve_hub(settings, host or settings.host, port or settings.port, run_workers=workers))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="payments processed at once")] = None,
+) -> None:
+    """Run background workers only (scale out next to `paymux serve --no-workers`)."""
+    settings = get_settings()
+    _logging(settings)
+
+    async def main() -> None:
+        from paymux.payments.processing import Worker
+        from paymux.runtime import Hub
+
+        hub = Hub(settings)
+        w = Worker(hub, concurrency)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, w.stop)
+        typer.echo(f"worker {w.lease} processing payments from {_safe_url(settings.database_url)}")
+        try:
+            await w.run()
+        finally:
+            await hub.close()
+
+    asyncio.run(main())
+
+
+@catalog_app.command("apply")
+def catalog_apply(
+    file: Annotated[Path, typer.Argument(help="catalog YAML file", exists=True, dir_okay=False)],
+    dry_run: Annotated[bool, typer.Option(help="report what would change, change nothing")] = False,
+) -> None:
+    """Create or update everything in the file (idempotent) and report what changed."""
+    from paymux.catalog.file import apply_catalog, load_yaml
+
+    try:
+        data = load_yaml(file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        fail(f"{file}: {e}")
+        return
+
+    async def main() -> Any:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                report = await apply_catalog(session, data, actor="cli")
+                if dry_run:
+                    await session.rollback()
+                else:
+                    await session.commit()
+                return report
+        finally:
+            await hub.close()
+
+    try:
+        report = asyncio.run(main())
+    except ValueError as e:
+        fail(f"{file}: {e} (nothing was changed)")
+        return
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(report.summary() + (" (dry run, nothing changed)" if dry_run else ""))
+
+
+@catalog_app.command("export")
+def catalog_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None,
+) -> None:
+    """Print the whole catalog (services, providers, channels, routes, tariffs) as YAML."""
+    from paymux.catalog.file import dump_yaml, export_catalog
+
+    async def main() -> str:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                return dump_yaml(await export_catalog(session))
+        finally:
+            await hub.close()
+
+    text = asyncio.run(main())
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"catalog written to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@channels_app.command("issue-key")
+def channels_issue_key(code: Annotated[str, typer.Argument(help="channel code")]) -> None:
+    """Print a new API key for the channel on the last line (shown once, stored hashed)."""
+    from paymux.auth.keys import UnknownChannel, issue_channel_key
+
+    async def main() -> str:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                key = await issue_channel_key(session, code)
+                await session.commit()
+                return key
+        finally:
+            await hub.close()
+
+    try:
+        key = asyncio.run(main())
+    except UnknownChannel as e:
+        fail(str(e))
+        return
+    typer.echo(f"API key for channel {code} (shown once; store it safely):", err=True)
+    typer.echo(key)
+
+
+@admin_app.command("issue-token")
+def admin_issue_token(
+    name: Annotated[str, typer.Option(help="who or what the token is for")] = "admin",
+) -> None:
+    """Print a new admin API token on the last line (shown once, stored hashed)."""
+    from paymux.auth.keys import issue_admin_token
+
+    async def main() -> str:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                token = await issue_admin_token(session, name)
+                await session.commit()
+                return token
+        finally:
+            await hub.close()
+
+    token = asyncio.run(main())
+    typer.echo(f"admin token {name!r} (shown once; store it safely):", err=True)
+    typer.echo(token)
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check that every journal entry balances and every balance equals its postings."""
+    from paymux.ledger.service import verify_ledger
+
+    async def main() -> Any:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                return await verify_ledger(session)
+        finally:
+            await hub.close()
+
+    check = asyncio.run(main())
+    typer.echo(f"{check.entries} entries, {check.postings} postings; totals by currency: {check.totals}")
+    if not check.balanced:
+        fail(f"ledger does NOT balance: entries {check.unbalanced_entries[:20]}, "
+             f"accounts {check.mismatched_accounts[:20]}")
+    typer.echo("ledger balanced: yes")
+
+
+@app.command()
+def demo(
+    payments: Annotated[int, typer.Option(help="send this many payments through the HTTP API")] = 0,
+    exit_after: Annotated[bool, typer.Option("--exit", help="exit after the payments are final")] = False,
+    seed_only: Annotated[bool, typer.Option("--seed-only", help="load the demo data and exit")] = False,
+    host: Annotated[str, typer.Option(help="address to serve on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8000,
+    concurrency: Annotated[int, typer.Option(help="parallel requests of the demo load")] = 32,
+) -> None:
+    """Serve the hub with demo data and emulated providers (SQLite by default)."""
+    from paymux.demo.run import run_demo
+
+    settings = get_settings()
+    _logging(settings) if not (payments or seed_only) else None
+    code = asyncio.run(
+        run_demo(settings, payments=payments, exit_after=exit_after, seed_only=seed_only, host=host, port=port,
+                 concurrency=concurrency)
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,157 @@
+"""``paymux demo``: the hub with demo data and emulated providers, and a load to watch it work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any
+
+import typer
+import yaml
+
+from paymux.catalog.file import apply_catalog, load_yaml
+from paymux.db.migrate import upgrade
+from paymux.demo.load import run_load
+from paymux.ledger.service import balance
+from paymux.money import format_amount
+from paymux.payments.postings import provider_account
+from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
+from paymux.providers.emulators.jsonhttp import create_app as jsonhttp_app
+from paymux.providers.emulators.server import run_emulator
+from paymux.runtime import Hub
+from paymux.server import running_hub
+from paymux.settings import Settings
+
+# Scripted accounts every emulator refuses: payments to them fail on every provider.
+REFUSED_ACCOUNT = "9999999999"
+
+EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "fastpay": (8101, {"latency_ms": 5, "jitter_ms": 20, "provider_txn_prefix": "FP-"}),
+    "slowpay": (8102, {"latency_ms": 150, "jitter_ms": 250, "pending_rate": "0.05", "pending_ms": 800,
+                       "provider_txn_prefix": "SP-"}),
+    "flakypay": (8103, {"latency_ms": 20, "jitter_ms": 60, "temporary_error_rate": "0.10",
+                        "fatal_error_rate": "0.03", "lost_response_rate": "0.03", "lost_hold_ms": 3000,
+                        "provider_txn_prefix": "FL-"}),
+    "eurolink": (8104, {"latency_ms": 10, "jitter_ms": 30, "provider_txn_prefix": "EL-"}),
+}
+
+INITIAL_DEPOSITS = {("fastpay", "RUB"): 50_000_000, ("eurolink", "EUR"): 5_000_000}  # minor units
+
+
+@dataclass
+class DemoInfo:
+    channel_keys: dict[str, str] = field(default_factory=dict)
+    admin_token: str = ""
+    emulators: dict[str, BehaviourEngine] = field(default_factory=dict)
+    changes: str = ""
+
+
+def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(files("paymux.demo").joinpath("catalog.yaml").read_text("utf-8"))
+    for p in data["providers"]:
+        if urls and p["code"] in urls:
+            p["config"]["url"] = urls[p["code"]]
+    return data
+
+
+def emulator_config(code: str) -> EmulatorConfig:
+    cfg = dict(EMULATORS[code][1])
+    cfg["accounts"] = {REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"}}
+    return EmulatorConfig.model_validate(cfg)
+
+
+async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = True) -> DemoInfo:
+    """Load the demo catalog (idempotent), fund prepaid deposits once, issue keys and a token."""
+    from paymux.auth.keys import issue_admin_token, issue_channel_key
+    from paymux.ledger.topups import record_topup
+
+    info = DemoInfo()
+    data = demo_catalog(urls)
+    async with hub.sessions() as session:
+        report = await apply_catalog(session, load_yaml(yaml.safe_dump(data)), actor="demo")
+        info.changes = report.summary()
+        await session.commit()
+        hub.catalog_changed()
+        for (code, cur), amount in INITIAL_DEPOSITS.items():
+            await record_topup(hub, session, code, cur, amount, reference="demo-initial-deposit", actor="demo")
+        if keys:
+            for ch in data["channels"]:
+                info.channel_keys[ch["code"]] = await issue_channel_key(session, ch["code"])
+            info.admin_token = await issue_admin_token(session, "demo")
+        await session.commit()
+    hub.catalog_changed()
+    return info
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+async def run_demo(
+    settings: Settings, *, payments: int, exit_after: bool, seed_only: bool, host: str, port: int,
+    concurrency: int,
+) -> int:
+    if "PAYMUX_RETRY_BASE_MS" not in os.environ:
+        settings = settings.model_copy(update={"retry_base_ms": 300, "retry_max_ms": 5000})
+    await asyncio.to_thread(upgrade, settings.database_url)
+    hub = Hub(settings)
+    try:
+        if seed_only:
+            info = await seed(hub)
+            _print_access(info, None)
+            typer.echo(f"demo data loaded into {hub.describe()['database']} ({info.changes})")
+            return 0
+        async with contextlib.AsyncExitStack() as stack:
+            urls: dict[str, str] = {}
+            engines: dict[str, BehaviourEngine] = {}
+            for code, (wanted, _) in EMULATORS.items():
+                engine = BehaviourEngine(emulator_config(code))
+                p = wanted if _port_free("127.0.0.1", wanted) else 0
+                urls[code] = await stack.enter_async_context(run_emulator(jsonhttp_app(engine=engine), port=p))
+                engines[code] = engine
+            info = await seed(hub, urls)
+            info.emulators = engines
+            base = await stack.enter_async_context(running_hub(hub, host, port, run_workers=True))
+            _print_access(info, base, urls)
+            code = 0
+            if payments:
+                code = await run_load(hub, base, info, payments, concurrency)
+                await _print_deposits(hub)
+            if exit_after:
+                return code
+            typer.echo("serving; press Ctrl-C to stop")
+            await asyncio.Event().wait()
+        return 0
+    finally:
+        await hub.close()
+
+
+def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None = None) -> None:
+    if base:
+        typer.echo(f"paymux demo serving on {base}  (OpenAPI: {base}/docs)")
+    for code, url in (urls or {}).items():
+        typer.echo(f"  emulated provider {code:9s} {url}")
+    if info.admin_token:
+        typer.echo(f"  admin token:           {info.admin_token}")
+    for ch, key in info.channel_keys.items():
+        typer.echo(f"  channel {ch:12s}   {key}")
+
+
+async def _print_deposits(hub: Hub) -> None:
+    snap = await hub.catalog.get()
+    async with hub.sessions() as session:
+        for (code, cur) in INITIAL_DEPOSITS:
+            p = snap.providers_by_code[code]
+            bal = await balance(session, hub.accounts, provider_account(p.id, p.settlement, cur))
+            typer.echo(f"  deposit of {code}: {format_amount(bal, cur)} {cur}")
+        await session.rollback()

@@ -1,0 +1,36 @@
+"""Problems (RFC 9457): errors that reach API clients as application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://paymux.dev/problems/"
+
+
+class Problem(Exception):
+    """An error with an HTTP status, a stable type slug, a title and a detail for people."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+def invalid(slug: str, detail: str, **extra: Any) -> Problem:
+    return Problem(422, slug, "The request cannot be processed", detail, **extra)
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "not-found", "Not found", f"{what} not found")

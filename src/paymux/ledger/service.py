@@ -1,0 +1,204 @@
+"""Posting journal entries and reading balances.
+
+Every entry must sum to zero per currency (checked before anything is written). Postings are
+only ever inserted. Account balances are updated in ascending account id order, so concurrent
+transactions lock them in one fixed order and cannot deadlock on each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.db.base import utcnow
+from paymux.ledger.models import ACCOUNT_KINDS, Account, JournalEntry, Posting
+
+
+class LedgerError(ValueError):
+    pass
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, key: AccountKey) -> None:
+        super().__init__(f"account {key.kind}/{key.owner_id}/{key.currency} cannot cover the amount")
+        self.key = key
+
+
+class AccountKey(NamedTuple):
+    kind: str
+    owner_id: int
+    currency: str
+
+
+SYSTEM = 0
+
+
+class AccountCache:
+    """Account ids by key, per database. Accounts are created on first use."""
+
+    def __init__(self) -> None:
+        self._ids: dict[AccountKey, int] = {}
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+    async def ids(self, session: AsyncSession, keys: Iterable[AccountKey]) -> dict[AccountKey, int]:
+        out: dict[AccountKey, int] = {}
+        missing: list[AccountKey] = []
+        for k in keys:
+            i = self._ids.get(k)
+            if i is None:
+                missing.append(k)
+            else:
+                out[k] = i
+        for k in missing:
+            out[k] = self._ids[k] = await _get_or_create(session, k)
+        return out
+
+
+async def _get_or_create(session: AsyncSession, key: AccountKey) -> int:
+    if key.kind not in ACCOUNT_KINDS:
+        raise LedgerError(f"unknown account kind {key.kind!r}")
+    stmt = select(Account.id).where(
+        Account.kind == key.kind, Account.owner_id == key.owner_id, Account.currency == key.currency
+    )
+    found = await session.scalar(stmt)
+    if found is not None:
+        return found
+    try:
+        async with session.begin_nested():
+            res = await session.execute(
+                insert(Account)
+                .values(kind=key.kind, owner_id=key.owner_id, currency=key.currency, balance=0, updated_at=utcnow())
+                .returning(Account.id)
+            )
+            return int(res.scalar_one())
+    except IntegrityError:  # created concurrently by another transaction
+        return int((await session.execute(stmt)).scalar_one())
+
+
+@dataclass(slots=True)
+class Line:
+    key: AccountKey
+    amount: int
+
+
+async def post_entry(
+    session: AsyncSession,
+    accounts: AccountCache,
+    kind: str,
+    lines: Sequence[Line],
+    *,
+    payment_id: int | None = None,
+    memo: str | None = None,
+    floors: dict[AccountKey, int] | None = None,
+    at: dt.datetime | None = None,
+) -> int:
+    """Write one balanced journal entry and update balances; returns the entry id.
+
+    ``floors`` maps an account to the lowest balance it may reach (e.g. minus the overdraft of a
+    prepaid provider's deposit); crossing it raises :class:`InsufficientFunds` and the caller
+    rolls back.
+    """
+    lines = [ln for ln in lines if ln.amount != 0]
+    sums: dict[str, int] = defaultdict(int)
+    for ln in lines:
+        if ln.key.currency != ln.key.currency.upper() or len(ln.key.currency) != 3:
+            raise LedgerError(f"bad currency {ln.key.currency!r}")
+        sums[ln.key.currency] += ln.amount
+    unbalanced = {c: s for c, s in sums.items() if s != 0}
+    if unbalanced:
+        raise LedgerError(f"journal entry {kind} does not balance: {unbalanced}")
+    if not lines:
+        raise LedgerError(f"journal entry {kind} has no non-zero lines")
+    now = at or utcnow()
+    ids = await accounts.ids(session, (ln.key for ln in lines))
+    entry_id = (
+        await session.execute(
+            insert(JournalEntry)
+            .values(kind=kind, payment_id=payment_id, memo=memo, created_at=now)
+            .returning(JournalEntry.id)
+        )
+    ).scalar_one()
+    await session.execute(
+        insert(Posting),
+        [
+            {"entry_id": entry_id, "account_id": ids[ln.key], "amount": ln.amount,
+             "currency": ln.key.currency, "created_at": now}
+            for ln in lines
+        ],
+    )
+    deltas: dict[int, int] = defaultdict(int)
+    key_of: dict[int, AccountKey] = {}
+    for ln in lines:
+        deltas[ids[ln.key]] += ln.amount
+        key_of[ids[ln.key]] = ln.key
+    floors = floors or {}
+    for account_id in sorted(deltas):
+        delta = deltas[account_id]
+        key = key_of[account_id]
+        stmt = update(Account).where(Account.id == account_id)
+        floor = floors.get(key)
+        if floor is not None and delta < 0:
+            stmt = stmt.where(Account.balance + delta >= floor)
+        res = await session.execute(
+            stmt.values(balance=Account.balance + delta, updated_at=now).returning(Account.id)
+        )
+        if res.first() is None:
+            raise InsufficientFunds(key)
+    return int(entry_id)
+
+
+async def balance(session: AsyncSession, accounts: AccountCache, key: AccountKey) -> int:
+    ids = await accounts.ids(session, [key])
+    return int(await session.scalar(select(Account.balance).where(Account.id == ids[key])) or 0)
+
+
+@dataclass(slots=True)
+class LedgerCheck:
+    entries: int
+    postings: int
+    unbalanced_entries: list[int]
+    mismatched_accounts: list[int]
+    totals: dict[str, int]
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced_entries and not self.mismatched_accounts and not any(self.totals.values())
+
+
+async def verify_ledger(session: AsyncSession) -> LedgerCheck:
+    """Check every entry sums to zero per currency and every balance equals its postings."""
+    bad_entries = (
+        await session.scalars(
+            select(Posting.entry_id)
+            .group_by(Posting.entry_id, Posting.currency)
+            .having(func.sum(Posting.amount) != 0)
+        )
+    ).all()
+    sums = select(Posting.account_id, func.coalesce(func.sum(Posting.amount), 0).label("s")).group_by(
+        Posting.account_id
+    ).subquery()
+    mismatched = (
+        await session.scalars(
+            select(Account.id)
+            .outerjoin(sums, sums.c.account_id == Account.id)
+            .where(Account.balance != func.coalesce(sums.c.s, 0))
+        )
+    ).all()
+    totals = {
+        cur: int(total)
+        for cur, total in (
+            await session.execute(select(Posting.currency, func.sum(Posting.amount)).group_by(Posting.currency))
+        ).all()
+    }
+    entries = int(await session.scalar(select(func.count()).select_from(JournalEntry)) or 0)
+    postings = int(await session.scalar(select(func.count()).select_from(Posting)) or 0)
+    return LedgerCheck(entries, postings, sorted(set(bad_entries)), list(mismatched), totals)

@@ -1,0 +1,254 @@
+"""Accepting, reading and cancelling payments (the channel API's business logic).
+
+Acceptance is one short transaction: the payment row (its unique ``(channel, external_id)``
+is the idempotency guard) and its acceptance journal entry. Delivery to the provider happens
+later, in a worker (``paymux.payments.processing``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.catalog.snapshot import ChannelView, ServiceView, Snapshot
+from paymux.db.base import utcnow
+from paymux.errors import Problem, invalid, not_found
+from paymux.ledger.service import InsufficientFunds, post_entry
+from paymux.money import MoneyError, format_amount, parse_amount
+from paymux.payments.models import Payment
+from paymux.payments.postings import accept_lines, deposit_floor, provider_account, reverse
+from paymux.payments.schemas import CheckIn, PaymentIn
+from paymux.routing.engine import Plan, plan_route
+from paymux.runtime import Hub
+from paymux.tariffs.calc import compute
+
+
+@dataclass(slots=True)
+class Pricing:
+    fee: int
+    fee_tariff_id: int | None
+    commission: int
+    commission_tariff_id: int | None
+
+
+@dataclass(slots=True)
+class Validated:
+    service: ServiceView
+    amount: int
+    fields: dict[str, str]
+
+
+def validate(snap: Snapshot, body: PaymentIn | CheckIn) -> Validated:
+    """Check the request against the service; raises a 422 Problem naming what is wrong."""
+    service = snap.services.get(body.service)
+    if service is None:
+        raise invalid("unknown-service", f"service {body.service!r} does not exist")
+    if not service.enabled:
+        raise invalid("service-disabled", f"service {body.service!r} is disabled")
+    if body.currency != service.currency:
+        raise invalid(
+            "wrong-currency", f"service {service.code} is paid in {service.currency}, not {body.currency}"
+        )
+    try:
+        amount = parse_amount(body.amount, service.currency)
+    except MoneyError as e:
+        raise invalid("invalid-amount", str(e)) from None
+    cur = service.currency
+    if service.min_amount is not None and amount < service.min_amount:
+        raise invalid(
+            "amount-out-of-limits",
+            f"amount {body.amount} is below the minimum {format_amount(service.min_amount, cur)} {cur}",
+        )
+    if service.max_amount is not None and amount > service.max_amount:
+        raise invalid(
+            "amount-out-of-limits",
+            f"amount {body.amount} is above the maximum {format_amount(service.max_amount, cur)} {cur}",
+        )
+    if not service.pattern.fullmatch(body.account):
+        raise invalid(
+            "invalid-account",
+            f"account {body.account!r} does not match the format of service {service.code}"
+            f" ({service.pattern.pattern})",
+        )
+    fields: dict[str, str] = {}
+    known = {f["name"] for f in service.fields}
+    unknown = sorted(set(body.fields) - known)
+    if unknown:
+        raise invalid("invalid-field", f"unknown field(s) for service {service.code}: {', '.join(unknown)}")
+    for f in service.fields:
+        value = body.fields.get(f["name"])
+        if value is None:
+            if f.get("required"):
+                raise invalid("invalid-field", f"field {f['name']!r} is required by service {service.code}")
+            continue
+        pattern = f.get("pattern")
+        if pattern and not _fullmatch(pattern, value):
+            raise invalid("invalid-field", f"field {f['name']!r} does not match {pattern}")
+        fields[f["name"]] = value
+    return Validated(service, amount, fields)
+
+
+def _fullmatch(pattern: str, value: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern, value) is not None
+
+
+def price(snap: Snapshot, service: ServiceView, channel: ChannelView, amount: int, at: dt.datetime) -> Pricing:
+    """The payer's fee and the dealer's commission under the tariffs in force at ``at``."""
+    fee_t = snap.tariff("fee", currency=service.currency, at=at, service_id=service.id, channel=channel)
+    com_t = snap.tariff("commission", currency=service.currency, at=at, service_id=service.id, channel=channel)
+    return Pricing(
+        fee=compute(fee_t.rule, amount) if fee_t else 0,
+        fee_tariff_id=fee_t.id if fee_t else None,
+        commission=compute(com_t.rule, amount) if com_t else 0,
+        commission_tariff_id=com_t.id if com_t else None,
+    )
+
+
+def request_hash(channel_id: int, v: Validated, account: str) -> str:
+    canon = orjson.dumps(
+        [channel_id, v.service.code, account, v.amount, v.service.currency, v.fields],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canon).hexdigest()
+
+
+class _Duplicate(Exception):
+    pass
+
+
+async def accept(hub: Hub, session: AsyncSession, channel: ChannelView, body: PaymentIn) -> tuple[Payment, bool]:
+    """Accept a payment; returns it and whether it was created (False: an idempotent repeat).
+
+    Raises a Problem for invalid input (422), a reused external_id with another body (409) or
+    when no provider can take it (503). The caller commits.
+    """
+    snap = await hub.catalog.get()
+    v = validate(snap, body)
+    digest = request_hash(channel.id, v, body.account)
+    now = utcnow()
+    pricing = price(snap, v.service, channel, v.amount, now)
+    plan = plan_route(snap, v.service, channel, v.amount, now, hub.breakers)
+    try:
+        payment = await _insert_first_covered(hub, session, channel, body, v, digest, pricing, plan, now)
+    except _Duplicate:
+        await session.rollback()
+        existing = await session.scalar(
+            select(Payment).where(Payment.channel_id == channel.id, Payment.external_id == body.external_id)
+        )
+        if existing is None:  # pragma: no cover - the conflicting row must exist once committed
+            raise Problem(409, "conflict", "Conflict", "concurrent request with the same external_id") from None
+        if existing.request_hash != digest:
+            raise Problem(
+                409, "idempotency-conflict", "external_id already used",
+                f"external_id {body.external_id!r} was already used for a different payment (id {existing.id})",
+                payment_id=existing.id,
+            ) from None
+        return existing, False
+    hub.wakeup.set()
+    return payment, True
+
+
+async def _insert_first_covered(
+    hub: Hub,
+    session: AsyncSession,
+    channel: ChannelView,
+    body: PaymentIn,
+    v: Validated,
+    digest: str,
+    pricing: Pricing,
+    plan: Plan,
+    now: dt.datetime,
+) -> Payment:
+    total = v.amount + pricing.fee
+    lifetime = v.service.lifetime_seconds or hub.settings.payment_lifetime_seconds
+    uncovered: list[str] = []
+    for option in plan.options:
+        p = option.provider
+        key = provider_account(p.id, p.settlement, v.service.currency)
+        try:
+            async with session.begin_nested():
+                try:
+                    res = await session.execute(
+                        insert(Payment)
+                        .values(
+                            channel_id=channel.id, external_id=body.external_id, request_hash=digest,
+                            service_id=v.service.id, account=body.account, currency=v.service.currency,
+                            amount=v.amount, fee=pricing.fee, total=total,
+                            remuneration=option.remuneration, commission=pricing.commission,
+                            fee_tariff_id=pricing.fee_tariff_id,
+                            remuneration_tariff_id=option.remuneration_tariff_id,
+                            commission_tariff_id=pricing.commission_tariff_id,
+                            fields=v.fields, status="accepted", provider_id=p.id,
+                            provider_service_code=option.candidate.provider_service_code,
+                            route_reason=plan.reason(option, uncovered), tried_provider_ids=[],
+                            attempts=0, failovers=0, in_doubt=False, needs_attention=False,
+                            next_attempt_at=now, expires_at=now + dt.timedelta(seconds=lifetime),
+                            created_at=now, updated_at=now,
+                        )
+                        .returning(Payment)
+                    )
+                except IntegrityError:
+                    raise _Duplicate() from None
+                payment = res.scalar_one()
+                await post_entry(
+                    session, hub.accounts, "payment_accept", accept_lines(payment, key),
+                    payment_id=payment.id, floors=deposit_floor(p.settlement, p.overdraft, key), at=now,
+                )
+                return payment
+        except InsufficientFunds:
+            uncovered.append(f"{p.code}: deposit cannot cover {format_amount(v.amount, v.service.currency)}")
+    reasons = "; ".join(plan.skipped + uncovered) or "the service has no route"
+    raise Problem(
+        503, "no-provider-available", "No provider can take this payment now",
+        f"no provider of service {v.service.code} can take this payment ({reasons})",
+    )
+
+
+async def get_payment(session: AsyncSession, channel_id: int, payment_id: int) -> Payment:
+    p = await session.get(Payment, payment_id)
+    if p is None or p.channel_id != channel_id:
+        raise not_found(f"payment {payment_id}")
+    return p
+
+
+async def get_by_external_id(session: AsyncSession, channel_id: int, external_id: str) -> Payment:
+    p = await session.scalar(
+        select(Payment).where(Payment.channel_id == channel_id, Payment.external_id == external_id)
+    )
+    if p is None:
+        raise not_found(f"payment with external_id {external_id!r}")
+    return p
+
+
+async def cancel(hub: Hub, session: AsyncSession, channel_id: int, payment_id: int) -> Payment:
+    """Cancel a payment that has not been sent to a provider yet (reversing its acceptance)."""
+    p = await get_payment(session, channel_id, payment_id)
+    if p.status == "cancelled":
+        return p
+    now = utcnow()
+    res = await session.execute(
+        update(Payment)
+        .where(Payment.id == p.id, Payment.status == "accepted", Payment.attempts == 0, ~Payment.in_doubt)
+        .values(status="cancelled", next_attempt_at=None, final_at=now, updated_at=now,
+                error_code="cancelled", error_message="cancelled by the channel")
+        .returning(Payment.id)
+    )
+    if res.first() is None:
+        raise Problem(
+            409, "cannot-cancel", "The payment can no longer be cancelled",
+            f"payment {p.id} is {p.status} and has been sent to a provider",
+        )
+    snap = await hub.catalog.get()
+    prov = snap.providers[p.provider_id]
+    key = provider_account(prov.id, prov.settlement, p.currency)
+    await post_entry(session, hub.accounts, "payment_cancel", reverse(accept_lines(p, key)), payment_id=p.id, at=now)
+    await session.refresh(p)
+    return p

@@ -1,0 +1,71 @@
+"""The hub's runtime context: database, caches, breakers and provider clients of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from paymux.catalog.snapshot import CatalogCache, ProviderView
+from paymux.db.engine import create_engine, is_sqlite, session_factory
+from paymux.ledger.service import AccountCache
+from paymux.providers.base import Protocol, protocol_class
+from paymux.routing.breaker import BreakerBoard
+from paymux.settings import Settings, get_settings
+
+
+class Hub:
+    """Everything one process shares between requests and workers."""
+
+    def __init__(self, settings: Settings | None = None, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.engine = engine or create_engine(self.settings.database_url)
+        self.owns_engine = engine is None
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, readonly=True)
+        self.sqlite = is_sqlite(str(self.engine.url))
+        self.catalog = CatalogCache(self.read_sessions, self.settings.catalog_cache_seconds)
+        self.accounts = AccountCache()
+        self.breakers = BreakerBoard()
+        self.wakeup = asyncio.Event()  # set when new work is accepted in this process
+        self._http: httpx.AsyncClient | None = None
+        self._protocols: dict[int, tuple[str, Protocol]] = {}
+        self.channel_keys: dict[str, tuple[int, int]] = {}  # key hash -> (channel id, expires ns)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            s = self.settings
+            timeout = httpx.Timeout(
+                s.provider_timeout_ms / 1000, connect=s.provider_connect_timeout_ms / 1000
+            )
+            limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+            self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        return self._http
+
+    def protocol(self, provider: ProviderView) -> Protocol:
+        """The protocol client of ``provider`` (rebuilt when its config changes)."""
+        fingerprint = provider.protocol + json.dumps(provider.config, sort_keys=True, default=str)
+        cached = self._protocols.get(provider.id)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        proto = protocol_class(provider.protocol)(dict(provider.config), self.http)
+        self._protocols[provider.id] = (fingerprint, proto)
+        return proto
+
+    def catalog_changed(self) -> None:
+        self.catalog.invalidate()
+        self.channel_keys.clear()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self.owns_engine:
+            await self.engine.dispose()
+
+    def describe(self) -> dict[str, Any]:
+        return {"database": self.engine.url.render_as_string(hide_password=True), "sqlite": self.sqlite}

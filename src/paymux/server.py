@@ -1,0 +1,60 @@
+"""Running the app under uvicorn inside an asyncio program (serve, demo, tests, bench)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from paymux.api.app import create_app
+from paymux.runtime import Hub
+from paymux.settings import Settings
+
+
+def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(hub, run_workers=run_workers), host=host, port=port, log_level=log_level,
+        access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+    )
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the program embedding it."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+async def serve_hub(settings: Settings, host: str, port: int, *, run_workers: bool = True) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    hub = Hub(settings)
+    try:
+        await uvicorn.Server(_config(hub, host, port, run_workers, settings.log_level)).serve()
+    finally:
+        await hub.close()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    hub: Hub, host: str = "127.0.0.1", port: int = 0, *, run_workers: bool = True, log_level: str = "warning"
+) -> AsyncIterator[str]:
+    """Serve ``hub`` in this event loop for the duration of the block; yields its base URL."""
+    server = EmbeddedServer(_config(hub, host, port, run_workers, log_level))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during startup")
+        await asyncio.sleep(0.01)
+    sock_port = port
+    for s in server.servers:
+        for sock in s.sockets:
+            sock_port = sock.getsockname()[1]
+            break
+    try:
+        yield f"http://{host}:{sock_port}"
+    finally:
+        server.should_exit = True
+        await task
