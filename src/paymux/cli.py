@@ -23,6 +23,7 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 
+
 def _attach_emulators() -> None:
     try:
         from paymux.providers.emulators.cli import emulator_app
@@ -66,7 +67,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     workers: Annotated[bool, typer.Option(help="also run background workers in this process")] = True,
-    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="migrate before serving")] = True,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="migrate before serving")
+    ] = True,
 ) -> None:
     """Serve the API and back office (with background workers unless --no-workers)."""
     settings = get_settings()
@@ -238,8 +241,10 @@ def ledger_verify() -> None:
     check = asyncio.run(main())
     typer.echo(f"{check.entries} entries, {check.postings} postings; totals by currency: {check.totals}")
     if not check.balanced:
-        fail(f"ledger does NOT balance: entries {check.unbalanced_entries[:20]}, "
-             f"accounts {check.mismatched_accounts[:20]}")
+        fail(
+            f"ledger does NOT balance: entries {check.unbalanced_entries[:20]}, "
+            f"accounts {check.mismatched_accounts[:20]}"
+        )
     typer.echo("ledger balanced: yes")
 
 
@@ -258,8 +263,15 @@ def demo(
     settings = get_settings()
     _logging(settings) if not (payments or seed_only) else None
     code = asyncio.run(
-        run_demo(settings, payments=payments, exit_after=exit_after, seed_only=seed_only, host=host, port=port,
-                 concurrency=concurrency)
+        run_demo(
+            settings,
+            payments=payments,
+            exit_after=exit_after,
+            seed_only=seed_only,
+            host=host,
+            port=port,
+            concurrency=concurrency,
+        )
     )
     raise typer.Exit(code)
 

@@ -11,13 +11,62 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, ROU
 
 # ISO 4217: code -> number of minor-unit digits. The common active currencies.
 CURRENCIES: dict[str, int] = {
-    "AED": 2, "AMD": 2, "AUD": 2, "AZN": 2, "BGN": 2, "BHD": 3, "BRL": 2, "BYN": 2, "CAD": 2,
-    "CHF": 2, "CLP": 0, "CNY": 2, "CZK": 2, "DKK": 2, "EGP": 2, "EUR": 2, "GBP": 2, "GEL": 2,
-    "HKD": 2, "HUF": 2, "IDR": 2, "ILS": 2, "INR": 2, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
-    "KGS": 2, "KRW": 0, "KWD": 3, "KZT": 2, "LYD": 3, "MDL": 2, "MXN": 2, "NOK": 2, "NZD": 2,
-    "OMR": 3, "PLN": 2, "RON": 2, "RSD": 2, "RUB": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2,
-    "TJS": 2, "TMT": 2, "TND": 3, "TRY": 2, "UAH": 2, "USD": 2, "UZS": 2, "VND": 0, "XAF": 0,
-    "XOF": 0, "ZAR": 2,
+    "AED": 2,
+    "AMD": 2,
+    "AUD": 2,
+    "AZN": 2,
+    "BGN": 2,
+    "BHD": 3,
+    "BRL": 2,
+    "BYN": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "CLP": 0,
+    "CNY": 2,
+    "CZK": 2,
+    "DKK": 2,
+    "EGP": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "GEL": 2,
+    "HKD": 2,
+    "HUF": 2,
+    "IDR": 2,
+    "ILS": 2,
+    "INR": 2,
+    "IQD": 3,
+    "ISK": 0,
+    "JOD": 3,
+    "JPY": 0,
+    "KGS": 2,
+    "KRW": 0,
+    "KWD": 3,
+    "KZT": 2,
+    "LYD": 3,
+    "MDL": 2,
+    "MXN": 2,
+    "NOK": 2,
+    "NZD": 2,
+    "OMR": 3,
+    "PLN": 2,
+    "RON": 2,
+    "RSD": 2,
+    "RUB": 2,
+    "SAR": 2,
+    "SEK": 2,
+    "SGD": 2,
+    "THB": 2,
+    "TJS": 2,
+    "TMT": 2,
+    "TND": 3,
+    "TRY": 2,
+    "UAH": 2,
+    "USD": 2,
+    "UZS": 2,
+    "VND": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "ZAR": 2,
 }
 
 # ASCII digits only, and \Z rather than $ so that a trailing newline is not accepted.
@@ -58,11 +107,11 @@ def parse_amount(text: str | int, currency: str, *, allow_zero: bool = False) ->
     """
     digits = exponent(currency)
     if isinstance(text, bool) or not isinstance(text, str | int):
-        raise MoneyError("amount must be a decimal string such as \"150.00\"")
+        raise MoneyError('amount must be a decimal string such as "150.00"')
     raw = str(text)
     m = _AMOUNT_RE.match(raw)
     if not m:
-        raise MoneyError(f"amount {raw!r} is not a decimal number such as \"150.00\"")
+        raise MoneyError(f'amount {raw!r} is not a decimal number such as "150.00"')
     frac = m.group("frac") or ""
     if len(frac) > digits:
         raise MoneyError(f"amount {raw!r} has more than {digits} decimal places allowed for {currency}")

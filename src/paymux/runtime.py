@@ -28,7 +28,7 @@ class Hub:
         self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, readonly=True)
         self.sqlite = is_sqlite(str(self.engine.url))
         self.catalog = CatalogCache(self.read_sessions, self.settings.catalog_cache_seconds)
-        self.accounts = AccountCache()
+        self.accounts = AccountCache(self.read_sessions)
         self.breakers = BreakerBoard()
         self.wakeup = asyncio.Event()  # set when new work is accepted in this process
         self._http: httpx.AsyncClient | None = None

@@ -15,8 +15,13 @@ from paymux.settings import Settings
 
 def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(hub, run_workers=run_workers), host=host, port=port, log_level=log_level,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        create_app(hub, run_workers=run_workers),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -58,7 +58,10 @@ async def get_catalog(_: AdminDep, session: SessionDep) -> Response:
 
 @router.post("/catalog")
 async def post_catalog(
-    request: Request, admin: AdminDep, hub: HubDep, session: SessionDep,
+    request: Request,
+    admin: AdminDep,
+    hub: HubDep,
+    session: SessionDep,
     dry_run: Annotated[bool, Query(description="report only, change nothing")] = False,
 ) -> dict[str, Any]:
     """Apply a catalog YAML (or JSON) document: idempotent upsert, returns what changed."""
@@ -67,8 +70,11 @@ async def post_catalog(
         data = load_yaml(raw)
     except ValueError as e:
         raise invalid("invalid-catalog", str(e)) from None
-    report = await _change(hub, session, lambda: apply_catalog(session, data, actor=_actor(admin))) if not dry_run \
+    report = (
+        await _change(hub, session, lambda: apply_catalog(session, data, actor=_actor(admin)))
+        if not dry_run
         else await apply_catalog(session, data, actor=_actor(admin))
+    )
     if dry_run:
         await session.rollback()
     return {"summary": report.summary(), "changes": report.lines(), "dry_run": dry_run}
@@ -85,9 +91,14 @@ async def get_provider(code: str, _: AdminDep, session: SessionDep) -> ProviderI
 
 
 @router.put("/providers/{code}")
-async def put_provider(code: str, body: ProviderIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+async def put_provider(
+    code: str, body: ProviderIn, admin: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
     _same_code(code, body.code)
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_provider(session, body))}
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.upsert_provider(session, body)),
+    }
 
 
 @router.get("/services", response_model=list[ServiceIn])
@@ -101,10 +112,15 @@ async def get_service(code: str, _: AdminDep, session: SessionDep) -> ServiceIn:
 
 
 @router.put("/services/{code}")
-async def put_service(code: str, body: ServiceIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+async def put_service(
+    code: str, body: ServiceIn, admin: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
     """Create or update a service together with its route."""
     _same_code(code, body.code)
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_service(session, body))}
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.upsert_service(session, body)),
+    }
 
 
 @router.get("/services/{code}/route")
@@ -126,9 +142,14 @@ async def list_groups(_: AdminDep, session: SessionDep) -> list[ChannelGroupIn]:
 
 
 @router.put("/channel-groups/{code}")
-async def put_group(code: str, body: ChannelGroupIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+async def put_group(
+    code: str, body: ChannelGroupIn, admin: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
     _same_code(code, body.code)
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_channel_group(session, body))}
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.upsert_channel_group(session, body)),
+    }
 
 
 @router.get("/agents", response_model=list[AgentIn])
@@ -137,7 +158,9 @@ async def list_agents(_: AdminDep, session: SessionDep) -> list[AgentIn]:
 
 
 @router.put("/agents/{code}")
-async def put_agent(code: str, body: AgentIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+async def put_agent(
+    code: str, body: AgentIn, admin: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
     _same_code(code, body.code)
     return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_agent(session, body))}
 
@@ -148,9 +171,14 @@ async def list_channels(_: AdminDep, session: SessionDep) -> list[ChannelIn]:
 
 
 @router.put("/channels/{code}")
-async def put_channel(code: str, body: ChannelIn, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
+async def put_channel(
+    code: str, body: ChannelIn, admin: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
     _same_code(code, body.code)
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_channel(session, body))}
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.upsert_channel(session, body)),
+    }
 
 
 @router.post("/channels/{code}/keys", status_code=201)
@@ -168,13 +196,23 @@ EnableKind = Literal["provider", "service", "agent", "channel"]
 
 
 @router.post("/{kind}s/{code}/enable")
-async def enable(kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, True))}
+async def enable(
+    kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, True)),
+    }
 
 
 @router.post("/{kind}s/{code}/disable")
-async def disable(kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, str]:
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, False))}
+async def disable(
+    kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep
+) -> dict[str, str]:
+    return {
+        "code": code,
+        "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, False)),
+    }
 
 
 # --- tariffs -----------------------------------------------------------------------------------------------
@@ -182,7 +220,10 @@ async def disable(kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session
 
 @router.get("/tariffs", response_model=list[TariffIn])
 async def list_tariffs(
-    _: AdminDep, session: SessionDep, kind: str | None = None, service: str | None = None,
+    _: AdminDep,
+    session: SessionDep,
+    kind: str | None = None,
+    service: str | None = None,
     provider: str | None = None,
 ) -> list[TariffIn]:
     """Tariff versions with their history, newest first."""
@@ -191,7 +232,9 @@ async def list_tariffs(
 
 
 @router.post("/tariffs", status_code=201)
-async def add_tariff(body: TariffIn, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+async def add_tariff(
+    body: TariffIn, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response
+) -> dict[str, Any]:
     """Add a tariff version (versions are never overwritten)."""
     result, row = await _change(hub, session, lambda: tariffs.add_version(session, body, _actor(admin)))
     if result == "unchanged":
@@ -209,28 +252,46 @@ class SwitchBody(BaseModel):
 
 
 @router.post("/switches", status_code=201)
-async def post_switch(body: SwitchBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+async def post_switch(
+    body: SwitchBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response
+) -> dict[str, Any]:
     """One-click switch of a service, or of every service, off a provider (optionally onto another)."""
-    r = await _change(hub, session, lambda: switch_provider(session, body.off, body.onto, body.service, _actor(admin)))
+    r = await _change(
+        hub, session, lambda: switch_provider(session, body.off, body.onto, body.service, _actor(admin))
+    )
     if not r.changed:
         response.status_code = 200
-    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services,
-            "message": r.message}
+    return {
+        "switch_id": r.switch_id,
+        "candidates_changed": r.candidates_changed,
+        "services": r.services,
+        "message": r.message,
+    }
 
 
 @router.post("/switches/{switch_id}/revert")
 async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     r = await _change(hub, session, lambda: switch_back(session, switch_id, _actor(admin)))
-    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services,
-            "message": r.message}
+    return {
+        "switch_id": r.switch_id,
+        "candidates_changed": r.candidates_changed,
+        "services": r.services,
+        "message": r.message,
+    }
 
 
 @router.get("/switches")
 async def get_switches(_: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     return [
-        {"id": s.id, "off_provider_id": s.off_provider_id, "onto_provider_id": s.onto_provider_id,
-         "service_id": s.service_id, "candidates_changed": s.candidates_changed, "actor": s.actor,
-         "created_at": s.created_at}
+        {
+            "id": s.id,
+            "off_provider_id": s.off_provider_id,
+            "onto_provider_id": s.onto_provider_id,
+            "service_id": s.service_id,
+            "candidates_changed": s.candidates_changed,
+            "actor": s.actor,
+            "created_at": s.created_at,
+        }
         for s in await list_switches(session)
     ]
 
@@ -251,9 +312,16 @@ async def balances(
         q = q.where(Account.currency == currency)
     out = []
     for a in (await session.scalars(q)).all():
-        out.append({"kind": a.kind, "owner": _owner(snap, a.kind, a.owner_id), "currency": a.currency,
-                    "balance": format_amount(a.balance, a.currency), "balance_minor": a.balance,
-                    "updated_at": a.updated_at})
+        out.append(
+            {
+                "kind": a.kind,
+                "owner": _owner(snap, a.kind, a.owner_id),
+                "currency": a.currency,
+                "balance": format_amount(a.balance, a.currency),
+                "balance_minor": a.balance,
+                "updated_at": a.updated_at,
+            }
+        )
     return out
 
 
@@ -270,23 +338,34 @@ def _owner(snap: Any, kind: str, owner_id: int) -> str | None:
 class TopUpBody(BaseModel):
     amount: StrictStr = Field(examples=["100000.00"])
     currency: StrictStr = Field(min_length=3, max_length=3)
-    reference: StrictStr = Field(min_length=1, max_length=100, description="bank reference; makes it idempotent")
+    reference: StrictStr = Field(
+        min_length=1, max_length=100, description="bank reference; makes it idempotent"
+    )
 
 
 @router.post("/providers/{code}/topups", status_code=201)
-async def topup(code: str, body: TopUpBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response) -> dict[str, Any]:
+async def topup(
+    code: str, body: TopUpBody, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response
+) -> dict[str, Any]:
     """Record a top-up of a prepaid provider's deposit."""
     try:
         amount = parse_amount(body.amount, body.currency)
     except MoneyError as e:
         raise invalid("invalid-amount", str(e)) from None
-    row, created = await record_topup(hub, session, code, body.currency, amount, reference=body.reference,
-                                      actor=_actor(admin))
+    row, created = await record_topup(
+        hub, session, code, body.currency, amount, reference=body.reference, actor=_actor(admin)
+    )
     await session.commit()
     if not created:
         response.status_code = 200
-    return {"id": row.id, "provider": code, "amount": format_amount(row.amount, row.currency),
-            "currency": row.currency, "reference": row.reference, "created": created}
+    return {
+        "id": row.id,
+        "provider": code,
+        "amount": format_amount(row.amount, row.currency),
+        "currency": row.currency,
+        "reference": row.reference,
+        "created": created,
+    }
 
 
 @router.get("/providers/{code}/balance")
@@ -295,11 +374,23 @@ async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: Session
     p = snap.providers_by_code.get(code)
     if p is None:
         raise not_found(f"provider {code!r}")
-    rows = (await session.scalars(select(Account).where(Account.owner_id == p.id, Account.kind.like("provider_%")))).all()
+    rows = (
+        await session.scalars(
+            select(Account).where(Account.owner_id == p.id, Account.kind.like("provider_%"))
+        )
+    ).all()
     return {
-        "provider": code, "settlement": p.settlement,
-        "accounts": [{"kind": a.kind, "currency": a.currency, "balance": format_amount(a.balance, a.currency),
-                      "overdraft": format_amount(p.overdraft.get(a.currency, 0), a.currency)} for a in rows],
+        "provider": code,
+        "settlement": p.settlement,
+        "accounts": [
+            {
+                "kind": a.kind,
+                "currency": a.currency,
+                "balance": format_amount(a.balance, a.currency),
+                "overdraft": format_amount(p.overdraft.get(a.currency, 0), a.currency),
+            }
+            for a in rows
+        ],
         "health": {"enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)},
     }
 
@@ -309,12 +400,20 @@ async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: Session
 
 @router.get("/payments")
 async def search_payments(
-    _: AdminDep, hub: HubDep, session: SessionDep,
-    status: str | None = None, service: str | None = None, provider: str | None = None,
-    channel: str | None = None, account: str | None = None, external_id: str | None = None,
-    created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+    _: AdminDep,
+    hub: HubDep,
+    session: SessionDep,
+    status: str | None = None,
+    service: str | None = None,
+    provider: str | None = None,
+    channel: str | None = None,
+    account: str | None = None,
+    external_id: str | None = None,
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
     needs_attention: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Search payments with filters, newest first."""
     snap = await hub.catalog.get()
@@ -354,18 +453,38 @@ def _payment_dict(snap: Any, p: Payment) -> dict[str, Any]:
     prov = snap.providers.get(p.provider_id)
     ch = snap.channels.get(p.channel_id)
     return {
-        "id": p.id, "external_id": p.external_id, "status": p.status,
-        "service": svc.code if svc else p.service_id, "channel": ch.code if ch else p.channel_id,
-        "provider": prov.code if prov else p.provider_id, "provider_service_code": p.provider_service_code,
-        "account": p.account, "currency": cur, "amount": format_amount(p.amount, cur),
-        "fee": format_amount(p.fee, cur), "total": format_amount(p.total, cur),
-        "remuneration": format_amount(p.remuneration, cur), "commission": format_amount(p.commission, cur),
-        "tariff_versions": {"fee": p.fee_tariff_id, "remuneration": p.remuneration_tariff_id,
-                            "commission": p.commission_tariff_id},
-        "fields": p.fields, "route_reason": p.route_reason, "attempts": p.attempts, "failovers": p.failovers,
-        "in_doubt": p.in_doubt, "needs_attention": p.needs_attention, "provider_txn_id": p.provider_txn_id,
-        "error_code": p.error_code, "error_message": p.error_message, "created_at": p.created_at,
-        "final_at": p.final_at, "next_attempt_at": p.next_attempt_at, "expires_at": p.expires_at,
+        "id": p.id,
+        "external_id": p.external_id,
+        "status": p.status,
+        "service": svc.code if svc else p.service_id,
+        "channel": ch.code if ch else p.channel_id,
+        "provider": prov.code if prov else p.provider_id,
+        "provider_service_code": p.provider_service_code,
+        "account": p.account,
+        "currency": cur,
+        "amount": format_amount(p.amount, cur),
+        "fee": format_amount(p.fee, cur),
+        "total": format_amount(p.total, cur),
+        "remuneration": format_amount(p.remuneration, cur),
+        "commission": format_amount(p.commission, cur),
+        "tariff_versions": {
+            "fee": p.fee_tariff_id,
+            "remuneration": p.remuneration_tariff_id,
+            "commission": p.commission_tariff_id,
+        },
+        "fields": p.fields,
+        "route_reason": p.route_reason,
+        "attempts": p.attempts,
+        "failovers": p.failovers,
+        "in_doubt": p.in_doubt,
+        "needs_attention": p.needs_attention,
+        "provider_txn_id": p.provider_txn_id,
+        "error_code": p.error_code,
+        "error_message": p.error_message,
+        "created_at": p.created_at,
+        "final_at": p.final_at,
+        "next_attempt_at": p.next_attempt_at,
+        "expires_at": p.expires_at,
     }
 
 
@@ -376,27 +495,57 @@ async def payment_details(payment_id: int, _: AdminDep, hub: HubDep, session: Se
     if p is None:
         raise not_found(f"payment {payment_id}")
     snap = await hub.catalog.get()
-    attempts = (await session.scalars(
-        select(PaymentAttempt).where(PaymentAttempt.payment_id == p.id).order_by(PaymentAttempt.id)
-    )).all()
-    postings = (await session.execute(
-        select(JournalEntry.id, JournalEntry.kind, JournalEntry.created_at, Account.kind, Account.owner_id,
-               Posting.amount, Posting.currency)
-        .join(Posting, Posting.entry_id == JournalEntry.id).join(Account, Account.id == Posting.account_id)
-        .where(JournalEntry.payment_id == p.id).order_by(JournalEntry.id, Posting.id)
-    )).all()
+    attempts = (
+        await session.scalars(
+            select(PaymentAttempt).where(PaymentAttempt.payment_id == p.id).order_by(PaymentAttempt.id)
+        )
+    ).all()
+    postings = (
+        await session.execute(
+            select(
+                JournalEntry.id,
+                JournalEntry.kind,
+                JournalEntry.created_at,
+                Account.kind,
+                Account.owner_id,
+                Posting.amount,
+                Posting.currency,
+            )
+            .join(Posting, Posting.entry_id == JournalEntry.id)
+            .join(Account, Account.id == Posting.account_id)
+            .where(JournalEntry.payment_id == p.id)
+            .order_by(JournalEntry.id, Posting.id)
+        )
+    ).all()
     return {
         **_payment_dict(snap, p),
         "attempts": [
-            {"provider": (snap.providers.get(a.provider_id).code if snap.providers.get(a.provider_id) else a.provider_id),
-             "step": a.step, "outcome": a.outcome, "code": a.code, "message": a.message,
-             "provider_txn_id": a.provider_txn_id, "started_at": a.started_at, "elapsed_ms": a.elapsed_ms,
-             "exchanges": a.exchanges}
+            {
+                "provider": (
+                    snap.providers.get(a.provider_id).code
+                    if snap.providers.get(a.provider_id)
+                    else a.provider_id
+                ),
+                "step": a.step,
+                "outcome": a.outcome,
+                "code": a.code,
+                "message": a.message,
+                "provider_txn_id": a.provider_txn_id,
+                "started_at": a.started_at,
+                "elapsed_ms": a.elapsed_ms,
+                "exchanges": a.exchanges,
+            }
             for a in attempts
         ],
         "postings": [
-            {"entry": e, "entry_kind": ek, "at": at, "account": f"{ak}:{_owner(snap, ak, owner) or 'system'}",
-             "amount": format_amount(amt, cur), "currency": cur}
+            {
+                "entry": e,
+                "entry_kind": ek,
+                "at": at,
+                "account": f"{ak}:{_owner(snap, ak, owner) or 'system'}",
+                "amount": format_amount(amt, cur),
+                "currency": cur,
+            }
             for e, ek, at, ak, owner, amt, cur in postings
         ],
     }
@@ -406,8 +555,10 @@ async def payment_details(payment_id: int, _: AdminDep, hub: HubDep, session: Se
 async def providers_health(_: AdminDep, hub: HubDep) -> list[dict[str, Any]]:
     """Each provider's circuit breaker as seen by this process."""
     snap = await hub.catalog.get()
-    return [{"provider": p.code, "enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)}
-            for p in snap.providers.values()]
+    return [
+        {"provider": p.code, "enabled": p.enabled, **hub.breakers.state(p.id, p.breaker)}
+        for p in snap.providers.values()
+    ]
 
 
 async def _found(aw: Awaitable[T]) -> T:
@@ -420,6 +571,3 @@ async def _found(aw: Awaitable[T]) -> T:
 def _same_code(path_code: str, body_code: str) -> None:
     if path_code != body_code:
         raise invalid("code-mismatch", f"the body's code {body_code!r} differs from the URL's {path_code!r}")
-
-
-

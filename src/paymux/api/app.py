@@ -69,21 +69,35 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        body = {"type": PROBLEM_BASE + "invalid-request", "title": "Invalid request", "status": 422,
-                "detail": detail, "instance": request.url.path, "errors": errors}
+        body = {
+            "type": PROBLEM_BASE + "invalid-request",
+            "title": "Invalid request",
+            "status": 422,
+            "detail": detail,
+            "instance": request.url.path,
+            "errors": errors,
+        }
         return problem_response(422, body)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
-                "instance": request.url.path}
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "instance": request.url.path,
+        }
         return problem_response(exc.status_code, body)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500,
-                "instance": request.url.path}
+        body = {
+            "type": PROBLEM_BASE + "internal",
+            "title": "Internal error",
+            "status": 500,
+            "instance": request.url.path,
+        }
         return problem_response(500, body)
 
     from paymux.admin.endpoints import router as admin_router

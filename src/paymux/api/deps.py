@@ -40,8 +40,9 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "unauthorized", "Authentication required",
-                      "send the key as 'Authorization: Bearer <key>'")
+        raise Problem(
+            401, "unauthorized", "Authentication required", "send the key as 'Authorization: Bearer <key>'"
+        )
     return token.strip()
 
 
@@ -56,7 +57,6 @@ async def current_channel(request: Request, hub: HubDep) -> ChannelView:
     else:
         async with hub.read_sessions() as session:
             channel_id = await channel_for_key(session, key)
-            await session.rollback()
         if channel_id is not None:
             hub.channel_keys[h] = (channel_id, now + KEY_CACHE_NS)
     if channel_id is None:
@@ -75,8 +75,12 @@ async def current_channel(request: Request, hub: HubDep) -> ChannelView:
         body = await request.body()
         try:
             verify(
-                channel.signing, timestamp=request.headers.get(TIMESTAMP_HEADER), signature=signature,
-                body=body, hmac_secret=channel.hmac_secret, rsa_public_key=channel.rsa_public_key,
+                channel.signing,
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                signature=signature,
+                body=body,
+                hmac_secret=channel.hmac_secret,
+                rsa_public_key=channel.rsa_public_key,
                 max_skew=hub.settings.signature_max_skew_seconds,
             )
         except SignatureError as e:
@@ -91,9 +95,10 @@ async def current_admin(request: Request, hub: HubDep) -> AdminToken:
     token = _bearer(request)
     async with hub.read_sessions() as session:
         row = await admin_for_token(session, token)
-        await session.rollback()
     if row is None:
-        raise Problem(401, "unauthorized", "Invalid admin token", "the admin token is unknown, expired or revoked")
+        raise Problem(
+            401, "unauthorized", "Invalid admin token", "the admin token is unknown, expired or revoked"
+        )
     return row
 
 

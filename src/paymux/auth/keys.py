@@ -41,7 +41,9 @@ async def issue_channel_key(session: AsyncSession, channel_code: str) -> str:
 
 async def channel_for_key(session: AsyncSession, key: str) -> int | None:
     return await session.scalar(
-        select(ChannelKey.channel_id).where(ChannelKey.key_hash == digest(key), ChannelKey.revoked_at.is_(None))
+        select(ChannelKey.channel_id).where(
+            ChannelKey.key_hash == digest(key), ChannelKey.revoked_at.is_(None)
+        )
     )
 
 

@@ -93,6 +93,17 @@ class ApplyReport:
         return ", ".join(f"{n} {change}" for change, n in counts.items())
 
 
+_LIST_OF = {
+    "channel_group": "channel_groups",
+    "agent": "agents",
+    "provider": "providers",
+    "channel": "channels",
+    "service": "services",
+    "tariff": "tariffs",
+    "switch": "switches",
+}
+
+
 def parse_catalog(data: CatalogFile | dict[str, Any] | None) -> CatalogFile:
     """Validate a catalog given as a dict; CatalogError lists every problem with its path."""
     if isinstance(data, CatalogFile):
@@ -110,9 +121,7 @@ def parse_catalog(data: CatalogFile | dict[str, Any] | None) -> CatalogFile:
         raise CatalogError("invalid catalog:\n" + describe_validation_error(exc, data)) from None
 
 
-async def apply_catalog(
-    session: AsyncSession, data: CatalogFile | dict[str, Any], actor: str
-) -> ApplyReport:
+async def apply_catalog(session: AsyncSession, data: CatalogFile | dict[str, Any], actor: str) -> ApplyReport:
     """Upsert everything in ``data``; raises CatalogError naming the item on the first problem."""
     catalog = parse_catalog(data)
     report = ApplyReport()
@@ -121,7 +130,7 @@ async def apply_catalog(
         try:
             change = await coro
         except ValueError as exc:  # CatalogError, TariffError, MoneyError
-            raise CatalogError(f"{kind}s[{index}] ({code}): {exc}") from None
+            raise CatalogError(f"{_LIST_OF[kind]}[{index}] ({code}): {exc}") from None
         report.add(kind, code, change)
 
     for i, group in enumerate(catalog.channel_groups):

@@ -12,7 +12,15 @@ from paymux.db.base import Base, BigId, Json, UTCDateTime, utcnow
 
 SETTLEMENT_MODES = ("prepaid", "postpaid")
 CHANNEL_KINDS = (
-    "atm", "terminal", "pos", "internet_bank", "mobile_bank", "cashier", "payment_link", "billing", "gateway",
+    "atm",
+    "terminal",
+    "pos",
+    "internet_bank",
+    "mobile_bank",
+    "cashier",
+    "payment_link",
+    "billing",
+    "gateway",
 )
 SIGNING_MODES = ("none", "hmac", "rsa")
 STRATEGIES = ("priority", "cheapest", "weighted")

@@ -280,7 +280,7 @@ class CandidateIn(_In):
             return None
         m = _HOURS_RE.match(value)
         if not m:
-            raise ValueError(f"hours {value!r} must look like \"08:00-20:00\" (24-hour clock, HH:MM-HH:MM)")
+            raise ValueError(f'hours {value!r} must look like "08:00-20:00" (24-hour clock, HH:MM-HH:MM)')
         if m.group("start") == m.group("end"):
             raise ValueError(f"hours {value!r} is empty; leave hours out for all day")
         return value
@@ -467,7 +467,7 @@ def describe_validation_error(exc: ValidationError, data: object = None) -> str:
         msg = err["msg"]
         for prefix in _PREFIXES:
             if msg.startswith(prefix):
-                msg = msg[len(prefix):]
+                msg = msg[len(prefix) :]
         if err["type"] == "missing":
             msg = "this field is required"
         lines.append(f"{path}: {msg}" if path else msg)

@@ -158,25 +158,48 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
     snap = Snapshot()
     for s in (await session.scalars(select(Service))).all():
         sv = ServiceView(
-            id=s.id, code=s.code, name=s.name, currency=s.currency, pattern=re.compile(s.account_pattern),
-            min_amount=s.min_amount, max_amount=s.max_amount, fields=tuple(s.fields or ()),
-            lifetime_seconds=s.lifetime_seconds, strategy=s.strategy, enabled=s.enabled,
+            id=s.id,
+            code=s.code,
+            name=s.name,
+            currency=s.currency,
+            pattern=re.compile(s.account_pattern),
+            min_amount=s.min_amount,
+            max_amount=s.max_amount,
+            fields=tuple(s.fields or ()),
+            lifetime_seconds=s.lifetime_seconds,
+            strategy=s.strategy,
+            enabled=s.enabled,
         )
         snap.services[s.code] = sv
         snap.services_by_id[s.id] = sv
     for p in (await session.scalars(select(Provider))).all():
         pv = ProviderView(
-            id=p.id, code=p.code, name=p.name, protocol=p.protocol, config=dict(p.config or {}),
-            tz=ZoneInfo(p.timezone), settlement=p.settlement, overdraft=dict(p.overdraft or {}),
-            breaker=dict(p.breaker or {}), enabled=p.enabled,
+            id=p.id,
+            code=p.code,
+            name=p.name,
+            protocol=p.protocol,
+            config=dict(p.config or {}),
+            tz=ZoneInfo(p.timezone),
+            settlement=p.settlement,
+            overdraft=dict(p.overdraft or {}),
+            breaker=dict(p.breaker or {}),
+            enabled=p.enabled,
         )
         snap.providers[p.id] = pv
         snap.providers_by_code[p.code] = pv
     for c in (await session.scalars(select(Channel))).all():
         cv = ChannelView(
-            id=c.id, code=c.code, name=c.name, kind=c.kind, group_id=c.group_id, agent_id=c.agent_id,
-            enabled=c.enabled, signing=c.signing, signing_required=c.signing_required,
-            hmac_secret=c.hmac_secret, rsa_public_key=c.rsa_public_key,
+            id=c.id,
+            code=c.code,
+            name=c.name,
+            kind=c.kind,
+            group_id=c.group_id,
+            agent_id=c.agent_id,
+            enabled=c.enabled,
+            signing=c.signing,
+            signing_required=c.signing_required,
+            hmac_secret=c.hmac_secret,
+            rsa_public_key=c.rsa_public_key,
         )
         snap.channels[c.id] = cv
         snap.channels_by_code[c.code] = cv
@@ -186,10 +209,17 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
     for r in (await session.scalars(select(RouteCandidate).order_by(RouteCandidate.id))).all():
         routes[r.service_id].append(
             CandidateView(
-                id=r.id, provider_id=r.provider_id, provider_service_code=r.provider_service_code,
-                priority=r.priority, weight=r.weight, min_amount=r.min_amount, max_amount=r.max_amount,
-                channel_group_id=r.channel_group_id, hours_from=_hhmm(r.hours_from),
-                hours_to=_hhmm(r.hours_to), enabled=r.enabled,
+                id=r.id,
+                provider_id=r.provider_id,
+                provider_service_code=r.provider_service_code,
+                priority=r.priority,
+                weight=r.weight,
+                min_amount=r.min_amount,
+                max_amount=r.max_amount,
+                channel_group_id=r.channel_group_id,
+                hours_from=_hhmm(r.hours_from),
+                hours_to=_hhmm(r.hours_to),
+                enabled=r.enabled,
             )
         )
     snap.routes = {k: tuple(v) for k, v in routes.items()}
@@ -198,9 +228,15 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
     for t in (await session.scalars(stmt)).all():
         tariffs[t.kind].append(
             TariffView(
-                id=t.id, kind=t.kind, service_id=t.service_id, provider_id=t.provider_id,
-                channel_group_id=t.channel_group_id, channel_id=t.channel_id, currency=t.currency,
-                rule=rule_from_json(t.rule), effective_from=t.effective_from,
+                id=t.id,
+                kind=t.kind,
+                service_id=t.service_id,
+                provider_id=t.provider_id,
+                channel_group_id=t.channel_group_id,
+                channel_id=t.channel_id,
+                currency=t.currency,
+                rule=rule_from_json(t.rule),
+                effective_from=t.effective_from,
             )
         )
     snap.tariffs = dict(tariffs)

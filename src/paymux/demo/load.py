@@ -60,10 +60,17 @@ async def run_load(hub: Hub, base: str, info: DemoInfo, n: int, concurrency: int
             async def one(i: int) -> None:
                 service = rng.choice(list(SERVICES))
                 gen, cur, (lo, hi) = SERVICES[service]
-                account = REFUSED_ACCOUNT if service.endswith("-topup") and rng.randrange(50) == 0 else gen(rng)
+                account = (
+                    REFUSED_ACCOUNT if service.endswith("-topup") and rng.randrange(50) == 0 else gen(rng)
+                )
                 channel = rng.choice(channels)
-                body = {"external_id": f"demo-{run_tag}-{i}", "service": service, "account": account,
-                        "amount": _amount(rng.randrange(lo, hi)), "currency": cur}
+                body = {
+                    "external_id": f"demo-{run_tag}-{i}",
+                    "service": service,
+                    "account": account,
+                    "amount": _amount(rng.randrange(lo, hi)),
+                    "currency": cur,
+                }
                 headers = {"Authorization": f"Bearer {info.channel_keys[channel]}"}
                 async with sem:
                     for _ in range(5):
@@ -82,7 +89,9 @@ async def run_load(hub: Hub, base: str, info: DemoInfo, n: int, concurrency: int
 
             await asyncio.gather(*(one(i) for i in range(n)))
     accept_s = time.monotonic() - started
-    typer.echo(f"accepted {len(accepted)} of {n} in {accept_s:.1f} s ({len(accepted) / max(accept_s, 1e-9):.0f}/s)")
+    typer.echo(
+        f"accepted {len(accepted)} of {n} in {accept_s:.1f} s ({len(accepted) / max(accept_s, 1e-9):.0f}/s)"
+    )
     ids = list(accepted)
     deadline = time.monotonic() + 120
     with typer.progressbar(length=len(ids), label="waiting for final") as bar:
@@ -104,9 +113,9 @@ async def _count_final(session: Any, ids: list[int]) -> int:
         chunk = ids[i : i + 500]
         total += int(
             await session.scalar(
-                select(func.count()).select_from(Payment).where(
-                    Payment.id.in_(chunk), Payment.status.in_(FINAL_STATUSES)
-                )
+                select(func.count())
+                .select_from(Payment)
+                .where(Payment.id.in_(chunk), Payment.status.in_(FINAL_STATUSES))
             )
             or 0
         )
@@ -120,7 +129,9 @@ async def _summary(
     rows: list[Payment] = []
     async with hub.read_sessions() as session:
         for i in range(0, len(ids), 500):
-            rows += list((await session.scalars(select(Payment).where(Payment.id.in_(ids[i : i + 500])))).all())
+            rows += list(
+                (await session.scalars(select(Payment).where(Payment.id.in_(ids[i : i + 500])))).all()
+            )
         ledger = await verify_ledger(session)
     by_status = Counter(p.status for p in rows)
     by_provider = Counter((snap.providers[p.provider_id].code, p.status) for p in rows)
@@ -156,8 +167,10 @@ async def _summary(
     if doubled:
         problems.append(f"paid twice: {doubled[:10]}")
     if lost or not_delivered or failed_but_done:
-        problems.append(f"lost: {lost}, succeeded but not delivered {not_delivered[:10]}, "
-                        f"failed but delivered {failed_but_done[:10]}")
+        problems.append(
+            f"lost: {lost}, succeeded but not delivered {not_delivered[:10]}, "
+            f"failed but delivered {failed_but_done[:10]}"
+        )
     if unfinished:
         problems.append(f"not final after waiting: {unfinished[:10]}")
     if not ledger.balanced:

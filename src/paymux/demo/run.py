@@ -31,11 +31,28 @@ REFUSED_ACCOUNT = "9999999999"
 
 EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
     "fastpay": (8101, {"latency_ms": 5, "jitter_ms": 20, "provider_txn_prefix": "FP-"}),
-    "slowpay": (8102, {"latency_ms": 150, "jitter_ms": 250, "pending_rate": "0.05", "pending_ms": 800,
-                       "provider_txn_prefix": "SP-"}),
-    "flakypay": (8103, {"latency_ms": 20, "jitter_ms": 60, "temporary_error_rate": "0.10",
-                        "fatal_error_rate": "0.03", "lost_response_rate": "0.03", "lost_hold_ms": 3000,
-                        "provider_txn_prefix": "FL-"}),
+    "slowpay": (
+        8102,
+        {
+            "latency_ms": 150,
+            "jitter_ms": 250,
+            "pending_rate": "0.05",
+            "pending_ms": 800,
+            "provider_txn_prefix": "SP-",
+        },
+    ),
+    "flakypay": (
+        8103,
+        {
+            "latency_ms": 20,
+            "jitter_ms": 60,
+            "temporary_error_rate": "0.10",
+            "fatal_error_rate": "0.03",
+            "lost_response_rate": "0.03",
+            "lost_hold_ms": 3000,
+            "provider_txn_prefix": "FL-",
+        },
+    ),
     "eurolink": (8104, {"latency_ms": 10, "jitter_ms": 30, "provider_txn_prefix": "EL-"}),
 }
 
@@ -60,7 +77,9 @@ def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
 
 def emulator_config(code: str) -> EmulatorConfig:
     cfg = dict(EMULATORS[code][1])
-    cfg["accounts"] = {REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"}}
+    cfg["accounts"] = {
+        REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"}
+    }
     return EmulatorConfig.model_validate(cfg)
 
 
@@ -77,7 +96,9 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
         await session.commit()
         hub.catalog_changed()
         for (code, cur), amount in INITIAL_DEPOSITS.items():
-            await record_topup(hub, session, code, cur, amount, reference="demo-initial-deposit", actor="demo")
+            await record_topup(
+                hub, session, code, cur, amount, reference="demo-initial-deposit", actor="demo"
+            )
         if keys:
             for ch in data["channels"]:
                 info.channel_keys[ch["code"]] = await issue_channel_key(session, ch["code"])
@@ -98,7 +119,13 @@ def _port_free(host: str, port: int) -> bool:
 
 
 async def run_demo(
-    settings: Settings, *, payments: int, exit_after: bool, seed_only: bool, host: str, port: int,
+    settings: Settings,
+    *,
+    payments: int,
+    exit_after: bool,
+    seed_only: bool,
+    host: str,
+    port: int,
     concurrency: int,
 ) -> int:
     if "PAYMUX_RETRY_BASE_MS" not in os.environ:
@@ -117,7 +144,9 @@ async def run_demo(
             for code, (wanted, _) in EMULATORS.items():
                 engine = BehaviourEngine(emulator_config(code))
                 p = wanted if _port_free("127.0.0.1", wanted) else 0
-                urls[code] = await stack.enter_async_context(run_emulator(jsonhttp_app(engine=engine), port=p))
+                urls[code] = await stack.enter_async_context(
+                    run_emulator(jsonhttp_app(engine=engine), port=p)
+                )
                 engines[code] = engine
             info = await seed(hub, urls)
             info.emulators = engines
@@ -150,7 +179,7 @@ def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None 
 async def _print_deposits(hub: Hub) -> None:
     snap = await hub.catalog.get()
     async with hub.sessions() as session:
-        for (code, cur) in INITIAL_DEPOSITS:
+        for code, cur in INITIAL_DEPOSITS:
             p = snap.providers_by_code[code]
             bal = await balance(session, hub.accounts, provider_account(p.id, p.settlement, cur))
             typer.echo(f"  deposit of {code}: {format_amount(bal, cur)} {cur}")

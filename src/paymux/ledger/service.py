@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from paymux.db.base import utcnow
 from paymux.ledger.models import ACCOUNT_KINDS, Account, JournalEntry, Posting
@@ -41,10 +41,16 @@ SYSTEM = 0
 
 
 class AccountCache:
-    """Account ids by key, per database. Accounts are created on first use."""
+    """Account ids by key. Accounts are created on first use.
 
-    def __init__(self) -> None:
+    Only ids read back through ``committed`` (a separate read-only session, which sees committed
+    rows only) are cached, so a rolled-back transaction or savepoint can never leave an id here
+    for an account that does not exist.
+    """
+
+    def __init__(self, committed: async_sessionmaker[AsyncSession] | None = None) -> None:
         self._ids: dict[AccountKey, int] = {}
+        self._committed = committed
 
     def clear(self) -> None:
         self._ids.clear()
@@ -58,17 +64,28 @@ class AccountCache:
                 missing.append(k)
             else:
                 out[k] = i
+        if missing and self._committed is not None:
+            async with self._committed() as reader:
+                for k in missing:
+                    found = await reader.scalar(_account_query(k))
+                    if found is not None:
+                        out[k] = self._ids[k] = found
+            missing = [k for k in missing if k not in out]
         for k in missing:
-            out[k] = self._ids[k] = await _get_or_create(session, k)
+            out[k] = await _get_or_create(session, k)
         return out
+
+
+def _account_query(key: AccountKey) -> Select[tuple[int]]:
+    return select(Account.id).where(
+        Account.kind == key.kind, Account.owner_id == key.owner_id, Account.currency == key.currency
+    )
 
 
 async def _get_or_create(session: AsyncSession, key: AccountKey) -> int:
     if key.kind not in ACCOUNT_KINDS:
         raise LedgerError(f"unknown account kind {key.kind!r}")
-    stmt = select(Account.id).where(
-        Account.kind == key.kind, Account.owner_id == key.owner_id, Account.currency == key.currency
-    )
+    stmt = _account_query(key)
     found = await session.scalar(stmt)
     if found is not None:
         return found
@@ -76,7 +93,13 @@ async def _get_or_create(session: AsyncSession, key: AccountKey) -> int:
         async with session.begin_nested():
             res = await session.execute(
                 insert(Account)
-                .values(kind=key.kind, owner_id=key.owner_id, currency=key.currency, balance=0, updated_at=utcnow())
+                .values(
+                    kind=key.kind,
+                    owner_id=key.owner_id,
+                    currency=key.currency,
+                    balance=0,
+                    updated_at=utcnow(),
+                )
                 .returning(Account.id)
             )
             return int(res.scalar_one())
@@ -130,8 +153,13 @@ async def post_entry(
     await session.execute(
         insert(Posting),
         [
-            {"entry_id": entry_id, "account_id": ids[ln.key], "amount": ln.amount,
-             "currency": ln.key.currency, "created_at": now}
+            {
+                "entry_id": entry_id,
+                "account_id": ids[ln.key],
+                "amount": ln.amount,
+                "currency": ln.key.currency,
+                "created_at": now,
+            }
             for ln in lines
         ],
     )
@@ -183,9 +211,11 @@ async def verify_ledger(session: AsyncSession) -> LedgerCheck:
             .having(func.sum(Posting.amount) != 0)
         )
     ).all()
-    sums = select(Posting.account_id, func.coalesce(func.sum(Posting.amount), 0).label("s")).group_by(
-        Posting.account_id
-    ).subquery()
+    sums = (
+        select(Posting.account_id, func.coalesce(func.sum(Posting.amount), 0).label("s"))
+        .group_by(Posting.account_id)
+        .subquery()
+    )
     mismatched = (
         await session.scalars(
             select(Account.id)
@@ -196,7 +226,9 @@ async def verify_ledger(session: AsyncSession) -> LedgerCheck:
     totals = {
         cur: int(total)
         for cur, total in (
-            await session.execute(select(Posting.currency, func.sum(Posting.amount)).group_by(Posting.currency))
+            await session.execute(
+                select(Posting.currency, func.sum(Posting.amount)).group_by(Posting.currency)
+            )
         ).all()
     }
     entries = int(await session.scalar(select(func.count()).select_from(JournalEntry)) or 0)

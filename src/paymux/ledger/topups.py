@@ -14,7 +14,13 @@ from paymux.runtime import Hub
 
 
 async def record_topup(
-    hub: Hub, session: AsyncSession, provider_code: str, currency: str, amount: int, *, reference: str,
+    hub: Hub,
+    session: AsyncSession,
+    provider_code: str,
+    currency: str,
+    amount: int,
+    *,
+    reference: str,
     actor: str,
 ) -> tuple[TopUp, bool]:
     """Record money sent to a provider's deposit; a repeated reference returns the first record.
@@ -36,19 +42,29 @@ async def record_topup(
     if existing is not None:
         if existing.amount != amount or existing.currency != currency:
             raise Problem(
-                409, "idempotency-conflict", "Reference already used",
+                409,
+                "idempotency-conflict",
+                "Reference already used",
                 f"top-up {reference!r} of {provider_code} was recorded as "
                 f"{format_amount(existing.amount, existing.currency)} {existing.currency}",
             )
         return existing, False
     key = provider_account(provider.id, provider.settlement, currency)
     entry_id = await post_entry(
-        session, hub.accounts, "topup",
+        session,
+        hub.accounts,
+        "topup",
         [Line(key, amount), Line(AccountKey("bank", SYSTEM, currency), -amount)],
         memo=f"top-up {reference} of {provider_code}",
     )
-    topup = TopUp(provider_id=provider.id, currency=currency, amount=amount, reference=reference,
-                  entry_id=entry_id, created_by=actor)
+    topup = TopUp(
+        provider_id=provider.id,
+        currency=currency,
+        amount=amount,
+        reference=reference,
+        entry_id=entry_id,
+        created_by=actor,
+    )
     session.add(topup)
     await session.flush()
     return topup, True

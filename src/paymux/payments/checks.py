@@ -30,8 +30,12 @@ async def check_account(hub: Hub, channel: ChannelView, body: CheckIn) -> CheckO
         hub.breakers.begin_call(p.id, p.breaker)
         r = await proto.check(
             CheckRequest(
-                txn_id=f"chk-{now:%Y%m%d%H%M%S%f}", service_code=option.candidate.provider_service_code,
-                account=body.account, amount=v.amount, currency=cur, fields=v.fields,
+                txn_id=f"chk-{now:%Y%m%d%H%M%S%f}",
+                service_code=option.candidate.provider_service_code,
+                account=body.account,
+                amount=v.amount,
+                currency=cur,
+                fields=v.fields,
             )
         )
         hub.breakers.record(p.id, p.breaker, r.outcome not in UNANSWERED)
@@ -40,8 +44,13 @@ async def check_account(hub: Hub, channel: ChannelView, body: CheckIn) -> CheckO
             continue
         ok = r.outcome in ("ok", "pending")
         return CheckOut(
-            result="ok" if ok else "rejected", code=r.code, message=r.message, provider=p.code, info=r.info,
-            fee=format_amount(pricing.fee, cur), total=format_amount(v.amount + pricing.fee, cur),
+            result="ok" if ok else "rejected",
+            code=r.code,
+            message=r.message,
+            provider=p.code,
+            info=r.info,
+            fee=format_amount(pricing.fee, cur),
+            total=format_amount(v.amount + pricing.fee, cur),
         )
     detail = "; ".join(plan.skipped + failures) or "the service has no route"
     raise Problem(503, "no-provider-available", "No provider answered the check", detail)

@@ -35,10 +35,15 @@ async def _out(hub: Hub, p: Payment) -> PaymentOut:
 
 
 @router.post(
-    "/payments", status_code=201, response_model=PaymentOut,
-    responses={200: {"model": PaymentOut, "description": "the same request again: the existing payment"},
-               409: {"description": "external_id already used with a different body"},
-               503: {"description": "no provider can take the payment now"}, **PROBLEMS},
+    "/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    responses={
+        200: {"model": PaymentOut, "description": "the same request again: the existing payment"},
+        409: {"description": "external_id already used with a different body"},
+        503: {"description": "no provider can take the payment now"},
+        **PROBLEMS,
+    },
 )
 async def create_payment(
     body: PaymentIn, channel: ChannelDep, hub: HubDep, session: SessionDep, response: Response
@@ -65,7 +70,9 @@ async def get_payment_by_external_id(
 
 
 @router.post("/payments/{payment_id}/cancel", response_model=PaymentOut, responses=PROBLEMS)
-async def cancel_payment(payment_id: int, channel: ChannelDep, hub: HubDep, session: SessionDep) -> PaymentOut:
+async def cancel_payment(
+    payment_id: int, channel: ChannelDep, hub: HubDep, session: SessionDep
+) -> PaymentOut:
     """Cancel a payment that has not been sent to a provider yet."""
     payment = await service.cancel(hub, session, channel.id, payment_id)
     await session.commit()

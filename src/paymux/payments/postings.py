@@ -62,7 +62,9 @@ def reroute_lines(amount: int, old_key: AccountKey, new_key: AccountKey) -> list
     return [Line(old_key, amount), Line(new_key, -amount)]
 
 
-def deposit_floor(settlement: str, overdraft: dict[str, int], key: AccountKey) -> dict[AccountKey, int] | None:
+def deposit_floor(
+    settlement: str, overdraft: dict[str, int], key: AccountKey
+) -> dict[AccountKey, int] | None:
     """The lowest balance a prepaid deposit may reach (minus its overdraft); none for postpaid."""
     if settlement != "prepaid":
         return None

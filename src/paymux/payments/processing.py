@@ -77,8 +77,13 @@ async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
         await session.execute(
             update(Payment)
             .where(Payment.id.in_([p.id for p in rows]))
-            .values(next_attempt_at=lease_until, lease_owner=lease_owner, status="processing",
-                    in_doubt=True, updated_at=now)
+            .values(
+                next_attempt_at=lease_until,
+                lease_owner=lease_owner,
+                status="processing",
+                in_doubt=True,
+                updated_at=now,
+            )
         )
         await session.commit()
     return claimed
@@ -98,7 +103,10 @@ async def process(hub: Hub, c: Claimed) -> None:
     provider = snap.providers[p.provider_id]
     if not c.was_in_doubt and not _still_routable(snap, p, provider):
         # switched off or disabled since acceptance, and never sent there: move it first
-        await _reroute_before_sending(hub, snap, c, provider)
+        await _reroute_before_sending(hub, snap, c, provider, f"{provider.code} is switched off or disabled")
+        return
+    if not c.was_in_doubt and not hub.breakers.allow(provider.id, provider.breaker):
+        await _reroute_before_sending(hub, snap, c, provider, f"{provider.code}: circuit breaker open")
         return
     proto = hub.protocol(provider)
     hub.breakers.begin_call(provider.id, provider.breaker)
@@ -110,8 +118,13 @@ async def process(hub: Hub, c: Claimed) -> None:
         step = "pay"
         result = await proto.pay(
             PayRequest(
-                txn_id=str(p.id), txn_date=p.created_at, service_code=p.provider_service_code,
-                account=p.account, amount=p.amount, currency=p.currency, fields=dict(p.fields or {}),
+                txn_id=str(p.id),
+                txn_date=p.created_at,
+                service_code=p.provider_service_code,
+                account=p.account,
+                amount=p.amount,
+                currency=p.currency,
+                fields=dict(p.fields or {}),
             )
         )
     hub.breakers.record(provider.id, provider.breaker, result.outcome not in BREAKER_FAILURES)
@@ -119,11 +132,16 @@ async def process(hub: Hub, c: Claimed) -> None:
     async with hub.sessions() as session:
         await session.execute(
             insert(PaymentAttempt).values(
-                payment_id=p.id, provider_id=provider.id, step=step, outcome=result.outcome,
-                code=result.code, message=(result.message or "")[:500] or None,
+                payment_id=p.id,
+                provider_id=provider.id,
+                step=step,
+                outcome=result.outcome,
+                code=result.code,
+                message=(result.message or "")[:500] or None,
                 provider_txn_id=result.provider_txn_id,
                 exchanges=[_exchange_dict(e) for e in result.exchanges],
-                elapsed_ms=elapsed_ms, started_at=started,
+                elapsed_ms=elapsed_ms,
+                started_at=started,
             )
         )
         applied = await _apply(hub, session, snap, c, provider, step, result)
@@ -137,20 +155,29 @@ async def process(hub: Hub, c: Claimed) -> None:
 def _still_routable(snap: Snapshot, p: Payment, provider: ProviderView) -> bool:
     if not provider.enabled:
         return False
-    return any(
-        c.provider_id == provider.id and c.enabled for c in snap.routes.get(p.service_id, ())
-    )
+    return any(c.provider_id == provider.id and c.enabled for c in snap.routes.get(p.service_id, ()))
 
 
-async def _reroute_before_sending(hub: Hub, snap: Snapshot, c: Claimed, provider: ProviderView) -> None:
-    r = ProtocolResult(outcome="unreachable", message=f"{provider.code} is switched off or disabled")
+async def _reroute_before_sending(
+    hub: Hub, snap: Snapshot, c: Claimed, provider: ProviderView, why: str
+) -> None:
+    """Move a payment that was never sent to its provider to the next one, or retry later."""
+    r = ProtocolResult(outcome="unreachable", message=why)
     now = utcnow()
     async with hub.sessions() as session:
-        moved = await _failover(hub, session, snap, c, provider, r, c.payment.attempts, now, keep_tried=True)
-        if moved is None:
+        moved = await _failover(hub, session, snap, c, provider, r, c.payment.attempts, now, keep_tried=False)
+        if moved is None and now >= c.payment.expires_at:
+            moved = await _fail(
+                hub, session, c, provider, r, c.payment.attempts, now, "lifetime ended: " + why
+            )
+        elif moved is None:
             moved = await _set(
-                session, c, in_doubt=False, next_attempt_at=now + backoff(hub, c.payment.attempts + 1),
-                error_code="no-route", error_message=r.message,
+                session,
+                c,
+                in_doubt=False,
+                next_attempt_at=now + backoff(hub, c.payment.attempts + 1),
+                error_code="no-route",
+                error_message=r.message,
             )
         await session.commit() if moved else await session.rollback()
 
@@ -195,9 +222,14 @@ async def _apply(
         # the outcome is not known: only the same provider's status may settle it
         expired = now >= p.expires_at
         return await _set(
-            session, c, in_doubt=True, attempts=attempts, needs_attention=expired,
+            session,
+            c,
+            in_doubt=True,
+            attempts=attempts,
+            needs_attention=expired,
             next_attempt_at=now + backoff(hub, attempts if o != "pending" else 1),
-            error_code=r.code, error_message=(r.message or o)[:500],
+            error_code=r.code,
+            error_message=(r.message or o)[:500],
         )
     if o == "fatal":
         return await _failover_or_fail(hub, session, snap, c, provider, r, attempts, now)
@@ -209,46 +241,85 @@ async def _apply(
     if now >= p.expires_at:
         return await _fail(hub, session, c, provider, r, attempts, now, "lifetime ended: " + (r.message or o))
     return await _set(
-        session, c, in_doubt=False, attempts=attempts, next_attempt_at=now + backoff(hub, attempts),
-        error_code=r.code, error_message=(r.message or o)[:500],
+        session,
+        c,
+        in_doubt=False,
+        attempts=attempts,
+        next_attempt_at=now + backoff(hub, attempts),
+        error_code=r.code,
+        error_message=(r.message or o)[:500],
     )
 
 
 async def _succeed(
-    hub: Hub, session: AsyncSession, c: Claimed, provider: ProviderView, r: ProtocolResult, attempts: int,
+    hub: Hub,
+    session: AsyncSession,
+    c: Claimed,
+    provider: ProviderView,
+    r: ProtocolResult,
+    attempts: int,
     now: dt.datetime,
 ) -> bool:
     p = c.payment
     ok = await _set(
-        session, c, status="succeeded", in_doubt=False, attempts=attempts, next_attempt_at=None,
-        provider_txn_id=r.provider_txn_id or p.provider_txn_id, final_at=now, error_code=None,
-        error_message=None, needs_attention=False,
+        session,
+        c,
+        status="succeeded",
+        in_doubt=False,
+        attempts=attempts,
+        next_attempt_at=None,
+        provider_txn_id=r.provider_txn_id or p.provider_txn_id,
+        final_at=now,
+        error_code=None,
+        error_message=None,
+        needs_attention=False,
     )
     if ok:
-        await post_entry(session, hub.accounts, "payment_success", success_lines(p, provider.id), payment_id=p.id,
-                         at=now)
+        await post_entry(
+            session, hub.accounts, "payment_success", success_lines(p, provider.id), payment_id=p.id, at=now
+        )
     return ok
 
 
 async def _fail(
-    hub: Hub, session: AsyncSession, c: Claimed, provider: ProviderView, r: ProtocolResult, attempts: int,
-    now: dt.datetime, message: str,
+    hub: Hub,
+    session: AsyncSession,
+    c: Claimed,
+    provider: ProviderView,
+    r: ProtocolResult,
+    attempts: int,
+    now: dt.datetime,
+    message: str,
 ) -> bool:
     p = c.payment
     ok = await _set(
-        session, c, status="failed", in_doubt=False, attempts=attempts, next_attempt_at=None, final_at=now,
-        error_code=r.code or r.outcome, error_message=message[:500],
+        session,
+        c,
+        status="failed",
+        in_doubt=False,
+        attempts=attempts,
+        next_attempt_at=None,
+        final_at=now,
+        error_code=r.code or r.outcome,
+        error_message=message[:500],
     )
     if ok:
         key = provider_account(provider.id, provider.settlement, p.currency)
-        await post_entry(session, hub.accounts, "payment_fail", reverse(accept_lines(p, key)), payment_id=p.id,
-                         at=now)
+        await post_entry(
+            session, hub.accounts, "payment_fail", reverse(accept_lines(p, key)), payment_id=p.id, at=now
+        )
     return ok
 
 
 async def _failover_or_fail(
-    hub: Hub, session: AsyncSession, snap: Snapshot, c: Claimed, provider: ProviderView, r: ProtocolResult,
-    attempts: int, now: dt.datetime,
+    hub: Hub,
+    session: AsyncSession,
+    snap: Snapshot,
+    c: Claimed,
+    provider: ProviderView,
+    r: ProtocolResult,
+    attempts: int,
+    now: dt.datetime,
 ) -> bool:
     moved = await _failover(hub, session, snap, c, provider, r, attempts, now, keep_tried=True)
     if moved is not None:
@@ -258,8 +329,16 @@ async def _failover_or_fail(
 
 
 async def _failover(
-    hub: Hub, session: AsyncSession, snap: Snapshot, c: Claimed, provider: ProviderView, r: ProtocolResult,
-    attempts: int, now: dt.datetime, *, keep_tried: bool,
+    hub: Hub,
+    session: AsyncSession,
+    snap: Snapshot,
+    c: Claimed,
+    provider: ProviderView,
+    r: ProtocolResult,
+    attempts: int,
+    now: dt.datetime,
+    *,
+    keep_tried: bool,
 ) -> bool | None:
     """Move the payment to the next eligible provider; None when there is none.
 
@@ -282,19 +361,34 @@ async def _failover(
         try:
             async with session.begin_nested():
                 await post_entry(
-                    session, hub.accounts, "payment_reroute", reroute_lines(p.amount, old_key, new_key),
-                    payment_id=p.id, floors=deposit_floor(nxt.settlement, nxt.overdraft, new_key), at=now,
+                    session,
+                    hub.accounts,
+                    "payment_reroute",
+                    reroute_lines(p.amount, old_key, new_key),
+                    payment_id=p.id,
+                    floors=deposit_floor(nxt.settlement, nxt.overdraft, new_key),
+                    at=now,
                     memo=f"failover {provider.code} -> {nxt.code}",
                 )
         except InsufficientFunds:
             continue
-        why = f"failover from {provider.code} ({r.outcome}: {r.message or r.code or ''}); {plan.reason(option)}"
+        why = (
+            f"failover from {provider.code} ({r.outcome}: {r.message or r.code or ''}); {plan.reason(option)}"
+        )
         return await _set(
-            session, c, provider_id=nxt.id, provider_service_code=option.candidate.provider_service_code,
-            remuneration=option.remuneration, remuneration_tariff_id=option.remuneration_tariff_id,
+            session,
+            c,
+            provider_id=nxt.id,
+            provider_service_code=option.candidate.provider_service_code,
+            remuneration=option.remuneration,
+            remuneration_tariff_id=option.remuneration_tariff_id,
             tried_provider_ids=tried if keep_tried else list(p.tried_provider_ids or []),
-            failovers=p.failovers + 1, in_doubt=False, attempts=attempts, next_attempt_at=now,
-            route_reason=(p.route_reason + "\n" + why)[-4000:], error_code=r.code,
+            failovers=p.failovers + 1,
+            in_doubt=False,
+            attempts=attempts,
+            next_attempt_at=now,
+            route_reason=(p.route_reason + "\n" + why)[-4000:],
+            error_code=r.code,
             error_message=(r.message or r.outcome)[:500],
         )
     return None

@@ -13,7 +13,9 @@ from paymux.money import format_amount
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    external_id: StrictStr = Field(min_length=1, max_length=64, description="unique per channel; makes the call idempotent")
+    external_id: StrictStr = Field(
+        min_length=1, max_length=64, description="unique per channel; makes the call idempotent"
+    )
     service: StrictStr = Field(min_length=1, max_length=64)
     account: StrictStr = Field(min_length=1, max_length=64)
     amount: StrictStr = Field(description='decimal string in major units, e.g. "150.00"', examples=["150.00"])

@@ -100,10 +100,14 @@ def _fullmatch(pattern: str, value: str) -> bool:
     return re.fullmatch(pattern, value) is not None
 
 
-def price(snap: Snapshot, service: ServiceView, channel: ChannelView, amount: int, at: dt.datetime) -> Pricing:
+def price(
+    snap: Snapshot, service: ServiceView, channel: ChannelView, amount: int, at: dt.datetime
+) -> Pricing:
     """The payer's fee and the dealer's commission under the tariffs in force at ``at``."""
     fee_t = snap.tariff("fee", currency=service.currency, at=at, service_id=service.id, channel=channel)
-    com_t = snap.tariff("commission", currency=service.currency, at=at, service_id=service.id, channel=channel)
+    com_t = snap.tariff(
+        "commission", currency=service.currency, at=at, service_id=service.id, channel=channel
+    )
     return Pricing(
         fee=compute(fee_t.rule, amount) if fee_t else 0,
         fee_tariff_id=fee_t.id if fee_t else None,
@@ -124,7 +128,9 @@ class _Duplicate(Exception):
     pass
 
 
-async def accept(hub: Hub, session: AsyncSession, channel: ChannelView, body: PaymentIn) -> tuple[Payment, bool]:
+async def accept(
+    hub: Hub, session: AsyncSession, channel: ChannelView, body: PaymentIn
+) -> tuple[Payment, bool]:
     """Accept a payment; returns it and whether it was created (False: an idempotent repeat).
 
     Raises a Problem for invalid input (422), a reused external_id with another body (409) or
@@ -144,10 +150,14 @@ async def accept(hub: Hub, session: AsyncSession, channel: ChannelView, body: Pa
             select(Payment).where(Payment.channel_id == channel.id, Payment.external_id == body.external_id)
         )
         if existing is None:  # pragma: no cover - the conflicting row must exist once committed
-            raise Problem(409, "conflict", "Conflict", "concurrent request with the same external_id") from None
+            raise Problem(
+                409, "conflict", "Conflict", "concurrent request with the same external_id"
+            ) from None
         if existing.request_hash != digest:
             raise Problem(
-                409, "idempotency-conflict", "external_id already used",
+                409,
+                "idempotency-conflict",
+                "external_id already used",
                 f"external_id {body.external_id!r} was already used for a different payment (id {existing.id})",
                 payment_id=existing.id,
             ) from None
@@ -179,35 +189,59 @@ async def _insert_first_covered(
                     res = await session.execute(
                         insert(Payment)
                         .values(
-                            channel_id=channel.id, external_id=body.external_id, request_hash=digest,
-                            service_id=v.service.id, account=body.account, currency=v.service.currency,
-                            amount=v.amount, fee=pricing.fee, total=total,
-                            remuneration=option.remuneration, commission=pricing.commission,
+                            channel_id=channel.id,
+                            external_id=body.external_id,
+                            request_hash=digest,
+                            service_id=v.service.id,
+                            account=body.account,
+                            currency=v.service.currency,
+                            amount=v.amount,
+                            fee=pricing.fee,
+                            total=total,
+                            remuneration=option.remuneration,
+                            commission=pricing.commission,
                             fee_tariff_id=pricing.fee_tariff_id,
                             remuneration_tariff_id=option.remuneration_tariff_id,
                             commission_tariff_id=pricing.commission_tariff_id,
-                            fields=v.fields, status="accepted", provider_id=p.id,
+                            fields=v.fields,
+                            status="accepted",
+                            provider_id=p.id,
                             provider_service_code=option.candidate.provider_service_code,
-                            route_reason=plan.reason(option, uncovered), tried_provider_ids=[],
-                            attempts=0, failovers=0, in_doubt=False, needs_attention=False,
-                            next_attempt_at=now, expires_at=now + dt.timedelta(seconds=lifetime),
-                            created_at=now, updated_at=now,
+                            route_reason=plan.reason(option, uncovered),
+                            tried_provider_ids=[],
+                            attempts=0,
+                            failovers=0,
+                            in_doubt=False,
+                            needs_attention=False,
+                            next_attempt_at=now,
+                            expires_at=now + dt.timedelta(seconds=lifetime),
+                            created_at=now,
+                            updated_at=now,
                         )
                         .returning(Payment)
+                        # a row id freed by a rolled-back savepoint may be reused: never trust the identity map
+                        .execution_options(populate_existing=True)
                     )
                 except IntegrityError:
                     raise _Duplicate() from None
                 payment = res.scalar_one()
                 await post_entry(
-                    session, hub.accounts, "payment_accept", accept_lines(payment, key),
-                    payment_id=payment.id, floors=deposit_floor(p.settlement, p.overdraft, key), at=now,
+                    session,
+                    hub.accounts,
+                    "payment_accept",
+                    accept_lines(payment, key),
+                    payment_id=payment.id,
+                    floors=deposit_floor(p.settlement, p.overdraft, key),
+                    at=now,
                 )
                 return payment
         except InsufficientFunds:
             uncovered.append(f"{p.code}: deposit cannot cover {format_amount(v.amount, v.service.currency)}")
     reasons = "; ".join(plan.skipped + uncovered) or "the service has no route"
     raise Problem(
-        503, "no-provider-available", "No provider can take this payment now",
+        503,
+        "no-provider-available",
+        "No provider can take this payment now",
         f"no provider of service {v.service.code} can take this payment ({reasons})",
     )
 
@@ -237,18 +271,28 @@ async def cancel(hub: Hub, session: AsyncSession, channel_id: int, payment_id: i
     res = await session.execute(
         update(Payment)
         .where(Payment.id == p.id, Payment.status == "accepted", Payment.attempts == 0, ~Payment.in_doubt)
-        .values(status="cancelled", next_attempt_at=None, final_at=now, updated_at=now,
-                error_code="cancelled", error_message="cancelled by the channel")
+        .values(
+            status="cancelled",
+            next_attempt_at=None,
+            final_at=now,
+            updated_at=now,
+            error_code="cancelled",
+            error_message="cancelled by the channel",
+        )
         .returning(Payment.id)
     )
     if res.first() is None:
         raise Problem(
-            409, "cannot-cancel", "The payment can no longer be cancelled",
+            409,
+            "cannot-cancel",
+            "The payment can no longer be cancelled",
             f"payment {p.id} is {p.status} and has been sent to a provider",
         )
     snap = await hub.catalog.get()
     prov = snap.providers[p.provider_id]
     key = provider_account(prov.id, prov.settlement, p.currency)
-    await post_entry(session, hub.accounts, "payment_cancel", reverse(accept_lines(p, key)), payment_id=p.id, at=now)
+    await post_entry(
+        session, hub.accounts, "payment_cancel", reverse(accept_lines(p, key)), payment_id=p.id, at=now
+    )
     await session.refresh(p)
     return p

@@ -42,9 +42,13 @@ class Plan:
             )
             parts.append(f"remuneration ranking: {ranked}")
         elif self.strategy == "priority":
-            parts.append("order: " + ", ".join(f"{o.provider.code}#{o.candidate.priority}" for o in self.options))
+            parts.append(
+                "order: " + ", ".join(f"{o.provider.code}#{o.candidate.priority}" for o in self.options)
+            )
         else:
-            parts.append("weights: " + ", ".join(f"{o.provider.code}={o.candidate.weight}" for o in self.options))
+            parts.append(
+                "weights: " + ", ".join(f"{o.provider.code}={o.candidate.weight}" for o in self.options)
+            )
         parts.append(f"chose {chosen.provider.code}")
         skipped = self.skipped + (extra or [])
         if skipped:
@@ -101,7 +105,11 @@ def plan_route(
             skipped.append(f"{p.code}: circuit breaker open")
             continue
         rem = snap.tariff(
-            "remuneration", currency=service.currency, at=at, service_id=service.id, provider_id=p.id,
+            "remuneration",
+            currency=service.currency,
+            at=at,
+            service_id=service.id,
+            provider_id=p.id,
             channel=channel,
         )
         options.append(Option(c, p, compute(rem.rule, amount) if rem else 0, rem.id if rem else None))

@@ -40,8 +40,11 @@ def scope_key(
     provider_id: int | None,
     channel_group_id: int | None,
     channel_id: int | None,
+    currency: str,
 ) -> str:
+    """The identity of a tariff's scope: versions of one scope replace each other over time."""
+
     def part(v: int | None) -> str:
         return "*" if v is None else str(v)
 
-    return f"{kind}:{part(service_id)}:{part(provider_id)}:{part(channel_group_id)}:{part(channel_id)}"
+    return f"{kind}:{part(service_id)}:{part(provider_id)}:{part(channel_group_id)}:{part(channel_id)}:{currency}"

@@ -53,7 +53,7 @@ async def add_version(
             f"of service {service.code!r}"
         )
     service_id = None if service is None else service.id
-    key = scope_key(data.kind, service_id, provider_id, group_id, channel_id)
+    key = scope_key(data.kind, service_id, provider_id, group_id, channel_id, data.currency)
     stored_rule = rule_to_json(parse_rule(data.rule, data.currency))
 
     query = select(TariffVersion).where(
