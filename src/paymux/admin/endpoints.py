@@ -441,6 +441,11 @@ async def search_payments(
     return {"total": total, "items": [_payment_dict(snap, p) for p in rows]}
 
 
+def _provider_code(snap: Any, provider_id: int) -> str | int:
+    p = snap.providers.get(provider_id)
+    return p.code if p else provider_id
+
+
 def _id_of(view: Any, what: str, code: str) -> int:
     if view is None:
         raise invalid("unknown-" + what, f"unknown {what} {code!r}")
@@ -521,11 +526,7 @@ async def payment_details(payment_id: int, _: AdminDep, hub: HubDep, session: Se
         **_payment_dict(snap, p),
         "attempts": [
             {
-                "provider": (
-                    snap.providers.get(a.provider_id).code
-                    if snap.providers.get(a.provider_id)
-                    else a.provider_id
-                ),
+                "provider": _provider_code(snap, a.provider_id),
                 "step": a.step,
                 "outcome": a.outcome,
                 "code": a.code,

@@ -152,12 +152,12 @@ async def run_demo(
             info.emulators = engines
             base = await stack.enter_async_context(running_hub(hub, host, port, run_workers=True))
             _print_access(info, base, urls)
-            code = 0
+            exit_code = 0
             if payments:
-                code = await run_load(hub, base, info, payments, concurrency)
+                exit_code = await run_load(hub, base, info, payments, concurrency)
                 await _print_deposits(hub)
             if exit_after:
-                return code
+                return exit_code
             typer.echo("serving; press Ctrl-C to stop")
             await asyncio.Event().wait()
         return 0

@@ -76,7 +76,7 @@ class AccountCache:
         return out
 
 
-def _account_query(key: AccountKey) -> Select[tuple[int]]:
+def _account_query(key: AccountKey) -> Select[int]:
     return select(Account.id).where(
         Account.kind == key.kind, Account.owner_id == key.owner_id, Account.currency == key.currency
     )

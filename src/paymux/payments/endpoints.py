@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from paymux.api.deps import ChannelDep, HubDep, SessionDep
@@ -14,7 +16,7 @@ from paymux.runtime import Hub
 
 router = APIRouter(prefix="/api/v1", tags=["channel"])
 
-PROBLEMS = {
+PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid key or signature (problem+json)"},
     403: {"description": "channel disabled (problem+json)"},
     422: {"description": "invalid request (problem+json)"},
