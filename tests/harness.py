@@ -14,7 +14,6 @@ import httpx
 
 from paymux.auth.keys import issue_admin_token, issue_channel_key
 from paymux.catalog.file import apply_catalog
-from paymux.db.engine import create_engine
 from paymux.ledger.topups import record_topup
 from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
 from paymux.providers.emulators.jsonhttp import create_app as jsonhttp_app
@@ -203,8 +202,7 @@ async def hub_env(
     """A hub serving on loopback, with emulators for p1..p3 (configs by provider code)."""
     cat = copy.deepcopy(catalog or BASE_CATALOG)
     configs = {p["code"]: (emulators or {}).get(p["code"], {}) for p in cat["providers"]}
-    engine = create_engine(db_url)
-    hub = Hub(test_settings(db_url, **settings), engine=engine)
+    hub = Hub(test_settings(db_url, **settings))
     async with contextlib.AsyncExitStack() as stack:
         engines: dict[str, BehaviourEngine] = {}
         urls: dict[str, str] = {}
@@ -232,4 +230,3 @@ async def hub_env(
             yield Env(hub, base, http, keys, token, engines, urls)
         finally:
             await hub.close()
-    await engine.dispose()

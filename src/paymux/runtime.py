@@ -24,9 +24,17 @@ class Hub:
         self.settings = settings or get_settings()
         self.engine = engine or create_engine(self.settings.database_url)
         self.owns_engine = engine is None
-        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
-        self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, readonly=True)
         self.sqlite = is_sqlite(str(self.engine.url))
+        # SQLite: a one-connection writer engine and a separate pool of readers; PostgreSQL: one pool
+        self.read_engine = (
+            create_engine(self.engine.url.render_as_string(hide_password=False), readonly=True)
+            if self.sqlite
+            else self.engine
+        )
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(
+            self.read_engine, readonly=True
+        )
         self.catalog = CatalogCache(self.read_sessions, self.settings.catalog_cache_seconds)
         self.accounts = AccountCache(self.read_sessions)
         self.breakers = BreakerBoard()
@@ -64,6 +72,8 @@ class Hub:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         if self.owns_engine:
             await self.engine.dispose()
 

@@ -15,14 +15,24 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEngine:
     """An async engine with the pragmas and transaction mode paymux relies on.
 
     SQLite: WAL, synchronous=FULL (an accepted payment is durable when answered), foreign keys,
-    a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction so that writers queue on the
-    database lock instead of failing on a lock upgrade.
+    a busy timeout, and ``BEGIN IMMEDIATE`` for every writing transaction so that writers queue
+    on the database lock instead of failing on a lock upgrade. A writing engine has exactly one
+    connection: the writers of a process queue for it in order (SQLite admits one writer at a
+    time anyway) instead of polling the lock. A ``readonly`` engine has several connections that
+    read beside the writer (WAL) with deferred transactions.
     """
     if is_sqlite(url):
+        if readonly:
+            kwargs.setdefault("pool_size", 8)
+            kwargs.setdefault("max_overflow", 8)
+        else:
+            kwargs.setdefault("pool_size", 1)
+            kwargs.setdefault("max_overflow", 0)
+            kwargs.setdefault("pool_timeout", 120)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -40,7 +50,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             readonly = conn.get_execution_options().get(READONLY)
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
-        return engine
+        return engine.execution_options(**{READONLY: True}) if readonly else engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     return create_async_engine(url, **kwargs)

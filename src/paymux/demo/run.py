@@ -56,7 +56,7 @@ EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
     "eurolink": (8104, {"latency_ms": 10, "jitter_ms": 30, "provider_txn_prefix": "EL-"}),
 }
 
-INITIAL_DEPOSITS = {("fastpay", "RUB"): 50_000_000, ("eurolink", "EUR"): 5_000_000}  # minor units
+INITIAL_DEPOSITS = {("fastpay", "RUB"): 500_000_000, ("eurolink", "EUR"): 50_000_000}  # minor units
 
 
 @dataclass

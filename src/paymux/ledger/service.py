@@ -11,9 +11,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -143,15 +143,14 @@ async def post_entry(
         raise LedgerError(f"journal entry {kind} has no non-zero lines")
     now = at or utcnow()
     ids = await accounts.ids(session, (ln.key for ln in lines))
+    conn = await session.connection()  # Core statements: no ORM bookkeeping on the hot path
     entry_id = (
-        await session.execute(
-            insert(JournalEntry)
-            .values(kind=kind, payment_id=payment_id, memo=memo, created_at=now)
-            .returning(JournalEntry.id)
+        await conn.execute(
+            _INSERT_ENTRY, {"kind": kind, "payment_id": payment_id, "memo": memo, "created_at": now}
         )
     ).scalar_one()
-    await session.execute(
-        insert(Posting),
+    await conn.execute(
+        _INSERT_POSTING,
         [
             {
                 "entry_id": entry_id,
@@ -172,16 +171,29 @@ async def post_entry(
     for account_id in sorted(deltas):
         delta = deltas[account_id]
         key = key_of[account_id]
-        stmt = update(Account).where(Account.id == account_id)
         floor = floors.get(key)
+        params = {"aid": account_id, "delta": delta, "now": now}
         if floor is not None and delta < 0:
-            stmt = stmt.where(Account.balance + delta >= floor)
-        res = await session.execute(
-            stmt.values(balance=Account.balance + delta, updated_at=now).returning(Account.id)
-        )
+            res = await conn.execute(_UPDATE_BALANCE_FLOOR, {**params, "floor": floor})
+        else:
+            res = await conn.execute(_UPDATE_BALANCE, params)
         if res.first() is None:
             raise InsufficientFunds(key)
     return int(entry_id)
+
+
+_entries = cast(Table, JournalEntry.__table__)
+_postings = cast(Table, Posting.__table__)
+_accounts = cast(Table, Account.__table__)
+_INSERT_ENTRY = insert(_entries).returning(_entries.c.id)
+_INSERT_POSTING = insert(_postings)
+_UPDATE_BALANCE = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("aid"))
+    .values(balance=_accounts.c.balance + bindparam("delta"), updated_at=bindparam("now"))
+    .returning(_accounts.c.id)
+)
+_UPDATE_BALANCE_FLOOR = _UPDATE_BALANCE.where(_accounts.c.balance + bindparam("delta") >= bindparam("floor"))
 
 
 async def balance(session: AsyncSession, accounts: AccountCache, key: AccountKey) -> int:

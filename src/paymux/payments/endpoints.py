@@ -10,8 +10,8 @@ from paymux.api.deps import ChannelDep, HubDep, SessionDep
 from paymux.errors import not_found
 from paymux.payments import service
 from paymux.payments.checks import check_account
-from paymux.payments.models import Payment
 from paymux.payments.schemas import CheckIn, CheckOut, PaymentIn, PaymentOut, payment_out
+from paymux.payments.service import PaymentRecord
 from paymux.runtime import Hub
 
 router = APIRouter(prefix="/api/v1", tags=["channel"])
@@ -23,7 +23,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _out(hub: Hub, p: Payment) -> PaymentOut:
+async def _out(hub: Hub, p: PaymentRecord) -> PaymentOut:
     snap = await hub.catalog.get()
     svc = snap.services_by_id.get(p.service_id)
     prov = snap.providers.get(p.provider_id)

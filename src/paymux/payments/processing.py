@@ -21,8 +21,9 @@ import logging
 import random
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ProviderView, Snapshot
@@ -100,6 +101,9 @@ async def process(hub: Hub, c: Claimed) -> None:
     """Take one claimed payment one step further and record the outcome."""
     snap = await hub.catalog.get()
     p = c.payment
+    if p.provider_id not in snap.providers or p.service_id not in snap.services_by_id:
+        hub.catalog_changed()  # created by another node after this process loaded its snapshot
+        snap = await hub.catalog.get()
     provider = snap.providers[p.provider_id]
     if not c.was_in_doubt and not _still_routable(snap, p, provider):
         # switched off or disabled since acceptance, and never sent there: move it first
@@ -189,13 +193,15 @@ def _exchange_dict(e: object) -> dict[str, object]:
 async def _set(session: AsyncSession, c: Claimed, **values: object) -> bool:
     """Update the payment if this worker still holds its lease."""
     values.setdefault("updated_at", utcnow())
-    res = await session.execute(
-        update(Payment)
-        .where(Payment.id == c.payment.id, Payment.lease_owner == c.lease)
-        .values(**values)
-        .returning(Payment.id)
+    t = _payments
+    conn = await session.connection()  # a Core update: no ORM session synchronisation
+    res = await conn.execute(
+        update(t).where(t.c.id == c.payment.id, t.c.lease_owner == c.lease).values(**values).returning(t.c.id)
     )
     return res.first() is not None
+
+
+_payments = cast(Table, Payment.__table__)
 
 
 async def _apply(
@@ -274,10 +280,11 @@ async def _succeed(
         error_message=None,
         needs_attention=False,
     )
-    if ok:
-        await post_entry(
-            session, hub.accounts, "payment_success", success_lines(p, provider.id), payment_id=p.id, at=now
-        )
+    lines = success_lines(p, provider.id)
+    if ok and any(
+        ln.amount for ln in lines
+    ):  # nothing to recognise when there is no fee, remuneration or commission
+        await post_entry(session, hub.accounts, "payment_success", lines, payment_id=p.id, at=now)
     return ok
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,13 +125,17 @@ def request_hash(channel_id: int, v: Validated, account: str) -> str:
     return hashlib.sha256(canon).hexdigest()
 
 
+# a payments row: the ORM object, or the Core row of a fresh insert (same attribute names)
+PaymentRecord = Payment | Row[Any]
+
+
 class _Duplicate(Exception):
     pass
 
 
 async def accept(
     hub: Hub, session: AsyncSession, channel: ChannelView, body: PaymentIn
-) -> tuple[Payment, bool]:
+) -> tuple[PaymentRecord, bool]:
     """Accept a payment; returns it and whether it was created (False: an idempotent repeat).
 
     Raises a Problem for invalid input (422), a reused external_id with another body (409) or
@@ -146,9 +151,13 @@ async def accept(
         payment = await _insert_first_covered(hub, session, channel, body, v, digest, pricing, plan, now)
     except _Duplicate:
         await session.rollback()
-        existing = await session.scalar(
-            select(Payment).where(Payment.channel_id == channel.id, Payment.external_id == body.external_id)
-        )
+        # the conflicting row is committed; reading it must not take the (SQLite) write lock
+        async with hub.read_sessions() as reader:
+            existing = await reader.scalar(
+                select(Payment).where(
+                    Payment.channel_id == channel.id, Payment.external_id == body.external_id
+                )
+            )
         if existing is None:  # pragma: no cover - the conflicting row must exist once committed
             raise Problem(
                 409, "conflict", "Conflict", "concurrent request with the same external_id"
@@ -158,7 +167,8 @@ async def accept(
                 409,
                 "idempotency-conflict",
                 "external_id already used",
-                f"external_id {body.external_id!r} was already used for a different payment (id {existing.id})",
+                f"external_id {body.external_id!r} was already used for a different payment"
+                f" (id {existing.id})",
                 payment_id=existing.id,
             ) from None
         return existing, False
@@ -176,7 +186,7 @@ async def _insert_first_covered(
     pricing: Pricing,
     plan: Plan,
     now: dt.datetime,
-) -> Payment:
+) -> PaymentRecord:
     total = v.amount + pricing.fee
     lifetime = v.service.lifetime_seconds or hub.settings.payment_lifetime_seconds
     uncovered: list[str] = []
@@ -186,9 +196,10 @@ async def _insert_first_covered(
         try:
             async with session.begin_nested():
                 try:
-                    res = await session.execute(
-                        insert(Payment)
-                        .values(
+                    conn = await session.connection()
+                    res = await conn.execute(
+                        _INSERT_PAYMENT,
+                        dict(
                             channel_id=channel.id,
                             external_id=body.external_id,
                             request_hash=digest,
@@ -217,14 +228,11 @@ async def _insert_first_covered(
                             expires_at=now + dt.timedelta(seconds=lifetime),
                             created_at=now,
                             updated_at=now,
-                        )
-                        .returning(Payment)
-                        # a row id freed by a rolled-back savepoint may be reused: never trust the identity map
-                        .execution_options(populate_existing=True)
+                        ),
                     )
                 except IntegrityError:
                     raise _Duplicate() from None
-                payment = res.scalar_one()
+                payment = res.one()
                 await post_entry(
                     session,
                     hub.accounts,
@@ -244,6 +252,10 @@ async def _insert_first_covered(
         "No provider can take this payment now",
         f"no provider of service {v.service.code} can take this payment ({reasons})",
     )
+
+
+_payments = cast(Table, Payment.__table__)
+_INSERT_PAYMENT = insert(_payments).returning(*_payments.c)
 
 
 async def get_payment(session: AsyncSession, channel_id: int, payment_id: int) -> Payment:

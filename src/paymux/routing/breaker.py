@@ -53,6 +53,8 @@ class Breaker:
 
     def record(self, ok: bool, now: int) -> None:
         st = self.state(now)
+        if st == "open":
+            return  # a call begun before the breaker opened: only the half-open probe decides
         if st != "closed":
             self.probing = False
             if ok:

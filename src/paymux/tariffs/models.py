@@ -47,4 +47,5 @@ def scope_key(
     def part(v: int | None) -> str:
         return "*" if v is None else str(v)
 
-    return f"{kind}:{part(service_id)}:{part(provider_id)}:{part(channel_group_id)}:{part(channel_id)}:{currency}"
+    parts = (service_id, provider_id, channel_group_id, channel_id)
+    return ":".join([kind, *(part(v) for v in parts), currency])

@@ -1,0 +1,444 @@
+"""The ``paymux`` console script, run as a real subprocess against a fresh SQLite file per test.
+
+These tests are about the command line, not the database backend, so they use SQLite whatever
+``PAYMUX_TEST_DATABASE_URL`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+PAYMUX = Path(sys.executable).parent / "paymux"
+EXAMPLE = Path(__file__).parent / "data" / "catalog_example.yaml"
+SUMMARY = re.compile(r"^(\d+) created, (\d+) updated, (\d+) unchanged")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cli:
+    """Runs ``paymux`` in ``cwd`` with its own SQLite database."""
+
+    cwd: Path
+    db: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMUX_")}
+        env["PAYMUX_DATABASE_URL"] = f"sqlite+aiosqlite:///{self.db}"
+        env["PAYMUX_LOG_LEVEL"] = "warning"
+        return env
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PAYMUX), *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        r = self.run(*args, timeout=timeout)
+        assert r.returncode == 0, f"paymux {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def export(self) -> str:
+        return self.ok("catalog", "export").stdout
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str) -> None:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            conn.execute(sql)
+            conn.commit()
+
+    def db_bytes(self) -> bytes:
+        """The database file and whatever SQLite keeps next to it (WAL, shared memory)."""
+        return b"".join(p.read_bytes() for p in sorted(self.cwd.glob(self.db.name + "*")))
+
+    @contextlib.contextmanager
+    def background(self, *args: str, ready: Any, name: str, timeout: float = 30) -> Iterator[None]:
+        """Run ``paymux ARGS`` in the background until ``ready()`` is true; stop it with SIGINT after."""
+        out = (self.cwd / f"{name}.out").open("w")
+        err = (self.cwd / f"{name}.err").open("w")
+        proc = subprocess.Popen([str(PAYMUX), *args], cwd=self.cwd, env=self.env, stdout=out, stderr=err)
+
+        def output() -> str:
+            return (self.cwd / f"{name}.out").read_text() + (self.cwd / f"{name}.err").read_text()
+
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"paymux {' '.join(args)} exited {proc.returncode} early:\n{output()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if ready():
+                        break
+                if time.monotonic() > deadline:
+                    pytest.fail(f"paymux {' '.join(args)} did not get ready in {timeout} s:\n{output()}")
+                time.sleep(0.1)
+            yield
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                    pytest.fail(f"paymux {' '.join(args)} ignored SIGINT:\n{output()}")
+            out.close()
+            err.close()
+        # a clean stop: exit code 0, or death by the very signal it was sent
+        assert proc.returncode in (0, -signal.SIGINT, 128 + signal.SIGINT), output()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "paymux.db")
+
+
+@pytest.fixture
+def catalog(cli: Cli) -> Cli:
+    """A migrated database with the example catalog of docs/catalog.md applied."""
+    cli.ok("migrate")
+    cli.ok("catalog", "apply", str(EXAMPLE))
+    return cli
+
+
+def example_items() -> int:
+    """Items of the example file: one per entry of every section."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    return sum(len(v) for v in data.values())
+
+
+def summary(stdout: str) -> tuple[int, int, int]:
+    m = SUMMARY.match(stdout.strip().splitlines()[-1])
+    assert m, stdout
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def edited(cli: Cli, name: str, *replacements: tuple[str, str]) -> Path:
+    """A copy of the example file with text replaced (text, not YAML: ``off:`` must stay a string)."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = cli.cwd / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- migrate -----------------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_schema_and_can_run_again(cli: Cli) -> None:
+    r = cli.ok("migrate")
+    assert "database is up to date" in r.stdout
+    tables = {t for (t,) in cli.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"payments", "payment_attempts", "channel_keys", "admin_tokens", "accounts", "postings"} <= tables
+    version = cli.query("SELECT version_num FROM alembic_version")
+    assert len(version) == 1
+    cli.ok("migrate")
+    assert cli.query("SELECT version_num FROM alembic_version") == version
+
+
+# -- catalog apply / export ---------------------------------------------------------------------
+
+
+def test_catalog_apply_reports_each_item_then_nothing_on_reapply(cli: Cli) -> None:
+    cli.ok("migrate")
+    first = cli.ok("catalog", "apply", str(EXAMPLE)).stdout.strip().splitlines()
+    created, updated, unchanged = summary(first[-1])
+    items = first[:-1]
+    assert all(re.match(r"^(created|updated) \S+ ", line) for line in items), items
+    assert len(items) == created + updated
+    assert created + updated + unchanged == example_items()
+    assert created >= example_items() - 1  # everything but the switch, which "updates" routes
+    for line in ("created provider alpha", "created provider gamma", "created channel ibank"):
+        assert line in items
+    assert "created service mts-topup" in items and "created agent dealer-south" in items
+    assert sum(line.startswith("created tariff ") for line in items) == 8
+    assert "updated switch off gamma onto beta service kz-internet" in items
+
+    again = cli.ok("catalog", "apply", str(EXAMPLE)).stdout.strip().splitlines()
+    assert len(again) == 1, again
+    assert summary(again[0]) == (0, 0, example_items())
+    assert cli.query("SELECT code FROM providers ORDER BY code") == [("alpha",), ("beta",), ("gamma",)]
+
+
+def test_catalog_dry_run_reports_the_change_and_changes_nothing(catalog: Cli) -> None:
+    before = catalog.export()
+    path = edited(
+        catalog,
+        "edited.yaml",
+        ("name: Beta Direct Operator", "name: Beta Renamed"),
+        ("  - code: online\n    name: Internet and mobile banking\n",
+         "  - code: online\n    name: Internet and mobile banking\n  - code: kiosk\n    name: Kiosks\n"),
+    )
+    r = catalog.ok("catalog", "apply", "--dry-run", str(path))
+    lines = r.stdout.strip().splitlines()
+    assert "updated provider beta" in lines and "created channel_group kiosk" in lines
+    assert len(lines) == 3, lines
+    assert summary(lines[-1]) == (1, 1, example_items() - 1)
+    assert lines[-1].endswith("(dry run, nothing changed)")
+    assert catalog.export() == before
+    assert catalog.query("SELECT name FROM providers WHERE code = 'beta'") == [("Beta Direct Operator",)]
+
+    # the same file for real does change it: the dry run above was not a no-op by accident
+    r = catalog.ok("catalog", "apply", str(path))
+    assert "updated provider beta" in r.stdout and "dry run" not in r.stdout
+    after = catalog.export()
+    assert "Beta Renamed" in after and "kiosk" in after and after != before
+
+
+@pytest.mark.parametrize(
+    ("replacement", "expected"),
+    [
+        pytest.param(
+            ("    timezone: Europe/Moscow\n", "    tiemzone: Europe/Moscow\n"),
+            "providers[0] (alpha): unknown field 'tiemzone'",
+            id="unknown-key",
+        ),
+        pytest.param(
+            ("account_pattern: ^9[0-9]{9}$", 'account_pattern: "^9[0-9{9}$"'),
+            "services[0] (mts-topup).account_pattern: account_pattern '^9[0-9{9}$' is not a valid regular",
+            id="bad-regex",
+        ),
+        pytest.param(
+            ('        - provider: gamma\n          code: "77"', '        - provider: nope\n          code: "77"'),
+            "services[2] (kz-internet): unknown provider 'nope' (nothing was changed)",
+            id="unknown-reference",
+        ),
+    ],
+)
+def test_catalog_apply_of_an_invalid_file_fails_and_changes_nothing(
+    catalog: Cli, replacement: tuple[str, str], expected: str
+) -> None:
+    before = catalog.export()
+    # the bad file also renames beta, which must not be applied either
+    path = edited(catalog, "bad.yaml", ("name: Beta Direct Operator", "name: Beta Renamed"), replacement)
+    r = catalog.run("catalog", "apply", str(path))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"error: {path}")
+    assert any(expected in line for line in r.stderr.splitlines()), r.stderr
+    assert catalog.export() == before
+    assert catalog.query("SELECT name FROM providers WHERE code = 'beta'") == [("Beta Direct Operator",)]
+
+
+def test_catalog_export_applies_without_changes_and_rebuilds_the_catalog(catalog: Cli, tmp_path: Path) -> None:
+    text = catalog.export()
+    data = yaml.safe_load(text)
+    assert [p["code"] for p in data["providers"]] == ["alpha", "beta", "gamma"]
+    assert {s["code"] for s in data["services"]} == {"mts-topup", "electricity", "kz-internet", "game-credits"}
+    assert len(data["tariffs"]) == 8
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(text, encoding="utf-8")
+    lines = catalog.ok("catalog", "apply", str(exported)).stdout.strip().splitlines()
+    assert len(lines) == 1, lines
+    created, updated, unchanged = summary(lines[0])
+    assert (created, updated) == (0, 0) and unchanged > 20
+
+    r = catalog.ok("catalog", "export", "-o", "out.yaml")
+    assert "catalog written to out.yaml" in r.stdout
+    assert (tmp_path / "out.yaml").read_text(encoding="utf-8") == text
+
+    # applied to an empty database, the export builds the same catalog
+    other = Cli(tmp_path, tmp_path / "other.db")
+    other.ok("migrate")
+    lines = other.ok("catalog", "apply", str(exported)).stdout.strip().splitlines()
+    assert summary(lines[-1])[0] == unchanged
+    assert other.export() == text
+
+
+# -- keys and tokens ----------------------------------------------------------------------------
+
+
+def test_channel_key_is_printed_once_and_stored_hashed(catalog: Cli) -> None:
+    r = catalog.ok("channels", "issue-key", "atm-0001")
+    key = r.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"pmx_ch_[A-Za-z0-9_-]{40,}", key), r.stdout
+    assert "shown once" in r.stderr
+    rows = catalog.query(
+        "SELECT k.key_hash, k.prefix, k.revoked_at FROM channel_keys k "
+        "JOIN channels c ON c.id = k.channel_id WHERE c.code = 'atm-0001'"
+    )
+    assert rows == [(hashlib.sha256(key.encode()).hexdigest(), key[:12], None)]
+    assert key.encode() not in catalog.db_bytes()
+    assert key[12:].encode() not in catalog.db_bytes()
+
+    second = catalog.ok("channels", "issue-key", "atm-0001").stdout.strip().splitlines()[-1]
+    assert second != key and second.startswith("pmx_ch_")
+    assert len(catalog.query("SELECT id FROM channel_keys")) == 2
+
+    bad = catalog.run("channels", "issue-key", "no-such-channel")
+    assert bad.returncode == 1
+    assert "pmx_ch_" not in bad.stdout
+    assert bad.stderr.strip() == "error: unknown channel 'no-such-channel'"
+    assert len(catalog.query("SELECT id FROM channel_keys")) == 2
+
+
+def test_admin_token_is_printed_once_and_stored_hashed(cli: Cli) -> None:
+    cli.ok("migrate")
+    r = cli.ok("admin", "issue-token", "--name", "ops")
+    token = r.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"pmx_adm_[A-Za-z0-9_-]{40,}", token), r.stdout
+    assert "shown once" in r.stderr
+    rows = cli.query("SELECT name, token_hash, prefix, revoked_at FROM admin_tokens")
+    assert rows == [("ops", hashlib.sha256(token.encode()).hexdigest(), token[:12], None)]
+    assert token.encode() not in cli.db_bytes()
+    default = cli.ok("admin", "issue-token").stdout.strip().splitlines()[-1]
+    assert default.startswith("pmx_adm_") and default != token
+    assert cli.query("SELECT name FROM admin_tokens ORDER BY id") == [("ops",), ("admin",)]
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def test_serve_answers_with_the_issued_key_and_token(catalog: Cli) -> None:
+    key = catalog.ok("channels", "issue-key", "atm-0001").stdout.strip().splitlines()[-1]
+    token = catalog.ok("admin", "issue-token").stdout.strip().splitlines()[-1]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    # no background workers: the example providers live on the internet, nothing may be sent there
+    with (
+        httpx.Client(base_url=base, timeout=10) as http,
+        catalog.background(
+            "serve", "--port", str(port), "--no-workers",
+            ready=lambda: http.get("/health").status_code == 200, name="serve",
+        ),
+    ):
+        health = http.get("/health")
+        assert health.json()["status"] == "ok"
+
+        r = http.get("/api/v1/payments/1", headers=auth)
+        assert r.status_code == 404, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["status"] == 404
+
+        for headers in ({}, {"Authorization": "Bearer pmx_ch_wrong"}, {"Authorization": f"Bearer {token}"}):
+            r = http.get("/api/v1/payments/1", headers=headers)
+            assert r.status_code == 401, (headers, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+
+        body = {
+            "external_id": "cli-1",
+            "service": "mts-topup",
+            "account": "9161234567",
+            "amount": "100.00",
+            "currency": "RUB",
+        }
+        r = http.post("/api/v1/payments", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+        pid = r.json()["id"]
+        r = http.get(f"/api/v1/payments/{pid}", headers=auth)
+        assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["provider"] == "alpha"
+
+        r = http.get("/api/v1/admin/providers", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        assert {p["code"] for p in r.json()} == {"alpha", "beta", "gamma"}
+        assert http.get("/api/v1/admin/providers", headers=auth).status_code == 401
+    assert catalog.query("SELECT status FROM payments") == [("accepted",)]
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def test_demo_seed_only_loads_the_demo_data_and_can_run_twice(cli: Cli) -> None:
+    r = cli.ok("demo", "--seed-only")
+    assert "demo data loaded" in r.stdout
+    assert re.search(r"\(\d+ created, 0 updated, 0 unchanged\)", r.stdout), r.stdout
+    data = yaml.safe_load(cli.export())
+    assert len(data["providers"]) >= 3
+    assert len(data["services"]) >= 10
+    assert len(data["channels"]) >= 4
+    assert len({c["kind"] for c in data["channels"]}) >= 4
+    topups = cli.query("SELECT COUNT(*) FROM topups")
+
+    again = cli.ok("demo", "--seed-only")
+    assert re.search(r"\(0 created, 0 updated, \d+ unchanged\)", again.stdout), again.stdout
+    assert yaml.safe_load(cli.export()) == data
+    assert cli.query("SELECT COUNT(*) FROM topups") == topups  # deposits are funded once
+    assert "ledger balanced: yes" in cli.ok("ledger", "verify").stdout
+
+
+def test_demo_load_then_ledger_verify_catches_a_corrupted_balance(cli: Cli) -> None:
+    started = time.monotonic()
+    r = cli.run("demo", "--payments", "60", "--exit", "--port", str(free_port()), timeout=120)
+    elapsed = time.monotonic() - started
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-5000:]}"
+    out = r.stdout
+    for line in ("succeeded:", "failed:", "failovers:", "paid twice:         0", "lost:               0",
+                 "ledger balanced:    yes"):
+        assert line in out, out
+    counts = {k: int(v) for k, v in re.findall(r"^(succeeded|failed|accepted|not final):\s+(\d+)", out, re.M)}
+    assert counts["accepted"] == 60 and counts["not final"] == 0
+    assert counts["succeeded"] + counts["failed"] == 60 and counts["succeeded"] > 0
+    assert "PROBLEM" not in r.stderr
+    assert elapsed < 90
+    assert cli.query("SELECT COUNT(*) FROM payments WHERE status IN ('succeeded', 'failed')") == [(60,)]
+
+    v = cli.ok("ledger", "verify")
+    assert "ledger balanced: yes" in v.stdout
+
+    cli.execute("UPDATE accounts SET balance = balance + 1 WHERE id = (SELECT MIN(id) FROM accounts)")
+    bad = cli.run("ledger", "verify")
+    assert bad.returncode == 1, bad.stdout
+    assert "ledger balanced: yes" not in bad.stdout
+    assert "ledger does NOT balance" in bad.stderr
+
+
+# -- emulator -----------------------------------------------------------------------------------
+
+
+def test_emulator_jsonhttp_serves_check_and_pay(cli: Cli) -> None:
+    port = free_port()
+    check = {"txn_id": "t-1", "account": "9161234567", "amount": "10.00", "currency": "RUB"}
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+        cli.background(
+            "emulator", "jsonhttp", "--port", str(port),
+            ready=lambda: http.post("/check", json=check).status_code == 200, name="emulator",
+        ),
+    ):
+        r = http.post("/check", json=check)
+        assert r.json() == {"result": "ok", "info": {}}
+        pay = {**check, "service": "X", "txn_date": "2026-01-01T00:00:00Z"}
+        paid = http.post("/pay", json=pay).json()
+        assert paid["result"] == "ok" and paid["status"] == "succeeded"
+        status = http.post("/status", json={"txn_id": "t-1"}).json()
+        assert status["status"] == "succeeded" and status["provider_txn_id"] == paid["provider_txn_id"]
+        assert http.post("/status", json={"txn_id": "t-9"}).json()["status"] == "not_found"
+        listed = http.get("/_emulator/transactions").json()
+        assert [t["txn_id"] for t in listed["transactions"]] == ["t-1"] and listed["pay_calls"] == {"t-1": 1}
+        assert http.post("/check", json={"txn_id": "t-2"}).status_code == 400
+    assert "JSON/HTTP emulator on" in (cli.cwd / "emulator.out").read_text()
