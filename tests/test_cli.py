@@ -199,8 +199,10 @@ def test_catalog_dry_run_reports_the_change_and_changes_nothing(catalog: Cli) ->
         catalog,
         "edited.yaml",
         ("name: Beta Direct Operator", "name: Beta Renamed"),
-        ("  - code: online\n    name: Internet and mobile banking\n",
-         "  - code: online\n    name: Internet and mobile banking\n  - code: kiosk\n    name: Kiosks\n"),
+        (
+            "  - code: online\n    name: Internet and mobile banking\n",
+            "  - code: online\n    name: Internet and mobile banking\n  - code: kiosk\n    name: Kiosks\n",
+        ),
     )
     r = catalog.ok("catalog", "apply", "--dry-run", str(path))
     lines = r.stdout.strip().splitlines()
@@ -232,7 +234,7 @@ def test_catalog_dry_run_reports_the_change_and_changes_nothing(catalog: Cli) ->
             id="bad-regex",
         ),
         pytest.param(
-            ('        - provider: gamma\n          code: "77"', '        - provider: nope\n          code: "77"'),
+            ('- provider: gamma\n          code: "77"', '- provider: nope\n          code: "77"'),
             "services[2] (kz-internet): unknown provider 'nope' (nothing was changed)",
             id="unknown-reference",
         ),
@@ -254,11 +256,12 @@ def test_catalog_apply_of_an_invalid_file_fails_and_changes_nothing(
     assert catalog.query("SELECT name FROM providers WHERE code = 'beta'") == [("Beta Direct Operator",)]
 
 
-def test_catalog_export_applies_without_changes_and_rebuilds_the_catalog(catalog: Cli, tmp_path: Path) -> None:
+def test_catalog_export_applies_unchanged_and_rebuilds_the_catalog(catalog: Cli, tmp_path: Path) -> None:
     text = catalog.export()
     data = yaml.safe_load(text)
     assert [p["code"] for p in data["providers"]] == ["alpha", "beta", "gamma"]
-    assert {s["code"] for s in data["services"]} == {"mts-topup", "electricity", "kz-internet", "game-credits"}
+    services = {s["code"] for s in data["services"]}
+    assert services == {"mts-topup", "electricity", "kz-internet", "game-credits"}
     assert len(data["tariffs"]) == 8
     exported = tmp_path / "exported.yaml"
     exported.write_text(text, encoding="utf-8")
@@ -333,8 +336,12 @@ def test_serve_answers_with_the_issued_key_and_token(catalog: Cli) -> None:
     with (
         httpx.Client(base_url=base, timeout=10) as http,
         catalog.background(
-            "serve", "--port", str(port), "--no-workers",
-            ready=lambda: http.get("/health").status_code == 200, name="serve",
+            "serve",
+            "--port",
+            str(port),
+            "--no-workers",
+            ready=lambda: http.get("/health").status_code == 200,
+            name="serve",
         ),
     ):
         health = http.get("/health")
@@ -397,8 +404,14 @@ def test_demo_load_then_ledger_verify_catches_a_corrupted_balance(cli: Cli) -> N
     elapsed = time.monotonic() - started
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-5000:]}"
     out = r.stdout
-    for line in ("succeeded:", "failed:", "failovers:", "paid twice:         0", "lost:               0",
-                 "ledger balanced:    yes"):
+    for line in (
+        "succeeded:",
+        "failed:",
+        "failovers:",
+        "paid twice:         0",
+        "lost:               0",
+        "ledger balanced:    yes",
+    ):
         assert line in out, out
     counts = {k: int(v) for k, v in re.findall(r"^(succeeded|failed|accepted|not final):\s+(\d+)", out, re.M)}
     assert counts["accepted"] == 60 and counts["not final"] == 0
@@ -426,8 +439,12 @@ def test_emulator_jsonhttp_serves_check_and_pay(cli: Cli) -> None:
     with (
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
         cli.background(
-            "emulator", "jsonhttp", "--port", str(port),
-            ready=lambda: http.post("/check", json=check).status_code == 200, name="emulator",
+            "emulator",
+            "jsonhttp",
+            "--port",
+            str(port),
+            ready=lambda: http.post("/check", json=check).status_code == 200,
+            name="emulator",
         ),
     ):
         r = http.post("/check", json=check)

@@ -231,3 +231,33 @@ async def test_crash_after_claim_is_settled_by_status_then_paid_once(db_url: str
         assert env.pay_calls("p1")[str(pid)] == 2  # the stale worker sent the same txn id: one transaction
         assert env.succeeded_at(str(pid)) == ["p1"]
         await _ledger_ok(env)
+
+
+async def test_payment_without_any_tariff_succeeds(db_url: str) -> None:
+    from harness import BASE_CATALOG
+
+    cat = {**BASE_CATALOG, "tariffs": []}
+    async with hub_env(db_url, catalog=cat) as env:
+        body = (await env.pay(amount="10.00")).json()
+        assert (body["fee"], body["total"]) == ("0.00", "10.00")
+        final = await env.wait_final(body["id"])
+        assert final["status"] == "succeeded"
+        d = await env.details(body["id"])
+        assert {p["entry_kind"] for p in d["postings"]} == {"payment_accept"}
+        await _ledger_ok(env)
+
+
+async def test_admin_channel_list_masks_hmac_secret(db_url: str) -> None:
+    async with hub_env(db_url, run_workers=False) as env:
+        web = {
+            "code": "web",
+            "name": "Internet bank",
+            "kind": "internet_bank",
+            "group": "online",
+            "signing": {"mode": "hmac", "required": True, "hmac_secret": "a-very-secret-value-123"},
+        }
+        r = await env.http.put("/api/v1/admin/channels/web", json=web, headers=env.admin)
+        assert r.status_code == 200, r.text
+        r = await env.http.get("/api/v1/admin/channels", headers=env.admin)
+        assert "a-very-secret-value-123" not in r.text
+        assert {c["code"]: c["signing"].get("hmac_secret") for c in r.json()}["web"] == "***"

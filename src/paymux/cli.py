@@ -6,12 +6,18 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from paymux.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 app = typer.Typer(help="paymux: an open-source payments hub.", no_args_is_help=True, add_completion=False)
 catalog_app = typer.Typer(help="The catalog as a YAML file.", no_args_is_help=True)
@@ -109,6 +115,24 @@ def worker(
     asyncio.run(main())
 
 
+def in_session(work: Callable[[AsyncSession], Awaitable[T]], *, commit: bool = False) -> T:
+    """Run ``work`` in one database session (committed when ``commit``, else rolled back)."""
+
+    async def main() -> T:
+        from paymux.runtime import Hub
+
+        hub = Hub(get_settings())
+        try:
+            async with hub.sessions() as session:
+                result = await work(session)
+                await (session.commit() if commit else session.rollback())
+                return result
+        finally:
+            await hub.close()
+
+    return asyncio.run(main())
+
+
 @catalog_app.command("apply")
 def catalog_apply(
     file: Annotated[Path, typer.Argument(help="catalog YAML file", exists=True, dir_okay=False)],
@@ -123,23 +147,8 @@ def catalog_apply(
         fail(f"{file}: {e}")
         return
 
-    async def main() -> Any:
-        from paymux.runtime import Hub
-
-        hub = Hub(get_settings())
-        try:
-            async with hub.sessions() as session:
-                report = await apply_catalog(session, data, actor="cli")
-                if dry_run:
-                    await session.rollback()
-                else:
-                    await session.commit()
-                return report
-        finally:
-            await hub.close()
-
     try:
-        report = asyncio.run(main())
+        report = in_session(lambda session: apply_catalog(session, data, actor="cli"), commit=not dry_run)
     except ValueError as e:
         fail(f"{file}: {e} (nothing was changed)")
         return
@@ -155,17 +164,7 @@ def catalog_export(
     """Print the whole catalog (services, providers, channels, routes, tariffs) as YAML."""
     from paymux.catalog.file import dump_yaml, export_catalog
 
-    async def main() -> str:
-        from paymux.runtime import Hub
-
-        hub = Hub(get_settings())
-        try:
-            async with hub.sessions() as session:
-                return dump_yaml(await export_catalog(session))
-        finally:
-            await hub.close()
-
-    text = asyncio.run(main())
+    text = dump_yaml(in_session(export_catalog))
     if output:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"catalog written to {output}")
@@ -178,20 +177,8 @@ def channels_issue_key(code: Annotated[str, typer.Argument(help="channel code")]
     """Print a new API key for the channel on the last line (shown once, stored hashed)."""
     from paymux.auth.keys import UnknownChannel, issue_channel_key
 
-    async def main() -> str:
-        from paymux.runtime import Hub
-
-        hub = Hub(get_settings())
-        try:
-            async with hub.sessions() as session:
-                key = await issue_channel_key(session, code)
-                await session.commit()
-                return key
-        finally:
-            await hub.close()
-
     try:
-        key = asyncio.run(main())
+        key = in_session(lambda session: issue_channel_key(session, code), commit=True)
     except UnknownChannel as e:
         fail(str(e))
         return
@@ -206,19 +193,7 @@ def admin_issue_token(
     """Print a new admin API token on the last line (shown once, stored hashed)."""
     from paymux.auth.keys import issue_admin_token
 
-    async def main() -> str:
-        from paymux.runtime import Hub
-
-        hub = Hub(get_settings())
-        try:
-            async with hub.sessions() as session:
-                token = await issue_admin_token(session, name)
-                await session.commit()
-                return token
-        finally:
-            await hub.close()
-
-    token = asyncio.run(main())
+    token = in_session(lambda session: issue_admin_token(session, name), commit=True)
     typer.echo(f"admin token {name!r} (shown once; store it safely):", err=True)
     typer.echo(token)
 
@@ -228,17 +203,7 @@ def ledger_verify() -> None:
     """Check that every journal entry balances and every balance equals its postings."""
     from paymux.ledger.service import verify_ledger
 
-    async def main() -> Any:
-        from paymux.runtime import Hub
-
-        hub = Hub(get_settings())
-        try:
-            async with hub.sessions() as session:
-                return await verify_ledger(session)
-        finally:
-            await hub.close()
-
-    check = asyncio.run(main())
+    check = in_session(verify_ledger)
     typer.echo(f"{check.entries} entries, {check.postings} postings; totals by currency: {check.totals}")
     if not check.balanced:
         fail(

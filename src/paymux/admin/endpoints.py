@@ -167,7 +167,14 @@ async def put_agent(
 
 @router.get("/channels", response_model=list[ChannelIn])
 async def list_channels(_: AdminDep, session: SessionDep) -> list[ChannelIn]:
-    return [await catalog.channel_to_schema(session, c) for c in await catalog.list_channels(session)]
+    """Channels; HMAC secrets are masked (they are only ever written, not read back here)."""
+    out = []
+    for c in await catalog.list_channels(session):
+        ch = await catalog.channel_to_schema(session, c)
+        if ch.signing.hmac_secret:
+            ch = ch.model_copy(update={"signing": ch.signing.model_copy(update={"hmac_secret": "***"})})
+        out.append(ch)
+    return out
 
 
 @router.put("/channels/{code}")
