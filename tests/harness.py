@@ -161,8 +161,8 @@ class Env:
         payload.update(body)
         return await self.http.post("/api/v1/payments", json=payload, headers=self.headers(channel))
 
-    async def wait_final(self, payment_id: int, channel: str = "term", timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_final(self, payment_id: int, channel: str = "term", within: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while True:
             r = await self.http.get(f"/api/v1/payments/{payment_id}", headers=self.headers(channel))
             body: dict[str, Any] = r.json()

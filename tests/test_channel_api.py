@@ -417,7 +417,7 @@ async def test_cancel_after_claim_or_success_is_409(db_url: str) -> None:
         # in flight: the worker may be sending it right now
         problem(await env.http.post(f"{PAY}/{pid}/cancel", headers=env.headers()), 409, "cannot-cancel")
         await process(env.hub, claimed[0])
-        assert (await env.wait_final(pid, timeout=1))["status"] == "succeeded"
+        assert (await env.wait_final(pid, within=1))["status"] == "succeeded"
         before = await counts(env)
         p = problem(await env.http.post(f"{PAY}/{pid}/cancel", headers=env.headers()), 409, "cannot-cancel")
         assert str(pid) in p["detail"]

@@ -162,7 +162,7 @@ async def test_one_click_switch_moves_new_and_queued_payments(db_url: str) -> No
         for _ in range(3):
             for c in await claim_due(env.hub, "test-worker", 10):
                 await process(env.hub, c)
-        assert (await env.wait_final(queued["id"], timeout=1))["provider"] == "p3"
+        assert (await env.wait_final(queued["id"], within=1))["provider"] == "p3"
         assert env.pay_calls("p1") == {}
         again = await env.http.post(
             "/api/v1/admin/switches", json={"off": "p1", "onto": "p3"}, headers=env.admin
@@ -222,7 +222,7 @@ async def test_crash_after_claim_is_settled_by_status_then_paid_once(db_url: str
         await process(env.hub, again[0])  # status: not found at p1 -> send again to p1
         for c in await claim_due(env.hub, "other", 10):
             await process(env.hub, c)
-        final = await env.wait_final(pid, timeout=1)
+        final = await env.wait_final(pid, within=1)
         assert final["status"] == "succeeded" and final["provider"] == "p1"
         d = await env.details(pid)
         assert [(a["step"], a["outcome"]) for a in d["attempts"]] == [("status", "not_found"), ("pay", "ok")]

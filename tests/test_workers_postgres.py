@@ -167,7 +167,7 @@ async def test_two_worker_processes_never_send_a_payment_twice(db_url: str, tmp_
         assert codes == [0, 0], [w.output()[-3000:] for w in procs]
 
         rows = await payments(env)
-        assert [p.id for p in rows] == ids
+        assert [p.id for p in rows] == sorted(ids)
         assert Counter(p.status for p in rows) == {"succeeded": N}, Counter(p.status for p in rows)
         calls = pay_calls(env)
         assert set(calls) == {str(i) for i in ids}
@@ -216,7 +216,7 @@ async def test_a_killed_worker_leaves_no_payment_lost_or_paid_twice(db_url: str,
         assert codes == [0, 0], [w.output()[-3000:] for w in procs]
 
         rows = await payments(env)
-        assert [p.id for p in rows] == ids
+        assert [p.id for p in rows] == sorted(ids)
         assert Counter(p.status for p in rows) == {"succeeded": N}, Counter(p.status for p in rows)
         assert all(not p.in_doubt and p.next_attempt_at is None for p in rows)
         codes_by_id = {p.id: p.provider_id for p in rows}
@@ -227,9 +227,10 @@ async def test_a_killed_worker_leaves_no_payment_lost_or_paid_twice(db_url: str,
             txn = str(pid)
             where = env.succeeded_at(txn)
             assert where == [snap.providers[codes_by_id[pid]].code], (pid, where, dict(calls[txn]))
-            # a second pay call may only be the same payment sent again to the same provider
-            # (after asking it for the status first), never a payment taken twice
-            assert len(calls[txn]) == 1 and sum(calls[txn].values()) <= 2, (pid, dict(calls[txn]))
+            # a second pay call may only be a payment the killed worker held, sent again to the same
+            # provider (after asking it for the status first); never a payment taken twice
+            most = 2 if pid in orphans else 1
+            assert len(calls[txn]) == 1 and sum(calls[txn].values()) <= most, (pid, dict(calls[txn]))
 
         # the payments the killed worker held were taken over once its lease ran out
         assert orphans, "the killed worker held no payment: the test did not test the takeover"
