@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 PROBLEM_BASE = "https://paymux.dev/problems/"
@@ -26,6 +27,26 @@ class Problem(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+
+def invalid_request(errors: Sequence[Any], instance: str) -> dict[str, Any]:
+    """The problem body for a request that does not match its schema (pydantic error list)."""
+    fields = [
+        {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "")}
+        for e in errors
+    ]
+    return {
+        "type": PROBLEM_BASE + "invalid-request",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "; ".join(f"{e['field']}: {e['message']}" for e in fields),
+        "instance": instance,
+        "errors": fields,
+    }
+
+
+def internal_error(instance: str) -> dict[str, Any]:
+    return {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500, "instance": instance}
 
 
 def invalid(slug: str, detail: str, **extra: Any) -> Problem:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,6 +15,9 @@ from paymux.ledger.service import AccountCache
 from paymux.providers.base import Protocol, protocol_class
 from paymux.routing.breaker import BreakerBoard
 from paymux.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from paymux.payments.acceptor import Acceptor
 
 
 class Hub:
@@ -41,7 +44,8 @@ class Hub:
         self.wakeup = asyncio.Event()  # set when new work is accepted in this process
         self._http: httpx.AsyncClient | None = None
         self._protocols: dict[int, tuple[str, Protocol]] = {}
-        self.channel_keys: dict[str, tuple[int, int]] = {}  # key hash -> (channel id, expires ns)
+        self.channel_keys: dict[str, tuple[int, int]] = {}
+        self._acceptor: Acceptor | None = None  # key hash -> (channel id, expires ns)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -64,11 +68,22 @@ class Hub:
         self._protocols[provider.id] = (fingerprint, proto)
         return proto
 
+    @property
+    def acceptor(self) -> Acceptor:
+        """The group committer of payment acceptances (created on first use, in the running loop)."""
+        if self._acceptor is None:
+            from paymux.payments.acceptor import Acceptor
+
+            self._acceptor = Acceptor(self)
+        return self._acceptor
+
     def catalog_changed(self) -> None:
         self.catalog.invalidate()
         self.channel_keys.clear()
 
     async def close(self) -> None:
+        if self._acceptor is not None:
+            await self._acceptor.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StrictStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymux.api.deps import AdminDep, HubDep, SessionDep
+from paymux.api.deps import AdminDep, HubDep, ReadSessionDep, SessionDep
 from paymux.auth.keys import UnknownChannel, issue_channel_key
 from paymux.catalog import service as catalog
 from paymux.catalog.file import apply_catalog, dump_yaml, export_catalog, load_yaml
@@ -51,7 +51,7 @@ def _actor(admin: Any) -> str:
 
 
 @router.get("/catalog", response_class=Response, responses={200: {"content": {"application/yaml": {}}}})
-async def get_catalog(_: AdminDep, session: SessionDep) -> Response:
+async def get_catalog(_: AdminDep, session: ReadSessionDep) -> Response:
     """The whole catalog as the YAML file `paymux catalog export` prints."""
     return Response(dump_yaml(await export_catalog(session)), media_type="application/yaml")
 
@@ -81,12 +81,12 @@ async def post_catalog(
 
 
 @router.get("/providers", response_model=list[ProviderIn])
-async def list_providers(_: AdminDep, session: SessionDep) -> list[ProviderIn]:
+async def list_providers(_: AdminDep, session: ReadSessionDep) -> list[ProviderIn]:
     return [catalog.provider_to_schema(p) for p in await catalog.list_providers(session)]
 
 
 @router.get("/providers/{code}", response_model=ProviderIn)
-async def get_provider(code: str, _: AdminDep, session: SessionDep) -> ProviderIn:
+async def get_provider(code: str, _: AdminDep, session: ReadSessionDep) -> ProviderIn:
     return catalog.provider_to_schema(await _found(catalog.get_provider(session, code)))
 
 
@@ -102,12 +102,12 @@ async def put_provider(
 
 
 @router.get("/services", response_model=list[ServiceIn])
-async def list_services(_: AdminDep, session: SessionDep) -> list[ServiceIn]:
+async def list_services(_: AdminDep, session: ReadSessionDep) -> list[ServiceIn]:
     return [await catalog.service_to_schema(session, s) for s in await catalog.list_services(session)]
 
 
 @router.get("/services/{code}", response_model=ServiceIn)
-async def get_service(code: str, _: AdminDep, session: SessionDep) -> ServiceIn:
+async def get_service(code: str, _: AdminDep, session: ReadSessionDep) -> ServiceIn:
     return await catalog.service_to_schema(session, await _found(catalog.get_service(session, code)))
 
 
@@ -124,7 +124,7 @@ async def put_service(
 
 
 @router.get("/services/{code}/route")
-async def get_route(code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def get_route(code: str, _: AdminDep, hub: HubDep, session: ReadSessionDep) -> dict[str, Any]:
     """A service's route, with the health of each provider on it."""
     svc = await catalog.service_to_schema(session, await _found(catalog.get_service(session, code)))
     snap = await hub.catalog.get()
@@ -137,7 +137,7 @@ async def get_route(code: str, _: AdminDep, hub: HubDep, session: SessionDep) ->
 
 
 @router.get("/channel-groups", response_model=list[ChannelGroupIn])
-async def list_groups(_: AdminDep, session: SessionDep) -> list[ChannelGroupIn]:
+async def list_groups(_: AdminDep, session: ReadSessionDep) -> list[ChannelGroupIn]:
     return [catalog.channel_group_to_schema(g) for g in await catalog.list_channel_groups(session)]
 
 
@@ -153,7 +153,7 @@ async def put_group(
 
 
 @router.get("/agents", response_model=list[AgentIn])
-async def list_agents(_: AdminDep, session: SessionDep) -> list[AgentIn]:
+async def list_agents(_: AdminDep, session: ReadSessionDep) -> list[AgentIn]:
     return [catalog.agent_to_schema(a) for a in await catalog.list_agents(session)]
 
 
@@ -166,7 +166,7 @@ async def put_agent(
 
 
 @router.get("/channels", response_model=list[ChannelIn])
-async def list_channels(_: AdminDep, session: SessionDep) -> list[ChannelIn]:
+async def list_channels(_: AdminDep, session: ReadSessionDep) -> list[ChannelIn]:
     """Channels; HMAC secrets are masked (they are only ever written, not read back here)."""
     out = []
     for c in await catalog.list_channels(session):
@@ -228,7 +228,7 @@ async def disable(
 @router.get("/tariffs", response_model=list[TariffIn])
 async def list_tariffs(
     _: AdminDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     kind: str | None = None,
     service: str | None = None,
     provider: str | None = None,
@@ -288,7 +288,7 @@ async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: S
 
 
 @router.get("/switches")
-async def get_switches(_: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+async def get_switches(_: AdminDep, session: ReadSessionDep) -> list[dict[str, Any]]:
     return [
         {
             "id": s.id,
@@ -308,7 +308,7 @@ async def get_switches(_: AdminDep, session: SessionDep) -> list[dict[str, Any]]
 
 @router.get("/balances")
 async def balances(
-    _: AdminDep, hub: HubDep, session: SessionDep, kind: str | None = None, currency: str | None = None
+    _: AdminDep, hub: HubDep, session: ReadSessionDep, kind: str | None = None, currency: str | None = None
 ) -> list[dict[str, Any]]:
     """Every ledger account with its balance (debit positive), optionally filtered."""
     snap = await hub.catalog.get()
@@ -376,7 +376,7 @@ async def topup(
 
 
 @router.get("/providers/{code}/balance")
-async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: ReadSessionDep) -> dict[str, Any]:
     snap = await hub.catalog.get()
     p = snap.providers_by_code.get(code)
     if p is None:
@@ -409,7 +409,7 @@ async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: Session
 async def search_payments(
     _: AdminDep,
     hub: HubDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     status: str | None = None,
     service: str | None = None,
     provider: str | None = None,
@@ -501,7 +501,9 @@ def _payment_dict(snap: Any, p: Payment) -> dict[str, Any]:
 
 
 @router.get("/payments/{payment_id}")
-async def payment_details(payment_id: int, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def payment_details(
+    payment_id: int, _: AdminDep, hub: HubDep, session: ReadSessionDep
+) -> dict[str, Any]:
     """Everything about one payment: pricing, route, attempts with the provider exchange, postings."""
     p = await session.get(Payment, payment_id)
     if p is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymux import __version__
-from paymux.errors import PROBLEM_BASE, Problem
+from paymux.errors import Problem, internal_error, invalid_request
 from paymux.runtime import Hub
 
 log = logging.getLogger("paymux.api")
@@ -24,6 +26,16 @@ PROBLEM_JSON = "application/problem+json"
 
 def problem_response(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _telemetry_off() -> dict[str, Any]:
+    """FastAPI's built-in OpenTelemetry hooks cost CPU on every request; off unless PAYMUX_OTEL=true."""
+    if (
+        "telemetry" not in inspect.signature(FastAPI.__init__).parameters
+        or os.getenv("PAYMUX_OTEL") == "true"
+    ):
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
 
 
 def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
@@ -50,6 +62,7 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
                 await h.close()
 
     app = FastAPI(
+        **_telemetry_off(),
         title="paymux",
         version=__version__,
         description="Payments hub: one entry point for every channel. Errors are RFC 9457 problem+json.",
@@ -57,6 +70,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     )
     if hub is not None:
         app.state.hub = hub
+    from paymux.payments.fastpath import PaymentFastPath
+
+    app.add_middleware(PaymentFastPath, hub_of=lambda: app.state.hub)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -64,20 +80,7 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "")}
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        body = {
-            "type": PROBLEM_BASE + "invalid-request",
-            "title": "Invalid request",
-            "status": 422,
-            "detail": detail,
-            "instance": request.url.path,
-            "errors": errors,
-        }
-        return problem_response(422, body)
+        return problem_response(422, invalid_request(exc.errors(), request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -92,13 +95,7 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        body = {
-            "type": PROBLEM_BASE + "internal",
-            "title": "Internal error",
-            "status": 500,
-            "instance": request.url.path,
-        }
-        return problem_response(500, body)
+        return problem_response(500, internal_error(request.url.path))
 
     from paymux.admin.endpoints import router as admin_router
     from paymux.payments.endpoints import router as channel_router

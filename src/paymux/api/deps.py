@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,7 +19,7 @@ from paymux.runtime import Hub
 KEY_CACHE_NS = 5_000_000_000
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
 
@@ -36,9 +36,17 @@ async def get_session(hub: HubDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+async def get_read_session(hub: HubDep) -> AsyncIterator[AsyncSession]:
+    """A read-only session: on SQLite it reads beside the writer instead of queueing for it."""
+    async with hub.read_sessions() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(
             401, "unauthorized", "Authentication required", "send the key as 'Authorization: Bearer <key>'"
@@ -46,9 +54,25 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def _bearer(request: Request) -> str:
+    return bearer_token(request.headers.get("authorization"))
+
+
 async def current_channel(request: Request, hub: HubDep) -> ChannelView:
     """The channel whose API key made this request, after checking its signature if needed."""
-    key = _bearer(request)
+    signed = request.headers.get(SIGNATURE_HEADER) is not None
+    channel = await channel_for_headers(hub, request.headers, None)
+    if channel.signing != "none" and (channel.signing_required or signed):
+        await channel_for_headers(hub, request.headers, await request.body())
+    return channel
+
+
+async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes | None) -> ChannelView:
+    """Authenticate a channel request from its headers; with ``body`` also check its signature.
+
+    ``body`` None: the signature is not checked here (the caller checks it once it has the body).
+    """
+    key = bearer_token(headers.get("authorization"))
     h = digest(key)
     now = time.monotonic_ns()
     cached = hub.channel_keys.get(h)
@@ -70,13 +94,12 @@ async def current_channel(request: Request, hub: HubDep) -> ChannelView:
         raise Problem(401, "unauthorized", "Invalid API key", "the key's channel no longer exists")
     if not channel.enabled:
         raise Problem(403, "channel-disabled", "Channel disabled", f"channel {channel.code} is disabled")
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if channel.signing != "none" and (channel.signing_required or signature):
-        body = await request.body()
+    signature = headers.get(SIGNATURE_HEADER)
+    if body is not None and channel.signing != "none" and (channel.signing_required or signature):
         try:
             verify(
                 channel.signing,
-                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                timestamp=headers.get(TIMESTAMP_HEADER),
                 signature=signature,
                 body=body,
                 hmac_secret=channel.hmac_secret,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from paymux.api.deps import ChannelDep, HubDep, SessionDep
-from paymux.errors import not_found
-from paymux.payments import service
+from paymux.api.deps import ChannelDep, HubDep, ReadSessionDep, SessionDep
+from paymux.payments import fastpath, service
 from paymux.payments.checks import check_account
-from paymux.payments.schemas import CheckIn, CheckOut, PaymentIn, PaymentOut, payment_out
-from paymux.payments.service import PaymentRecord
-from paymux.runtime import Hub
+from paymux.payments.fastpath import payment_view
+from paymux.payments.schemas import CheckIn, CheckOut, PaymentIn, PaymentOut
 
 router = APIRouter(prefix="/api/v1", tags=["channel"])
 
@@ -21,19 +21,6 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     403: {"description": "channel disabled (problem+json)"},
     422: {"description": "invalid request (problem+json)"},
 }
-
-
-async def _out(hub: Hub, p: PaymentRecord) -> PaymentOut:
-    snap = await hub.catalog.get()
-    svc = snap.services_by_id.get(p.service_id)
-    prov = snap.providers.get(p.provider_id)
-    if svc is None or prov is None:
-        hub.catalog_changed()
-        snap = await hub.catalog.get()
-        svc, prov = snap.services_by_id.get(p.service_id), snap.providers.get(p.provider_id)
-    if svc is None or prov is None:
-        raise not_found(f"catalog entry of payment {p.id}")
-    return payment_out(p, svc.code, prov.code)
 
 
 @router.post(
@@ -46,29 +33,40 @@ async def _out(hub: Hub, p: PaymentRecord) -> PaymentOut:
         503: {"description": "no provider can take the payment now"},
         **PROBLEMS,
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PaymentIn.model_json_schema()}},
+        }
+    },
 )
-async def create_payment(
-    body: PaymentIn, channel: ChannelDep, hub: HubDep, session: SessionDep, response: Response
-) -> PaymentOut:
-    """Accept a payment. Idempotent by ``external_id`` within the channel."""
-    payment, created = await service.accept(hub, session, channel, body)
-    if created:
-        await session.commit()
-    else:
-        response.status_code = 200
-    return await _out(hub, payment)
+async def create_payment(request: Request) -> Response:
+    """Accept a payment. Idempotent by ``external_id`` within the channel.
+
+    Served by ``paymux.payments.fastpath`` ahead of the framework; this route documents it and
+    answers only when the app runs without that middleware.
+    """
+    try:
+        status, out = await fastpath.create_payment(
+            request.app.state.hub, request.headers, await request.body()
+        )
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from None
+    return Response(out.model_dump_json(), status_code=status, media_type="application/json")
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=PROBLEMS)
-async def get_payment(payment_id: int, channel: ChannelDep, hub: HubDep, session: SessionDep) -> PaymentOut:
-    return await _out(hub, await service.get_payment(session, channel.id, payment_id))
+async def get_payment(
+    payment_id: int, channel: ChannelDep, hub: HubDep, session: ReadSessionDep
+) -> PaymentOut:
+    return await payment_view(hub, await service.get_payment(session, channel.id, payment_id))
 
 
 @router.get("/payments/by-external-id/{external_id}", response_model=PaymentOut, responses=PROBLEMS)
 async def get_payment_by_external_id(
-    external_id: str, channel: ChannelDep, hub: HubDep, session: SessionDep
+    external_id: str, channel: ChannelDep, hub: HubDep, session: ReadSessionDep
 ) -> PaymentOut:
-    return await _out(hub, await service.get_by_external_id(session, channel.id, external_id))
+    return await payment_view(hub, await service.get_by_external_id(session, channel.id, external_id))
 
 
 @router.post("/payments/{payment_id}/cancel", response_model=PaymentOut, responses=PROBLEMS)
@@ -78,7 +76,7 @@ async def cancel_payment(
     """Cancel a payment that has not been sent to a provider yet."""
     payment = await service.cancel(hub, session, channel.id, payment_id)
     await session.commit()
-    return await _out(hub, payment)
+    return await payment_view(hub, payment)
 
 
 @router.post("/checks", response_model=CheckOut, responses=PROBLEMS)

@@ -10,22 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Row, Table, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ChannelView, ServiceView, Snapshot
 from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
-from paymux.ledger.service import InsufficientFunds, post_entry
+from paymux.ledger.service import post_entry
 from paymux.money import MoneyError, format_amount, parse_amount
+from paymux.payments.acceptor import Pending
 from paymux.payments.models import Payment
-from paymux.payments.postings import accept_lines, deposit_floor, provider_account, reverse
+from paymux.payments.postings import accept_lines, provider_account, reverse
 from paymux.payments.schemas import CheckIn, PaymentIn
-from paymux.routing.engine import Plan, plan_route
+from paymux.routing.engine import plan_route
 from paymux.runtime import Hub
 from paymux.tariffs.calc import compute
 
@@ -129,17 +129,13 @@ def request_hash(channel_id: int, v: Validated, account: str) -> str:
 PaymentRecord = Payment | Row[Any]
 
 
-class _Duplicate(Exception):
-    pass
-
-
-async def accept(
-    hub: Hub, session: AsyncSession, channel: ChannelView, body: PaymentIn
-) -> tuple[PaymentRecord, bool]:
+async def accept(hub: Hub, channel: ChannelView, body: PaymentIn) -> tuple[PaymentRecord, bool]:
     """Accept a payment; returns it and whether it was created (False: an idempotent repeat).
 
-    Raises a Problem for invalid input (422), a reused external_id with another body (409) or
-    when no provider can take it (503). The caller commits.
+    Validation, pricing and routing need no database; the payment is then written with others
+    accepted at the same moment in one transaction (``paymux.payments.acceptor``) and returned
+    once that transaction committed. Raises a Problem for invalid input (422), a reused
+    external_id with another body (409) or when no provider can take it (503).
     """
     snap = await hub.catalog.get()
     v = validate(snap, body)
@@ -147,115 +143,61 @@ async def accept(
     now = utcnow()
     pricing = price(snap, v.service, channel, v.amount, now)
     plan = plan_route(snap, v.service, channel, v.amount, now, hub.breakers)
-    try:
-        payment = await _insert_first_covered(hub, session, channel, body, v, digest, pricing, plan, now)
-    except _Duplicate:
-        await session.rollback()
-        # the conflicting row is committed; reading it must not take the (SQLite) write lock
-        async with hub.read_sessions() as reader:
-            existing = await reader.scalar(
-                select(Payment).where(
-                    Payment.channel_id == channel.id, Payment.external_id == body.external_id
-                )
-            )
-        if existing is None:  # pragma: no cover - the conflicting row must exist once committed
-            raise Problem(
-                409, "conflict", "Conflict", "concurrent request with the same external_id"
-            ) from None
-        if existing.request_hash != digest:
-            raise Problem(
-                409,
-                "idempotency-conflict",
-                "external_id already used",
-                f"external_id {body.external_id!r} was already used for a different payment"
-                f" (id {existing.id})",
-                payment_id=existing.id,
-            ) from None
-        return existing, False
-    hub.wakeup.set()
-    return payment, True
-
-
-async def _insert_first_covered(
-    hub: Hub,
-    session: AsyncSession,
-    channel: ChannelView,
-    body: PaymentIn,
-    v: Validated,
-    digest: str,
-    pricing: Pricing,
-    plan: Plan,
-    now: dt.datetime,
-) -> PaymentRecord:
-    total = v.amount + pricing.fee
+    if not plan.options:
+        reasons = "; ".join(plan.skipped) or "the service has no route"
+        raise Problem(
+            503,
+            "no-provider-available",
+            "No provider can take this payment now",
+            f"no provider of service {v.service.code} can take this payment ({reasons})",
+        )
     lifetime = v.service.lifetime_seconds or hub.settings.payment_lifetime_seconds
-    uncovered: list[str] = []
-    for option in plan.options:
-        p = option.provider
-        key = provider_account(p.id, p.settlement, v.service.currency)
-        try:
-            async with session.begin_nested():
-                try:
-                    conn = await session.connection()
-                    res = await conn.execute(
-                        _INSERT_PAYMENT,
-                        dict(
-                            channel_id=channel.id,
-                            external_id=body.external_id,
-                            request_hash=digest,
-                            service_id=v.service.id,
-                            account=body.account,
-                            currency=v.service.currency,
-                            amount=v.amount,
-                            fee=pricing.fee,
-                            total=total,
-                            remuneration=option.remuneration,
-                            commission=pricing.commission,
-                            fee_tariff_id=pricing.fee_tariff_id,
-                            remuneration_tariff_id=option.remuneration_tariff_id,
-                            commission_tariff_id=pricing.commission_tariff_id,
-                            fields=v.fields,
-                            status="accepted",
-                            provider_id=p.id,
-                            provider_service_code=option.candidate.provider_service_code,
-                            route_reason=plan.reason(option, uncovered),
-                            tried_provider_ids=[],
-                            attempts=0,
-                            failovers=0,
-                            in_doubt=False,
-                            needs_attention=False,
-                            next_attempt_at=now,
-                            expires_at=now + dt.timedelta(seconds=lifetime),
-                            created_at=now,
-                            updated_at=now,
-                        ),
-                    )
-                except IntegrityError:
-                    raise _Duplicate() from None
-                payment = res.one()
-                await post_entry(
-                    session,
-                    hub.accounts,
-                    "payment_accept",
-                    accept_lines(payment, key),
-                    payment_id=payment.id,
-                    floors=deposit_floor(p.settlement, p.overdraft, key),
-                    at=now,
-                )
-                return payment
-        except InsufficientFunds:
-            uncovered.append(f"{p.code}: deposit cannot cover {format_amount(v.amount, v.service.currency)}")
-    reasons = "; ".join(plan.skipped + uncovered) or "the service has no route"
-    raise Problem(
-        503,
-        "no-provider-available",
-        "No provider can take this payment now",
-        f"no provider of service {v.service.code} can take this payment ({reasons})",
-    )
-
-
-_payments = cast(Table, Payment.__table__)
-_INSERT_PAYMENT = insert(_payments).returning(*_payments.c)
+    values = {
+        "channel_id": channel.id,
+        "external_id": body.external_id,
+        "request_hash": digest,
+        "service_id": v.service.id,
+        "account": body.account,
+        "currency": v.service.currency,
+        "amount": v.amount,
+        "fee": pricing.fee,
+        "total": v.amount + pricing.fee,
+        "commission": pricing.commission,
+        "fee_tariff_id": pricing.fee_tariff_id,
+        "commission_tariff_id": pricing.commission_tariff_id,
+        "fields": v.fields,
+        "status": "accepted",
+        "tried_provider_ids": [],
+        "attempts": 0,
+        "failovers": 0,
+        "in_doubt": False,
+        "needs_attention": False,
+        "next_attempt_at": now,
+        "expires_at": now + dt.timedelta(seconds=lifetime),
+        "created_at": now,
+        "updated_at": now,
+    }
+    result = await hub.acceptor.submit(Pending(channel, body, values, plan, now))
+    if result.problem is not None:
+        raise result.problem
+    if result.row is not None:
+        return result.row, True
+    # the external_id is taken: the same request again, or a different one
+    async with hub.read_sessions() as reader:
+        existing = await reader.scalar(
+            select(Payment).where(Payment.channel_id == channel.id, Payment.external_id == body.external_id)
+        )
+    if existing is None:  # pragma: no cover - the conflicting row is committed before we are answered
+        raise Problem(409, "conflict", "Conflict", "concurrent request with the same external_id")
+    if existing.request_hash != digest:
+        raise Problem(
+            409,
+            "idempotency-conflict",
+            "external_id already used",
+            f"external_id {body.external_id!r} was already used for a different payment (id {existing.id})",
+            payment_id=existing.id,
+        )
+    return existing, False
 
 
 async def get_payment(session: AsyncSession, channel_id: int, payment_id: int) -> Payment:

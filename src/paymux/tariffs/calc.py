@@ -17,10 +17,11 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from paymux.money import ROUNDING_MODES, MoneyError, check_currency, format_amount, parse_amount, round_minor
+from paymux.money import ROUNDING_MODES, MoneyError, check_currency, format_amount, parse_amount
 
 __all__ = [
     "PERCENT_MAX_PLACES",
@@ -231,15 +232,33 @@ def rule_from_json(data: Mapping[str, Any]) -> TariffRule:
 
 
 def _percent_part(amount: int, percent: Decimal, rounding: str) -> int:
-    """``amount * percent / 100`` computed exactly, then rounded once to whole minor units."""
+    """``amount * percent / 100`` computed exactly as a fraction of integers, then rounded once."""
     if amount == 0 or percent == 0:
         return 0
-    # Enough precision for the exact product; Inexact is trapped so no digit is ever silently dropped.
-    prec = len(str(amount)) + len(percent.as_tuple().digits) + 4
-    exact_ctx = Context(prec=prec, traps=[Inexact, InvalidOperation, Overflow])
-    exact = exact_ctx.divide(exact_ctx.multiply(Decimal(amount), percent), Decimal(100))
-    with localcontext(Context(prec=prec, traps=[InvalidOperation, Overflow])):
-        return round_minor(exact, rounding)
+    num, den = _ratio(percent)
+    return _round_fraction(amount * num, den * 100, rounding)
+
+
+@lru_cache(maxsize=4096)
+def _ratio(percent: Decimal) -> tuple[int, int]:
+    return percent.as_integer_ratio()
+
+
+def _round_fraction(n: int, d: int, rounding: str) -> int:
+    """Round the non-negative fraction n/d to an integer with a paymux.money rounding mode."""
+    q, r = divmod(n, d)
+    if r == 0:
+        return q
+    if rounding in ("down", "floor"):
+        return q
+    if rounding in ("up", "ceiling"):
+        return q + 1
+    twice = 2 * r
+    if rounding == "half_up":
+        return q + 1 if twice >= d else q
+    if rounding == "half_even":
+        return q + 1 if twice > d or (twice == d and q % 2 == 1) else q
+    raise TariffError(f"unknown rounding mode {rounding!r}")
 
 
 def _clamp(value: int, low: int | None, high: int | None) -> int:
