@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -34,7 +36,10 @@ class Hub:
             if self.sqlite
             else self.engine
         )
-        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self._write_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        # SQLite admits one writer: the writers of this process take turns on an asyncio lock (in
+        # arrival order, released even on cancellation) instead of queueing inside the pool
+        self._write_turn = asyncio.Lock() if self.sqlite else None
         self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(
             self.read_engine, readonly=True
         )
@@ -46,6 +51,16 @@ class Hub:
         self._protocols: dict[int, tuple[str, Protocol]] = {}
         self.channel_keys: dict[str, tuple[int, int]] = {}
         self._acceptor: Acceptor | None = None  # key hash -> (channel id, expires ns)
+
+    @contextlib.asynccontextmanager
+    async def sessions(self) -> AsyncIterator[AsyncSession]:
+        """A session that may write. Never open one while holding another in the same task."""
+        if self._write_turn is None:
+            async with self._write_sessions() as session:
+                yield session
+            return
+        async with self._write_turn, self._write_sessions() as session:
+            yield session
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -20,9 +20,9 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
 
     SQLite: WAL, synchronous=FULL (an accepted payment is durable when answered), foreign keys,
     a busy timeout, and ``BEGIN IMMEDIATE`` for every writing transaction so that writers queue
-    on the database lock instead of failing on a lock upgrade. A writing engine has exactly one
-    connection: the writers of a process queue for it in order (SQLite admits one writer at a
-    time anyway) instead of polling the lock. A ``readonly`` engine has several connections that
+    on the database lock instead of failing on a lock upgrade. A writing engine keeps one connection
+    and ``Hub.sessions`` lets the process's writers take turns on it (SQLite admits one writer at
+    a time anyway) instead of polling the lock. A ``readonly`` engine has several connections that
     read beside the writer (WAL) with deferred transactions.
     """
     if is_sqlite(url):
@@ -31,8 +31,7 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
             kwargs.setdefault("max_overflow", 8)
         else:
             kwargs.setdefault("pool_size", 1)
-            kwargs.setdefault("max_overflow", 0)
-            kwargs.setdefault("pool_timeout", 120)
+            kwargs.setdefault("max_overflow", 1)  # a spare for when a connection is discarded
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

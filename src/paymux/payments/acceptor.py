@@ -65,6 +65,27 @@ class Pending:
         return (self.channel.id, self.body.external_id)
 
 
+class NewPayment:
+    """A payment row just inserted, built from the values written (nothing is read back)."""
+
+    provider_txn_id = None
+    error_code = None
+    error_message = None
+    final_at = None
+    # the columns the ledger lines and the API view read (all set from the written values)
+    channel_id: int
+    currency: str
+    amount: int
+    fee: int
+    total: int
+    remuneration: int
+    commission: int
+
+    def __init__(self, id: int, **values: Any) -> None:
+        self.id = id
+        self.__dict__.update(values)
+
+
 @dataclass(slots=True)
 class Accepted:
     """What became of a pending payment: its row, or None when its external_id was taken."""
@@ -202,13 +223,17 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
                 }
             )
             chosen[item.key] = (item, key)
-        inserted: dict[tuple[int, str], Any] = {}
+        inserted: dict[tuple[int, str], NewPayment] = {}
         if rows:
             ins = (
                 sqlite.insert(_payments) if hub.sqlite else postgresql.insert(_payments)
             ).on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
-            result = await conn.execute(ins.returning(*_payments.c), rows)
-            inserted = {(r.channel_id, r.external_id): r for r in result.all()}
+            by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
+            returned = ins.returning(_payments.c.id, _payments.c.channel_id, _payments.c.external_id)
+            inserted = {
+                (ch, ext): NewPayment(id=pid, **by_key[(ch, ext)])
+                for pid, ch, ext in (await conn.execute(returned, rows)).all()
+            }
         if inserted:
             entry_rows = await conn.execute(
                 insert(_entries).returning(_entries.c.id, _entries.c.payment_id),
