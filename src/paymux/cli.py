@@ -241,5 +241,58 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="1,000 payments per level, shorter ceilings (under 2 minutes)")
+    ] = False,
+    postgres: Annotated[
+        str | None,
+        typer.Option(help="also on this PostgreSQL database (scratch: its schema is recreated)"),
+    ] = None,
+    scale: Annotated[
+        bool, typer.Option(help="also 2 API processes + 2 workers on PostgreSQL (needs --postgres)")
+    ] = False,
+    levels: Annotated[str, typer.Option(help="concurrency levels, comma separated")] = "1,16,64,256",
+    payments: Annotated[int | None, typer.Option(help="payments per level [5000; quick: 1000]")] = None,
+    warmup: Annotated[int | None, typer.Option(help="warm-up payments [500; quick: 200]")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="write the results to this file")] = None,
+    provider_latency_ms: Annotated[int, typer.Option(help="latency of the emulated providers")] = 2,
+    ceiling_payments: Annotated[
+        int | None, typer.Option(help="payments written for the SQL ceiling [20000; quick: 5000]")
+    ] = None,
+    micro_seconds: Annotated[
+        float | None, typer.Option(help="seconds per microbenchmark [1.0; quick: 0.3]")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="make the scratch directory (databases, logs) in here")
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="keep the scratch directory")] = False,
+) -> None:
+    """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
+    from paymux.bench.runner import BenchOptions, run_bench
+
+    try:
+        opts = BenchOptions(
+            levels=[int(x) for x in levels.split(",") if x.strip()],
+            payments=payments,
+            warmup=warmup,
+            quick=quick,
+            postgres=postgres,
+            scale=scale,
+            json_path=json_file,
+            provider_latency_ms=provider_latency_ms,
+            ceiling_payments=ceiling_payments,
+            micro_seconds=micro_seconds,
+            work_dir=work_dir,
+            keep=keep,
+        )
+        opts.resolve()
+    except ValueError as e:
+        fail(str(e), code=2)
+        return
+    raise typer.Exit(run_bench(opts))
+
+
 def main() -> None:
     app()
