@@ -50,8 +50,10 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine.execution_options(**{READONLY: True}) if readonly else engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    # few connections suffice (acceptances are group-committed); several API nodes and workers on
+    # one server must stay under PostgreSQL's max_connections (100 by default)
+    kwargs.setdefault("pool_size", 8)
+    kwargs.setdefault("max_overflow", 4)
     return create_async_engine(url, **kwargs)
 
 
