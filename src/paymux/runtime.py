@@ -31,10 +31,12 @@ class Hub:
         self.owns_engine = engine is None
         self.sqlite = is_sqlite(str(self.engine.url))
         # SQLite: a one-connection writer engine and a separate pool of readers; PostgreSQL: one pool
-        self.read_engine = (
-            create_engine(self.engine.url.render_as_string(hide_password=False), readonly=True)
-            if self.sqlite
-            else self.engine
+        # reads get their own pool, so a writer that needs a read (an account id not cached yet)
+        # never waits for a connection held by another writer doing the same
+        self.read_engine = create_engine(
+            self.engine.url.render_as_string(hide_password=False),
+            readonly=True,
+            **({} if self.sqlite else {"pool_size": 4, "max_overflow": 4}),
         )
         self._write_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         # SQLite admits one writer: the writers of this process take turns on an asyncio lock (in
