@@ -7,6 +7,7 @@ providers are ``paymux emulator jsonhttp`` subprocesses on loopback and the load
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import datetime as dt
@@ -163,17 +164,17 @@ async def _pg_settings(dsn: str) -> dict[str, str]:
     return {r["name"]: r["setting"] + (f" ({r['unit']})" if r["unit"] else "") for r in rows}
 
 
-class Poller:
-    """Read-only progress of payments by id range."""
+class Poller(abc.ABC):
+    """Read-only progress of payments by id range (one subclass per database)."""
 
-    async def counts(self, lo: int, hi: int) -> tuple[int, int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def counts(self, lo: int, hi: int) -> tuple[int, int]: ...
 
-    async def last_final(self, lo: int, hi: int) -> float | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def last_final(self, lo: int, hi: int) -> float | None: ...
 
-    async def statuses(self, lo: int, hi: int) -> dict[str, int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def statuses(self, lo: int, hi: int) -> dict[str, int]: ...
 
     async def db_connections(self) -> int | None:
         """Connections to the database now (PostgreSQL only)."""
@@ -184,7 +185,7 @@ class Poller:
         return None
 
     async def close(self) -> None:
-        pass
+        return None
 
 
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled')"

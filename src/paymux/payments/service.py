@@ -10,10 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ChannelView, ServiceView, Snapshot
@@ -21,7 +20,7 @@ from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
 from paymux.ledger.service import post_entry
 from paymux.money import MoneyError, format_amount, parse_amount
-from paymux.payments.acceptor import Pending
+from paymux.payments.acceptor import NewPayment, Pending
 from paymux.payments.models import Payment
 from paymux.payments.postings import accept_lines, provider_account, reverse
 from paymux.payments.schemas import CheckIn, PaymentIn
@@ -125,8 +124,8 @@ def request_hash(channel_id: int, v: Validated, account: str) -> str:
     return hashlib.sha256(canon).hexdigest()
 
 
-# a payments row: the ORM object, or the Core row of a fresh insert (same attribute names)
-PaymentRecord = Payment | Row[Any]
+# a payment: the ORM row, or the values a batch just wrote (same attribute names)
+PaymentRecord = Payment | NewPayment
 
 
 async def accept(hub: Hub, channel: ChannelView, body: PaymentIn) -> tuple[PaymentRecord, bool]:
