@@ -275,8 +275,15 @@ def _check_section(s: dict[str, Any], levels: tuple[int, ...] = (1, 16)) -> None
 
 
 def test_bench_quick_sqlite(tmp_path: Path) -> None:
-    r = _bench(tmp_path)
+    r = _bench(tmp_path, "--files", "300")
     _check_section(r["sqlite"])
+    files = r["files"]
+    assert files["payments"] == 300
+    assert {x["format"] for x in files["registers"]} == {"csv", "xlsx", "dbf"}
+    for reg in files["registers"]:
+        assert reg["payments"] == 300 and reg["file_bytes"] > 0 and reg["seconds"] >= 0
+    rec = files["reconciliation"]
+    assert rec["lines"] >= 300 and rec["counts"]["matched"] > 0
     assert "postgresql" not in r
     assert r["sqlite"]["ceiling_http_per_s"] == r["http_ceiling"]["levels"]["16"]["per_s"] > 0
     micro = r["micro"]

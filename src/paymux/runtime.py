@@ -15,11 +15,14 @@ from paymux.catalog.snapshot import CatalogCache, ProviderView
 from paymux.db.engine import create_engine, is_sqlite, session_factory
 from paymux.ledger.service import AccountCache
 from paymux.providers.base import Protocol, protocol_class
+from paymux.providers.transport import provider_client
 from paymux.routing.breaker import BreakerBoard
 from paymux.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from paymux.payments.acceptor import Acceptor
+    from paymux.payments.processing import Worker
+    from paymux.payments.recorder import Recorder
 
 
 class Hub:
@@ -50,9 +53,12 @@ class Hub:
         self.breakers = BreakerBoard()
         self.wakeup = asyncio.Event()  # set when new work is accepted in this process
         self._http: httpx.AsyncClient | None = None
+        self._provider_http: dict[int, httpx.AsyncClient] = {}
         self._protocols: dict[int, tuple[str, Protocol]] = {}
-        self.channel_keys: dict[str, tuple[int, int]] = {}
-        self._acceptor: Acceptor | None = None  # key hash -> (channel id, expires ns)
+        self.channel_keys: dict[str, tuple[int, int]] = {}  # key hash -> (channel id, expires ns)
+        self._acceptor: Acceptor | None = None
+        self._recorder: Recorder | None = None
+        self.local_worker: Worker | None = None  # takes payments accepted here straight away
 
     @contextlib.asynccontextmanager
     async def sessions(self) -> AsyncIterator[AsyncSession]:
@@ -66,14 +72,22 @@ class Hub:
 
     @property
     def http(self) -> httpx.AsyncClient:
+        """A shared client for calls that belong to no provider."""
         if self._http is None:
-            s = self.settings
-            timeout = httpx.Timeout(
-                s.provider_timeout_ms / 1000, connect=s.provider_connect_timeout_ms / 1000
-            )
-            limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-            self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+            self._http = self._new_http_client()
         return self._http
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        s = self.settings
+        timeout = httpx.Timeout(s.provider_timeout_ms / 1000, connect=s.provider_connect_timeout_ms / 1000)
+        return provider_client(timeout)
+
+    def provider_http(self, provider_id: int) -> httpx.AsyncClient:
+        """The HTTP client of one provider: a connection pool of its own."""
+        client = self._provider_http.get(provider_id)
+        if client is None:
+            client = self._provider_http[provider_id] = self._new_http_client()
+        return client
 
     def protocol(self, provider: ProviderView) -> Protocol:
         """The protocol client of ``provider`` (rebuilt when its config changes)."""
@@ -81,7 +95,7 @@ class Hub:
         cached = self._protocols.get(provider.id)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        proto = protocol_class(provider.protocol)(dict(provider.config), self.http)
+        proto = protocol_class(provider.protocol)(dict(provider.config), self.provider_http(provider.id))
         self._protocols[provider.id] = (fingerprint, proto)
         return proto
 
@@ -94,6 +108,15 @@ class Hub:
             self._acceptor = Acceptor(self)
         return self._acceptor
 
+    @property
+    def recorder(self) -> Recorder:
+        """The group committer of delivery outcomes (created on first use, in the running loop)."""
+        if self._recorder is None:
+            from paymux.payments.recorder import Recorder
+
+            self._recorder = Recorder(self)
+        return self._recorder
+
     def catalog_changed(self) -> None:
         self.catalog.invalidate()
         self.channel_keys.clear()
@@ -101,9 +124,14 @@ class Hub:
     async def close(self) -> None:
         if self._acceptor is not None:
             await self._acceptor.close()
+        if self._recorder is not None:
+            await self._recorder.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        for client in self._provider_http.values():
+            await client.aclose()
+        self._provider_http.clear()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         if self.owns_engine:

@@ -22,6 +22,9 @@ def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # the app sees the real TCP peer: gateways and the back office decide themselves which
+        # proxies' X-Forwarded-For and certificate headers they trust
+        proxy_headers=False,
     )
 
 

@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,18 @@ MIX: tuple[tuple[str, str, int], ...] = (
 async def _load_demo_snapshot(work_dir: Path) -> Any:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from paymux.catalog.file import apply_catalog, load_yaml
+    from paymux.catalog.file import apply_catalog
     from paymux.catalog.snapshot import load_snapshot
     from paymux.db.migrate import upgrade
+    from paymux.demo.run import demo_catalog
 
     url = f"sqlite+aiosqlite:///{work_dir / 'micro.db'}"
     await asyncio.to_thread(upgrade, url)
     engine = create_async_engine(url)
     try:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        text = files("paymux.demo").joinpath("catalog.yaml").read_text("utf-8")
-        async with sessions() as session:
-            await apply_catalog(session, load_yaml(text), actor="bench")
+        async with sessions() as session:  # as the demo applies it (with its generated provider keys)
+            await apply_catalog(session, demo_catalog(), actor="bench")
             await session.commit()
         async with sessions() as session:
             t0 = time.perf_counter()

@@ -56,6 +56,7 @@ class BenchOptions:
     micro_seconds: float | None = None  # default 1.0 (0.3 with quick)
     work_dir: Path | None = None
     keep: bool = False
+    files: int = 0  # payments in the register / lines in the provider's register (0: not run)
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -72,6 +73,8 @@ class BenchOptions:
             raise ValueError("payments must be >= 1, warmup >= 0 and ceiling payments >= the batch")
         if self.scale and not self.postgres:
             raise ValueError("--scale needs --postgres URL (several processes share one database)")
+        if self.files < 0:
+            raise ValueError("--files must be 0 (skip) or the number of payments in the files")
 
     @property
     def headline(self) -> int:
@@ -869,6 +872,20 @@ def table(results: dict[str, Any]) -> str:
             f" pricing {_f(mi['pricing_per_s'])}/s, tariff compute {_f(mi['tariff_compute_per_s'])}/s,"
             f" snapshot load {mi['snapshot_load_ms']} ms"
         )
+    fi = results.get("files")
+    if fi:
+        out.append("")
+        out.append(f"files ({fi['payments']:,} payments, in-process, SQLite):")
+        for r in fi["registers"]:
+            out.append(
+                f"  register {r['format']:>4}: {r['seconds']} s ({_f(r['rows_per_second'])} rows/s),"
+                f" {r['file_bytes'] / 2**20:.1f} MiB, peak memory +{r['peak_rss_increase_mib']} MiB"
+            )
+        rc = fi["reconciliation"]
+        out.append(
+            f"  reconciliation: {rc['lines']:,} lines in {rc['seconds']} s"
+            f" ({_f(rc['lines_per_second'])} lines/s), peak memory +{rc['peak_rss_increase_mib']} MiB"
+        )
     if results.get("error"):
         out.append("")
         out.append(f"FAILED: {results['error']}")
@@ -906,8 +923,22 @@ async def _run(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
             scale = await bench.backend("postgresql_scale", "postgresql", http2, scale=True)
             _fill_ratios(scale, results["postgresql"]["ceiling_sql_per_s"])
             results["postgresql_scale"] = scale
+        if opts.files:
+            results["files"] = await run_files(opts.files, work)
     finally:
         bench.stop_all()
+
+
+async def run_files(n: int, work: Path) -> dict[str, Any]:
+    """Build an ``n``-payment register in every format and reconcile an ``n``-line provider register."""
+    from paymux.reconciliation.bench import run_reconciliation_bench
+    from paymux.registers.bench import run_register_bench
+
+    say(f"registers: {n:,} payments in each format")
+    registers = await run_register_bench(n, work_dir=work)
+    say(f"reconciliation: a {n:,}-line provider register")
+    reconciliation = await run_reconciliation_bench(n, work_dir=work)
+    return {"payments": n, "registers": registers, "reconciliation": reconciliation}
 
 
 def run_bench(opts: BenchOptions) -> int:

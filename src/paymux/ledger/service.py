@@ -113,6 +113,22 @@ class Line:
     amount: int
 
 
+def balanced_lines(kind: str, lines: Iterable[Line]) -> list[Line]:
+    """The non-zero ``lines`` of an entry, checked to sum to zero per currency (else LedgerError)."""
+    out = [ln for ln in lines if ln.amount != 0]
+    sums: dict[str, int] = defaultdict(int)
+    for ln in out:
+        if ln.key.currency != ln.key.currency.upper() or len(ln.key.currency) != 3:
+            raise LedgerError(f"bad currency {ln.key.currency!r}")
+        sums[ln.key.currency] += ln.amount
+    unbalanced = {c: s for c, s in sums.items() if s != 0}
+    if unbalanced:
+        raise LedgerError(f"journal entry {kind} does not balance: {unbalanced}")
+    if not out:
+        raise LedgerError(f"journal entry {kind} has no non-zero lines")
+    return out
+
+
 async def post_entry(
     session: AsyncSession,
     accounts: AccountCache,
@@ -130,17 +146,7 @@ async def post_entry(
     prepaid provider's deposit); crossing it raises :class:`InsufficientFunds` and the caller
     rolls back.
     """
-    lines = [ln for ln in lines if ln.amount != 0]
-    sums: dict[str, int] = defaultdict(int)
-    for ln in lines:
-        if ln.key.currency != ln.key.currency.upper() or len(ln.key.currency) != 3:
-            raise LedgerError(f"bad currency {ln.key.currency!r}")
-        sums[ln.key.currency] += ln.amount
-    unbalanced = {c: s for c, s in sums.items() if s != 0}
-    if unbalanced:
-        raise LedgerError(f"journal entry {kind} does not balance: {unbalanced}")
-    if not lines:
-        raise LedgerError(f"journal entry {kind} has no non-zero lines")
+    lines = balanced_lines(kind, lines)
     now = at or utcnow()
     ids = await accounts.ids(session, (ln.key for ln in lines))
     conn = await session.connection()  # Core statements: no ORM bookkeeping on the hot path

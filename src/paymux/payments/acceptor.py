@@ -14,23 +14,28 @@ its next candidate, exactly as one by one.
 
 If a batch fails as a whole (a database error), its payments are retried one by one, each in its
 own transaction, so one bad payment cannot fail the others.
+
+When this process runs a worker with room, the batch's payments are inserted already claimed by
+it (leased, in doubt) and handed to it after the commit: the acceptance and the job it causes
+commit together, and delivery starts without a claim transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ChannelView
+from paymux.db.group_commit import GroupCommitter
 from paymux.errors import Problem
-from paymux.ledger.models import Account, JournalEntry, Posting
+from paymux.ledger.batch import JournalBatch
+from paymux.ledger.models import Account
 from paymux.ledger.service import AccountKey
 from paymux.money import format_amount
 from paymux.payments.models import Payment
@@ -42,8 +47,6 @@ from paymux.runtime import Hub
 log = logging.getLogger("paymux.acceptor")
 
 _payments = cast(Table, Payment.__table__)
-_entries = cast(Table, JournalEntry.__table__)
-_postings = cast(Table, Posting.__table__)
 _accounts = cast(Table, Account.__table__)
 
 
@@ -56,9 +59,6 @@ class Pending:
     values: dict[str, Any]  # the payment row, without the provider-specific columns
     plan: Plan
     now: dt.datetime
-    future: asyncio.Future[Accepted] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
     @property
     def key(self) -> tuple[int, str]:
@@ -80,6 +80,7 @@ class NewPayment:
     total: int
     remuneration: int
     commission: int
+    lease_owner: str | None = None
 
     def __init__(self, id: int, **values: Any) -> None:
         self.id = id
@@ -94,63 +95,18 @@ class Accepted:
     problem: Problem | None = None
 
 
-class Acceptor:
+class Acceptor(GroupCommitter[Pending, "Accepted"]):
     """Batches pending payments into as few transactions as the database allows."""
 
+    name = "group commit of acceptances"
+
     def __init__(self, hub: Hub, max_batch: int = 256) -> None:
+        super().__init__(max_batch)
         self.hub = hub
-        self.max_batch = max_batch
-        self._queue: list[Pending] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.accepted = 0
 
-    async def submit(self, item: Pending) -> Accepted:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="paymux acceptor")
-        self._queue.append(item)
-        self._wake.set()
-        return await item.future
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                await self._commit(batch)
-
-    async def _commit(self, batch: list[Pending]) -> None:
-        try:
-            results = await write_batch(self.hub, batch)
-        except Exception:
-            log.exception("group commit of %d payments failed; accepting them one by one", len(batch))
-            results = {}
-            for item in batch:
-                try:
-                    results[id(item)] = (await write_batch(self.hub, [item]))[id(item)]
-                except Exception as e:
-                    if not item.future.done():
-                        item.future.set_exception(e)
-        self.batches += 1
-        for item in batch:
-            res = results.get(id(item))
-            if res is not None and not item.future.done():
-                item.future.set_result(res)
-                if res.row is not None:
-                    self.accepted += 1
-        self.hub.wakeup.set()
+    async def write(self, batch: list[Pending]) -> list[Accepted]:
+        results = await write_batch(self.hub, batch)
+        return [results[id(item)] for item in batch]
 
 
 def _choose(
@@ -200,10 +156,19 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
         ids = await hub.accounts.ids(session, sorted(keys))
         conn = await session.connection()
         prepaid = sorted({ids[k] for k in keys if k.kind == "provider_deposit"})
-        locked = select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(sorted(ids.values())))
-        if not hub.sqlite:
-            locked = locked.order_by(_accounts.c.id).with_for_update()
-        balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
+        balances: dict[int, int] = {}
+        if hub.sqlite:  # the only writer: only the deposits' balances need reading
+            if prepaid:
+                read = select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(prepaid))
+                balances = {aid: bal for aid, bal in (await conn.execute(read)).all()}
+        else:  # lock every account the batch may touch, in id order, before reading the deposits
+            locked = (
+                select(_accounts.c.id, _accounts.c.balance)
+                .where(_accounts.c.id.in_(sorted(ids.values())))
+                .order_by(_accounts.c.id)
+                .with_for_update()
+            )
+            balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
         rows: list[dict[str, Any]] = []
         chosen: dict[tuple[int, str], tuple[Pending, AccountKey]] = {}
         for item in primaries:
@@ -220,64 +185,63 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
                     "remuneration": option.remuneration,
                     "remuneration_tariff_id": option.remuneration_tariff_id,
                     "route_reason": reason,
+                    "lease_owner": None,
                 }
             )
             chosen[item.key] = (item, key)
-        inserted: dict[tuple[int, str], NewPayment] = {}
-        if rows:
-            ins = (
-                sqlite.insert(_payments) if hub.sqlite else postgresql.insert(_payments)
-            ).on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
-            by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
-            returned = ins.returning(_payments.c.id, _payments.c.channel_id, _payments.c.external_id)
-            inserted = {
-                (ch, ext): NewPayment(id=pid, **by_key[(ch, ext)])
-                for pid, ch, ext in (await conn.execute(returned, rows)).all()
-            }
-        if inserted:
-            entry_rows = await conn.execute(
-                insert(_entries).returning(_entries.c.id, _entries.c.payment_id),
-                [
-                    {
-                        "kind": "payment_accept",
-                        "payment_id": r.id,
-                        "memo": None,
-                        "created_at": chosen[k][0].now,
-                    }
-                    for k, r in inserted.items()
-                ],
-            )
-            entry_of = {pid: eid for eid, pid in entry_rows.all()}
-            postings: list[dict[str, Any]] = []
-            deltas: dict[int, int] = defaultdict(int)
-            for k, r in inserted.items():
-                item, key = chosen[k]
-                for ln in accept_lines(r, key):
-                    if ln.amount == 0:
-                        continue
-                    aid = ids[ln.key]
-                    deltas[aid] += ln.amount
-                    postings.append(
-                        {
-                            "entry_id": entry_of[r.id],
-                            "account_id": aid,
-                            "amount": ln.amount,
-                            "currency": ln.key.currency,
-                            "created_at": item.now,
-                        }
-                    )
-            await conn.execute(insert(_postings), postings)
-            now = batch[-1].now
-            for aid in sorted(deltas):
-                await conn.execute(
-                    update(_accounts)
-                    .where(_accounts.c.id == aid)
-                    .values(balance=_accounts.c.balance + deltas[aid], updated_at=now)
+        worker = hub.local_worker
+        slots = worker.take_slots(len(rows)) if worker is not None else 0
+        if slots:
+            lease_until = batch[-1].now + dt.timedelta(seconds=hub.settings.lease_seconds)
+            assert worker is not None
+            for r in rows[:slots]:
+                r.update(
+                    status="processing", in_doubt=True, lease_owner=worker.lease, next_attempt_at=lease_until
                 )
-        await session.commit()
-    for k, r in inserted.items():
-        out[id(chosen[k][0])] = Accepted(r)
+        try:
+            inserted = await _insert(hub, session, conn, rows, chosen)
+            await session.commit()
+        except BaseException:
+            if worker is not None and slots:
+                worker.hand_over((), reserved=slots)
+            raise
+    if worker is not None and slots:
+        worker.hand_over((r for r in inserted.values() if r.lease_owner == worker.lease), reserved=slots)
+    if len(rows) > slots:  # due now, for whichever worker claims first
+        if worker is not None:
+            worker.claim_soon()
+        hub.wakeup.set()
+    for k, new in inserted.items():
+        out[id(chosen[k][0])] = Accepted(new)
     for item in batch:
         if id(item) not in out:  # its external_id was taken (before or in this batch)
             out[id(item)] = Accepted(None)
     return out
+
+
+async def _insert(
+    hub: Hub,
+    session: AsyncSession,
+    conn: Any,
+    rows: list[dict[str, Any]],
+    chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
+) -> dict[tuple[int, str], NewPayment]:
+    """Insert the payments (skipping taken external ids) and their acceptance entries."""
+    inserted: dict[tuple[int, str], NewPayment] = {}
+    if not rows:
+        return inserted
+    ins = (sqlite.insert(_payments) if hub.sqlite else postgresql.insert(_payments)).on_conflict_do_nothing(
+        index_elements=["channel_id", "external_id"]
+    )
+    by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
+    returned = ins.returning(_payments.c.id, _payments.c.channel_id, _payments.c.external_id)
+    inserted = {
+        (ch, ext): NewPayment(id=pid, **by_key[(ch, ext)])
+        for pid, ch, ext in (await conn.execute(returned, rows)).all()
+    }
+    journal = JournalBatch()
+    for k, r in inserted.items():
+        item, key = chosen[k]
+        journal.add("payment_accept", accept_lines(r, key), payment_id=r.id, at=item.now)
+    await journal.write(session, hub.accounts)
+    return inserted

@@ -10,7 +10,10 @@ The rules that keep a payment from being lost or paid twice:
 * Only a definitive answer (refusal, unreachable before sending, or a status saying "failed" /
   "not found") clears ``in_doubt``; only then may the payment go to another provider.
 * The outcome is recorded in one transaction with its journal entry, and only if the worker
-  still holds the lease.
+  still holds the lease (outcomes finishing together share one transaction: :mod:`.recorder`).
+* A payment accepted in a process that runs a worker with room for it is inserted already claimed
+  by that worker (in the acceptance transaction, leased and in doubt) and handed to it directly:
+  no claim transaction, no polling delay.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ import datetime as dt
 import logging
 import random
 import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, update
 
 from paymux.catalog.snapshot import ProviderView, Snapshot
 from paymux.db.base import utcnow
 from paymux.ledger.service import InsufficientFunds, post_entry
-from paymux.payments.models import Payment, PaymentAttempt
+from paymux.payments.models import Payment
 from paymux.payments.postings import (
     accept_lines,
     deposit_floor,
@@ -38,6 +43,7 @@ from paymux.payments.postings import (
     reverse,
     success_lines,
 )
+from paymux.payments.recorder import Writes
 from paymux.providers.base import PayRequest, ProtocolResult, StatusRequest
 from paymux.routing.engine import plan_route
 from paymux.runtime import Hub
@@ -51,9 +57,10 @@ BREAKER_FAILURES = ("unreachable", "unknown", "temporary")
 class Claimed:
     """A payment as it was when claimed (before the claim marked it in doubt)."""
 
-    payment: Payment
+    payment: Any  # a Payment row, or the values of a payment inserted already claimed
     was_in_doubt: bool
     lease: str
+    due_again: bool = False  # its recorded outcome makes it due again at once (failover, resend)
 
 
 async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
@@ -115,45 +122,41 @@ async def process(hub: Hub, c: Claimed) -> None:
     proto = hub.protocol(provider)
     hub.breakers.begin_call(provider.id, provider.breaker)
     started = utcnow()
+    pay = PayRequest(
+        txn_id=str(p.id),
+        txn_date=p.created_at,
+        service_code=p.provider_service_code,
+        account=p.account,
+        amount=p.amount,
+        currency=p.currency,
+        fields=dict(p.fields or {}),
+    )
     if c.was_in_doubt:
         step = "status"
-        result = await proto.status(StatusRequest(str(p.id), p.provider_service_code, p.provider_txn_id))
+        result = await proto.status(StatusRequest(pay.txn_id, pay.service_code, p.provider_txn_id, pay))
     else:
         step = "pay"
-        result = await proto.pay(
-            PayRequest(
-                txn_id=str(p.id),
-                txn_date=p.created_at,
-                service_code=p.provider_service_code,
-                account=p.account,
-                amount=p.amount,
-                currency=p.currency,
-                fields=dict(p.fields or {}),
-            )
-        )
+        result = await proto.pay(pay)
     hub.breakers.record(provider.id, provider.breaker, result.outcome not in BREAKER_FAILURES)
     elapsed_ms = (utcnow() - started) // dt.timedelta(milliseconds=1)
-    async with hub.sessions() as session:
-        await session.execute(
-            insert(PaymentAttempt).values(
-                payment_id=p.id,
-                provider_id=provider.id,
-                step=step,
-                outcome=result.outcome,
-                code=result.code,
-                message=(result.message or "")[:500] or None,
-                provider_txn_id=result.provider_txn_id,
-                exchanges=[_exchange_dict(e) for e in result.exchanges],
-                elapsed_ms=elapsed_ms,
-                started_at=started,
-            )
-        )
-        applied = await _apply(hub, session, snap, c, provider, step, result)
-        if applied:
-            await session.commit()
-        else:
-            await session.rollback()
-            log.warning("payment %s: lease lost, outcome left to the new owner", p.id)
+    attempt = {
+        "payment_id": p.id,
+        "provider_id": provider.id,
+        "step": step,
+        "outcome": result.outcome,
+        "code": result.code,
+        "message": (result.message or "")[:500] or None,
+        "provider_txn_id": result.provider_txn_id,
+        "exchanges": [_exchange_dict(e) for e in result.exchanges],
+        "elapsed_ms": elapsed_ms,
+        "started_at": started,
+    }
+
+    async def apply(w: Writes) -> None:
+        await _apply(hub, w, snap, c, provider, step, result)
+
+    if not await hub.recorder.record(p.id, c.lease, attempt, apply):
+        log.warning("payment %s: lease lost, outcome left to the new owner", p.id)
 
 
 def _still_routable(snap: Snapshot, p: Payment, provider: ProviderView) -> bool:
@@ -168,86 +171,85 @@ async def _reroute_before_sending(
     """Move a payment that was never sent to its provider to the next one, or retry later."""
     r = ProtocolResult(outcome="unreachable", message=why)
     now = utcnow()
-    async with hub.sessions() as session:
-        moved = await _failover(hub, session, snap, c, provider, r, c.payment.attempts, now, keep_tried=False)
-        if moved is None and now >= c.payment.expires_at:
-            moved = await _fail(
-                hub, session, c, provider, r, c.payment.attempts, now, "lifetime ended: " + why
-            )
-        elif moved is None:
-            moved = await _set(
-                session,
-                c,
-                in_doubt=False,
-                next_attempt_at=now + backoff(hub, c.payment.attempts + 1),
-                error_code="no-route",
-                error_message=r.message,
-            )
-        await session.commit() if moved else await session.rollback()
+
+    async def apply(w: Writes) -> None:
+        n = c.payment.attempts
+        if await _failover(hub, w, snap, c, provider, r, n, now, keep_tried=False):
+            return
+        if now >= c.payment.expires_at:
+            _fail(w, c, provider, r, n, now, "lifetime ended: " + why)
+            return
+        _set(
+            w,
+            c,
+            in_doubt=False,
+            next_attempt_at=now + backoff(hub, n + 1),
+            error_code="no-route",
+            error_message=r.message,
+        )
+
+    if not await hub.recorder.record(c.payment.id, c.lease, None, apply):
+        log.warning("payment %s: lease lost, left to the new owner", c.payment.id)
 
 
 def _exchange_dict(e: object) -> dict[str, object]:
     return {k: getattr(e, k) for k in ("step", "url", "request", "response", "status_code", "elapsed_ms")}
 
 
-async def _set(session: AsyncSession, c: Claimed, **values: object) -> bool:
-    """Update the payment if this worker still holds its lease."""
-    values.setdefault("updated_at", utcnow())
-    t = _payments
-    conn = await session.connection()  # a Core update: no ORM session synchronisation
-    res = await conn.execute(
-        update(t).where(t.c.id == c.payment.id, t.c.lease_owner == c.lease).values(**values).returning(t.c.id)
-    )
-    return res.first() is not None
-
-
-_payments = cast(Table, Payment.__table__)
+def _set(w: Writes, c: Claimed, **values: Any) -> None:
+    """Change the payment, in the outcome's batch (the recorder has checked the lease)."""
+    now = utcnow()
+    values.setdefault("updated_at", now)
+    due = values.get("next_attempt_at")
+    if due is not None and due <= now:
+        c.due_again = True
+    w.update_payment(c.payment.id, values)
 
 
 async def _apply(
     hub: Hub,
-    session: AsyncSession,
+    w: Writes,
     snap: Snapshot,
     c: Claimed,
     provider: ProviderView,
     step: str,
     r: ProtocolResult,
-) -> bool:
+) -> None:
     p = c.payment
     now = utcnow()
     attempts = p.attempts + 1
     o = r.outcome
     if o == "ok":
-        return await _succeed(hub, session, c, provider, r, attempts, now)
-    if o == "not_found" or (step == "status" and o == "fatal"):
-        if o == "not_found":
-            # the provider never got it: send it again to the same provider, same txn id
-            return await _set(session, c, in_doubt=False, attempts=attempts, next_attempt_at=now)
-        return await _failover_or_fail(hub, session, snap, c, provider, r, attempts, now)
+        _succeed(w, c, provider, r, attempts, now)
+        return
+    if o == "not_found":
+        # the provider never got it: send it again to the same provider, same txn id
+        _set(w, c, in_doubt=False, attempts=attempts, next_attempt_at=now)
+        return
+    if o == "fatal":  # a refusal, or (to a status request) "it failed": definitive either way
+        await _failover_or_fail(hub, w, snap, c, provider, r, attempts, now)
+        return
     if o in ("pending", "unknown") or (step == "status" and o in ("temporary", "unreachable")):
         # the outcome is not known: only the same provider's status may settle it
-        expired = now >= p.expires_at
-        return await _set(
-            session,
+        _set(
+            w,
             c,
             in_doubt=True,
             attempts=attempts,
-            needs_attention=expired,
+            needs_attention=now >= p.expires_at,
             next_attempt_at=now + backoff(hub, attempts if o != "pending" else 1),
             error_code=r.code,
             error_message=(r.message or o)[:500],
         )
-    if o == "fatal":
-        return await _failover_or_fail(hub, session, snap, c, provider, r, attempts, now)
-    if o == "unreachable":
-        moved = await _failover(hub, session, snap, c, provider, r, attempts, now, keep_tried=False)
-        if moved is not None:
-            return moved
+        return
+    if o == "unreachable" and await _failover(hub, w, snap, c, provider, r, attempts, now, keep_tried=False):
+        return
     # temporary error, or unreachable with nowhere else to go: retry the same provider later
     if now >= p.expires_at:
-        return await _fail(hub, session, c, provider, r, attempts, now, "lifetime ended: " + (r.message or o))
-    return await _set(
-        session,
+        _fail(w, c, provider, r, attempts, now, "lifetime ended: " + (r.message or o))
+        return
+    _set(
+        w,
         c,
         in_doubt=False,
         attempts=attempts,
@@ -257,18 +259,12 @@ async def _apply(
     )
 
 
-async def _succeed(
-    hub: Hub,
-    session: AsyncSession,
-    c: Claimed,
-    provider: ProviderView,
-    r: ProtocolResult,
-    attempts: int,
-    now: dt.datetime,
-) -> bool:
+def _succeed(
+    w: Writes, c: Claimed, provider: ProviderView, r: ProtocolResult, attempts: int, now: dt.datetime
+) -> None:
     p = c.payment
-    ok = await _set(
-        session,
+    _set(
+        w,
         c,
         status="succeeded",
         in_doubt=False,
@@ -281,26 +277,22 @@ async def _succeed(
         needs_attention=False,
     )
     lines = success_lines(p, provider.id)
-    if ok and any(
-        ln.amount for ln in lines
-    ):  # nothing to recognise when there is no fee, remuneration or commission
-        await post_entry(session, hub.accounts, "payment_success", lines, payment_id=p.id, at=now)
-    return ok
+    if any(ln.amount for ln in lines):  # nothing to recognise without fee, remuneration, commission
+        w.journal.add("payment_success", lines, payment_id=p.id, at=now)
 
 
-async def _fail(
-    hub: Hub,
-    session: AsyncSession,
+def _fail(
+    w: Writes,
     c: Claimed,
     provider: ProviderView,
     r: ProtocolResult,
     attempts: int,
     now: dt.datetime,
     message: str,
-) -> bool:
+) -> None:
     p = c.payment
-    ok = await _set(
-        session,
+    _set(
+        w,
         c,
         status="failed",
         in_doubt=False,
@@ -310,34 +302,27 @@ async def _fail(
         error_code=r.code or r.outcome,
         error_message=message[:500],
     )
-    if ok:
-        key = provider_account(provider.id, provider.settlement, p.currency)
-        await post_entry(
-            session, hub.accounts, "payment_fail", reverse(accept_lines(p, key)), payment_id=p.id, at=now
-        )
-    return ok
+    key = provider_account(provider.id, provider.settlement, p.currency)
+    w.journal.add("payment_fail", reverse(accept_lines(p, key)), payment_id=p.id, at=now)
 
 
 async def _failover_or_fail(
     hub: Hub,
-    session: AsyncSession,
+    w: Writes,
     snap: Snapshot,
     c: Claimed,
     provider: ProviderView,
     r: ProtocolResult,
     attempts: int,
     now: dt.datetime,
-) -> bool:
-    moved = await _failover(hub, session, snap, c, provider, r, attempts, now, keep_tried=True)
-    if moved is not None:
-        return moved
-    msg = f"{provider.code}: {r.message or r.code or r.outcome}"
-    return await _fail(hub, session, c, provider, r, attempts, now, msg)
+) -> None:
+    if not await _failover(hub, w, snap, c, provider, r, attempts, now, keep_tried=True):
+        _fail(w, c, provider, r, attempts, now, f"{provider.code}: {r.message or r.code or r.outcome}")
 
 
 async def _failover(
     hub: Hub,
-    session: AsyncSession,
+    w: Writes,
     snap: Snapshot,
     c: Claimed,
     provider: ProviderView,
@@ -346,15 +331,15 @@ async def _failover(
     now: dt.datetime,
     *,
     keep_tried: bool,
-) -> bool | None:
-    """Move the payment to the next eligible provider; None when there is none.
+) -> bool:
+    """Move the payment to the next eligible provider; False when there is none.
 
     ``keep_tried``: the provider refused, never offer it this payment again. Otherwise (it was
     unreachable) it is only skipped for this move.
     """
     p = c.payment
     if now >= p.expires_at:
-        return None
+        return False
     tried = list(p.tried_provider_ids or [])
     if provider.id not in tried:
         tried.append(provider.id)
@@ -366,9 +351,10 @@ async def _failover(
         nxt = option.provider
         new_key = provider_account(nxt.id, nxt.settlement, p.currency)
         try:
-            async with session.begin_nested():
+            # posted at once: it checks the new deposit's floor (the savepoint takes it back if not)
+            async with w.session.begin_nested():
                 await post_entry(
-                    session,
+                    w.session,
                     hub.accounts,
                     "payment_reroute",
                     reroute_lines(p.amount, old_key, new_key),
@@ -382,8 +368,8 @@ async def _failover(
         why = (
             f"failover from {provider.code} ({r.outcome}: {r.message or r.code or ''}); {plan.reason(option)}"
         )
-        return await _set(
-            session,
+        _set(
+            w,
             c,
             provider_id=nxt.id,
             provider_service_code=option.candidate.provider_service_code,
@@ -398,23 +384,59 @@ async def _failover(
             error_code=r.code,
             error_message=(r.message or r.outcome)[:500],
         )
-    return None
+        return True
+    return False
 
 
 class Worker:
-    """Claims due payments and processes up to ``concurrency`` of them at once."""
+    """Processes up to ``concurrency`` payments at once: handed over at acceptance, or claimed.
+
+    Claiming is a write transaction, so the worker claims only when it has room for a useful
+    batch and there is reason to expect work: at start, when the last claim came back full (a
+    backlog), when an outcome made a payment due again at once, when this process accepted
+    payments it could not hand over, and otherwise every ``poll_interval_ms`` (retries that came
+    due, payments accepted by other processes).
+    """
 
     def __init__(self, hub: Hub, concurrency: int | None = None) -> None:
         self.hub = hub
         self.concurrency = concurrency or hub.settings.workers
         self.lease = f"w-{secrets.token_hex(8)}"
         self._running: set[asyncio.Task[None]] = set()
+        self._inbox: deque[Claimed] = deque()
+        self._reserved = 0
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._claim_soon = True
         self.processed = 0
+        self.claims = 0
+
+    # -- hand-over from the acceptor of this process -------------------------------------------
+
+    def take_slots(self, n: int) -> int:
+        """Reserve room for up to ``n`` payments about to be inserted already claimed by us."""
+        if self._stop.is_set():
+            return 0
+        k = max(0, min(n, self.concurrency - len(self._running) - len(self._inbox) - self._reserved))
+        self._reserved += k
+        return k
+
+    def hand_over(self, payments: Iterable[Any], reserved: int) -> None:
+        """Payments committed as claimed by this worker (after ``take_slots(reserved)``)."""
+        self._reserved -= reserved
+        self._inbox.extend(Claimed(p, False, self.lease) for p in payments)
+        self._wake.set()
+
+    def claim_soon(self) -> None:
+        """There is due work in the database (accepted here without room to hand it over)."""
+        self._claim_soon = True
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
-        self.hub.wakeup.set()
+        self._wake.set()
 
     async def _one(self, c: Claimed) -> None:
         try:
@@ -423,33 +445,75 @@ class Worker:
             log.exception("payment %s: processing failed", c.payment.id)
         finally:
             self.processed += 1
+            if c.due_again:
+                self._claim_soon = True
 
-    async def run(self) -> None:
-        hub = self.hub
-        poll = hub.settings.poll_interval_ms / 1000
-        while not self._stop.is_set():
-            free = self.concurrency - len(self._running)
-            claimed: list[Claimed] = []
-            if free > 0:
-                try:
-                    claimed = await claim_due(hub, self.lease, min(free, hub.settings.claim_batch))
-                except Exception:
-                    log.exception("claiming due payments failed")
-            for c in claimed:
-                t = asyncio.create_task(self._one(c))
-                self._running.add(t)
-                t.add_done_callback(self._done)
-            if claimed and len(claimed) == min(free, hub.settings.claim_batch):
-                await asyncio.sleep(0)
-                continue
-            hub.wakeup.clear()
-            try:
-                await asyncio.wait_for(hub.wakeup.wait(), timeout=poll)
-            except TimeoutError:
-                pass
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+    def _start(self, claimed: Iterable[Claimed]) -> None:
+        for c in claimed:
+            t = asyncio.create_task(self._one(c))
+            self._running.add(t)
+            t.add_done_callback(self._done)
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._running.discard(t)
-        self.hub.wakeup.set()
+        if self._inbox or self._claim_soon:
+            self._wake.set()
+
+    async def run(self) -> None:
+        hub = self.hub
+        if hub.local_worker is None:
+            hub.local_worker = self
+        poll = hub.settings.poll_interval_ms / 1000
+        batch = max(1, hub.settings.claim_batch)
+        useful = max(1, min(batch, self.concurrency // 4))  # a claim for fewer is not worth a write
+        last_claim = -poll
+        try:
+            while not self._stop.is_set():
+                while self._inbox and len(self._running) < self.concurrency:
+                    self._start([self._inbox.popleft()])
+                free = self.concurrency - len(self._running) - len(self._inbox) - self._reserved
+                timer = time.monotonic() - last_claim >= poll
+                if free > 0 and ((self._claim_soon and free >= useful) or timer):
+                    self._claim_soon = False
+                    last_claim = time.monotonic()
+                    want = min(free, batch)
+                    try:
+                        claimed = await claim_due(hub, self.lease, want)
+                    except Exception:
+                        log.exception("claiming due payments failed")
+                        claimed = []
+                    self.claims += 1
+                    self._start(claimed)
+                    if len(claimed) == want:
+                        self._claim_soon = True  # probably more where these came from
+                        await asyncio.sleep(0)
+                        continue
+                self._wake.clear()
+                wait = max(0.0, poll - (time.monotonic() - last_claim))
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait or poll)
+                except TimeoutError:
+                    pass
+        finally:
+            if hub.local_worker is self:
+                hub.local_worker = None
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+            await self._release_inbox()
+
+    async def _release_inbox(self) -> None:
+        """Give back payments handed over but never started, so any worker may take them at once."""
+        left = [c.payment.id for c in self._inbox]
+        self._inbox.clear()
+        if not left:
+            return
+        try:
+            async with self.hub.sessions() as session:
+                await session.execute(
+                    update(Payment)
+                    .where(Payment.id.in_(left), Payment.lease_owner == self.lease)
+                    .values(next_attempt_at=utcnow(), lease_owner=None, in_doubt=False, status="accepted")
+                )
+                await session.commit()
+        except Exception:  # the leases run out on their own
+            log.exception("releasing %d handed-over payments failed", len(left))

@@ -1,0 +1,99 @@
+"""Group commit: many concurrent writers' items written by one task in as few transactions as possible.
+
+Callers :meth:`GroupCommitter.submit` an item and wait; one committer task per process takes
+everything queued so far (up to ``max_batch``) and writes it in one transaction. Every caller is
+answered only after that transaction committed. If a batch fails as a whole, its items are written
+one by one, so one bad item cannot fail the others; an item that still fails gets the exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from typing import Generic, TypeVar
+
+log = logging.getLogger("paymux.group_commit")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommitter(abc.ABC, Generic[T, R]):
+    name = "group commit"
+
+    def __init__(self, max_batch: int = 256) -> None:
+        self.max_batch = max_batch
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._inflight: list[tuple[T, asyncio.Future[R]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+        self.failed_batches = 0  # batches that failed as a whole and were written item by item
+
+    @abc.abstractmethod
+    async def write(self, batch: list[T]) -> list[R]:
+        """Write ``batch`` in one transaction and commit; one result per item, in order."""
+
+    async def submit(self, item: T) -> R:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"paymux {self.name}")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._wake.set()
+        return await future
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Write what is queued (for up to ``drain_seconds``), then stop; anything left is cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while (self._queue or self._inflight) and self._task is not None and not self._task.done():
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for _, future in self._inflight + self._queue:
+            if not future.done():
+                future.cancel()
+        self._inflight = []
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._inflight = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._commit(batch)
+                self._inflight = []
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self.write(items)
+        except Exception:
+            self.failed_batches += 1
+            log.exception("%s of %d items failed; writing them one by one", self.name, len(batch))
+            for item, future in batch:
+                try:
+                    (result,) = await self.write([item])
+                except Exception as e:
+                    if not future.done():
+                        future.set_exception(e)
+                else:
+                    if not future.done():
+                        future.set_result(result)
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        self.batches += 1
+        self.items += len(batch)

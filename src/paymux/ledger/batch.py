@@ -1,0 +1,98 @@
+"""Many journal entries written together: one insert of entries, one of postings, summed balances.
+
+Used by the group committers (acceptances, delivery outcomes): each entry is checked to balance
+when it is added; :meth:`JournalBatch.write` then writes them all in the caller's transaction and
+updates every touched balance once, in ascending account id order (the ledger's lock order).
+Entries with a floor (a deposit that may not go below its overdraft) are not for this class: post
+them with :func:`paymux.ledger.service.post_entry`, which checks the floor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.ledger.models import Account, JournalEntry, Posting
+from paymux.ledger.service import AccountCache, Line, balanced_lines
+
+_entries = cast(Table, JournalEntry.__table__)
+_postings = cast(Table, Posting.__table__)
+_accounts = cast(Table, Account.__table__)
+_INSERT_ENTRIES = insert(_entries).returning(_entries.c.id, sort_by_parameter_order=True)
+_ADD_TO_BALANCE = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("aid"))
+    .values(balance=_accounts.c.balance + bindparam("delta"), updated_at=bindparam("now"))
+)
+
+
+@dataclass(slots=True)
+class _Entry:
+    kind: str
+    lines: list[Line]
+    payment_id: int | None
+    memo: str | None
+    at: dt.datetime
+
+
+class JournalBatch:
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(
+        self,
+        kind: str,
+        lines: Iterable[Line],
+        *,
+        at: dt.datetime,
+        payment_id: int | None = None,
+        memo: str | None = None,
+    ) -> None:
+        """Queue one entry (raises LedgerError now if it does not balance)."""
+        self._entries.append(_Entry(kind, balanced_lines(kind, lines), payment_id, memo, at))
+
+    async def write(self, session: AsyncSession, accounts: AccountCache) -> list[int]:
+        """Write the queued entries in ``session``'s transaction; their ids, in the order added."""
+        if not self._entries:
+            return []
+        ids = await accounts.ids(session, {ln.key for e in self._entries for ln in e.lines})
+        conn = await session.connection()
+        result = await conn.execute(
+            _INSERT_ENTRIES,
+            [
+                {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
+                for e in self._entries
+            ],
+        )
+        entry_ids = [int(r[0]) for r in result.all()]
+        postings: list[dict[str, Any]] = []
+        deltas: dict[int, int] = defaultdict(int)
+        for eid, e in zip(entry_ids, self._entries, strict=True):
+            for ln in e.lines:
+                aid = ids[ln.key]
+                deltas[aid] += ln.amount
+                postings.append(
+                    {
+                        "entry_id": eid,
+                        "account_id": aid,
+                        "amount": ln.amount,
+                        "currency": ln.key.currency,
+                        "created_at": e.at,
+                    }
+                )
+        await conn.execute(insert(_postings), postings)
+        now = max(e.at for e in self._entries)
+        changed = [{"aid": aid, "delta": deltas[aid], "now": now} for aid in sorted(deltas) if deltas[aid]]
+        if changed:  # executed in this order (ascending ids): the lock order every writer follows
+            await conn.execute(_ADD_TO_BALANCE, changed)
+        self._entries.clear()
+        return entry_ids

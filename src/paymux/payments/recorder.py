@@ -1,0 +1,113 @@
+"""Group commit of delivery outcomes.
+
+A delivery step ends with an outcome to record: the attempt row, the payment's new state and, for a
+final outcome, its journal entry, all only if the worker still holds the payment's lease.
+Deliveries finishing at the same time hand their outcomes to one committer task per process, which
+records everything queued so far in ONE transaction:
+
+* the leases of the batch's payments are read at once (locked, on PostgreSQL); an outcome whose
+  lease was taken over writes nothing;
+* payment updates with the same columns go out as one ``executemany``; attempt rows, journal
+  entries and postings are inserted together; balances are updated once each, in id order.
+
+If a batch fails as a whole (a database error), its outcomes are recorded one by one; one that still
+fails is left to the lease: the payment is claimed again when it runs out, in doubt, and settled by
+a status request.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.db.group_commit import GroupCommitter
+from paymux.ledger.batch import JournalBatch
+from paymux.payments.models import Payment, PaymentAttempt
+from paymux.runtime import Hub
+
+_attempts = cast(Table, PaymentAttempt.__table__)
+_payments = cast(Table, Payment.__table__)
+
+
+@dataclass(slots=True)
+class Writes:
+    """What the outcomes of one batch write, gathered to be written together."""
+
+    session: AsyncSession
+    journal: JournalBatch = field(default_factory=JournalBatch)
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+    def update_payment(self, payment_id: int, values: dict[str, Any]) -> None:
+        self.updates[tuple(sorted(values))].append(
+            {"pid": payment_id, **{f"v_{k}": v for k, v in values.items()}}
+        )
+
+    async def flush_updates(self) -> None:
+        conn = await self.session.connection()
+        for columns, rows in self.updates.items():
+            stmt = (
+                update(_payments)
+                .where(_payments.c.id == bindparam("pid"))
+                .values({c: bindparam(f"v_{c}") for c in columns})
+            )
+            await conn.execute(stmt, rows)
+        self.updates.clear()
+
+
+Apply = Callable[[Writes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One delivery step to record: the attempt row and how it changes the payment."""
+
+    payment_id: int
+    lease: str
+    attempt: dict[str, Any] | None
+    apply: Apply
+
+
+class Recorder(GroupCommitter[Outcome, bool]):
+    """Batches delivery outcomes into as few transactions as the database allows."""
+
+    name = "group commit of delivery outcomes"
+
+    def __init__(self, hub: Hub, max_batch: int = 256) -> None:
+        super().__init__(max_batch)
+        self.hub = hub
+
+    async def record(self, payment_id: int, lease: str, attempt: dict[str, Any] | None, apply: Apply) -> bool:
+        """Record one outcome; True when applied (False: the lease was taken over, nothing written)."""
+        return await self.submit(Outcome(payment_id, lease, attempt, apply))
+
+    async def write(self, batch: list[Outcome]) -> list[bool]:
+        results: list[bool] = []
+        async with self.hub.sessions() as session:
+            held = select(_payments.c.id, _payments.c.lease_owner).where(
+                _payments.c.id.in_(sorted({o.payment_id for o in batch}))
+            )
+            if not self.hub.sqlite:  # SQLite: this transaction is the only writer already
+                held = held.order_by(_payments.c.id).with_for_update()
+            conn = await session.connection()
+            owners = dict((await conn.execute(held)).all())
+            w = Writes(session)
+            attempts: list[dict[str, Any]] = []
+            for item in batch:
+                ok = owners.get(item.payment_id) == item.lease
+                results.append(ok)
+                if not ok:
+                    continue
+                await item.apply(w)
+                if item.attempt is not None:
+                    attempts.append(item.attempt)
+            await w.flush_updates()
+            await w.journal.write(session, self.hub.accounts)
+            if attempts:
+                await conn.execute(insert(_attempts), attempts)
+            await session.commit()
+        return results

@@ -1,0 +1,219 @@
+"""Group commit of journal entries and delivery outcomes, and the hand-over of accepted payments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from harness import hub_env
+from paymux.db.base import utcnow
+from paymux.db.group_commit import GroupCommitter
+from paymux.ledger.batch import JournalBatch
+from paymux.ledger.models import Account, JournalEntry
+from paymux.ledger.service import (
+    SYSTEM,
+    AccountCache,
+    AccountKey,
+    LedgerError,
+    Line,
+    post_entry,
+    verify_ledger,
+)
+from paymux.payments.models import Payment, PaymentAttempt
+from paymux.payments.processing import Worker, claim_due, process
+
+KEYS = [
+    AccountKey("bank", SYSTEM, "RUB"),
+    AccountKey("provider_deposit", 1, "RUB"),
+    AccountKey("channel_collected", 7, "RUB"),
+    AccountKey("fees_unearned", SYSTEM, "RUB"),
+    AccountKey("bank", SYSTEM, "EUR"),
+    AccountKey("provider_deposit", 2, "EUR"),
+]
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> list[Line]:
+    """A balanced entry: per currency, amounts over 2-3 accounts of that currency summing to zero."""
+    lines: list[Line] = []
+    for cur in draw(st.sets(st.sampled_from(["RUB", "EUR"]), min_size=1)):
+        keys = draw(st.lists(st.sampled_from([k for k in KEYS if k.currency == cur]), min_size=1, max_size=3))
+        amounts = [draw(st.integers(-(10**9), 10**9).filter(bool)) for _ in keys]
+        lines += [Line(k, a) for k, a in zip(keys, amounts, strict=True)]
+        lines.append(Line(KEYS[0] if cur == "RUB" else KEYS[4], -sum(amounts)))
+    return lines
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(entries(), min_size=1, max_size=12), singles=st.lists(entries(), max_size=3))
+async def test_a_journal_batch_writes_what_posting_one_by_one_would(
+    session: AsyncSession, batch: list[list[Line]], singles: list[list[Line]]
+) -> None:
+    accounts = AccountCache()
+    model: dict[AccountKey, int] = defaultdict(int)
+    try:
+        for lines in singles:  # entries posted one by one in the same transaction mix with the batch
+            if any(ln.amount for ln in lines):
+                await post_entry(session, accounts, "single", lines)
+                for ln in lines:
+                    model[ln.key] += ln.amount
+        journal = JournalBatch()
+        added = 0
+        for n, lines in enumerate(batch):
+            if not any(ln.amount for ln in lines):
+                with pytest.raises(LedgerError):
+                    journal.add("batched", lines, at=utcnow(), payment_id=n)
+                continue
+            journal.add("batched", lines, at=utcnow(), payment_id=n)
+            added += 1
+            for ln in lines:
+                model[ln.key] += ln.amount
+        ids = await journal.write(session, accounts)
+        assert len(ids) == added and ids == sorted(ids) and len(journal) == 0
+        kinds = (await session.execute(select(JournalEntry.id, JournalEntry.kind))).all()
+        assert sorted(i for i, k in kinds if k == "batched") == ids
+        check = await verify_ledger(session)
+        assert check.balanced, check
+        rows = await session.execute(
+            select(Account.kind, Account.owner_id, Account.currency, Account.balance)
+        )
+        got = {AccountKey(k, o, c): b for k, o, c, b in rows.all() if b}
+        assert got == {k: v for k, v in model.items() if v}
+    finally:
+        await session.rollback()
+
+
+def test_a_journal_batch_refuses_an_unbalanced_entry_when_it_is_added() -> None:
+    journal = JournalBatch()
+    with pytest.raises(LedgerError, match="does not balance"):
+        journal.add("x", [Line(KEYS[0], 5), Line(KEYS[1], -4)], at=utcnow())
+    assert len(journal) == 0
+
+
+# -- the group committer ---------------------------------------------------------------------------
+
+
+class Doubler(GroupCommitter[int, int]):
+    def __init__(self) -> None:
+        super().__init__(max_batch=4)
+        self.writes: list[list[int]] = []
+
+    async def write(self, batch: list[int]) -> list[int]:
+        self.writes.append(list(batch))
+        await asyncio.sleep(0.01)
+        if 13 in batch and len(batch) > 1:
+            raise RuntimeError("the batch fails as a whole")
+        if batch == [13]:
+            raise ValueError("13 is bad on its own too")
+        return [2 * x for x in batch]
+
+
+async def test_group_committer_batches_and_isolates_a_bad_item() -> None:
+    c = Doubler()
+    results = await asyncio.gather(*(c.submit(x) for x in range(10)), return_exceptions=True)
+    assert results == [2 * x for x in range(10)]
+    assert len(c.writes) < 10 and max(len(w) for w in c.writes) <= 4  # batched, and capped
+    results = await asyncio.gather(*(c.submit(x) for x in (11, 12, 13, 14)), return_exceptions=True)
+    assert results[:2] == [22, 24] and results[3] == 28
+    assert isinstance(results[2], ValueError)  # only the bad item fails
+    assert c.failed_batches == 1
+    await c.close()
+
+
+async def test_group_committer_close_drains_what_is_queued() -> None:
+    c = Doubler()
+    pending = [asyncio.ensure_future(c.submit(x)) for x in range(9)]
+    await asyncio.sleep(0)
+    await c.close()
+    assert [p.result() for p in pending] == [2 * x for x in range(9)]
+
+
+# -- delivery outcomes ------------------------------------------------------------------------------
+
+
+async def test_outcomes_finishing_together_share_a_transaction_and_a_lost_lease_spoils_nothing(
+    db_url: str,
+) -> None:
+    async with hub_env(db_url, run_workers=False) as env:
+        ids = [(await env.pay(external_id=f"g-{i}")).json()["id"] for i in range(6)]
+        claimed = await claim_due(env.hub, "w-test", 10)
+        assert sorted(c.payment.id for c in claimed) == sorted(ids)
+        stolen = claimed[0]
+        async with env.hub.sessions() as s:  # another worker took this one over (its lease ran out)
+            await s.execute(
+                text("UPDATE payments SET lease_owner = 'w-other' WHERE id = :i"), {"i": stolen.payment.id}
+            )
+            await s.commit()
+        before = env.hub.recorder.batches
+        await asyncio.gather(*(process(env.hub, c) for c in claimed))
+        assert env.hub.recorder.batches - before < len(claimed)  # grouped
+        async with env.hub.read_sessions() as r:
+            rows = {p.id: p for p in (await r.scalars(select(Payment))).all()}
+            attempts = (await r.scalars(select(PaymentAttempt.payment_id))).all()
+            assert (await verify_ledger(r)).balanced
+        assert rows[stolen.payment.id].status == "processing" and rows[stolen.payment.id].in_doubt
+        assert stolen.payment.id not in attempts  # the stale worker's outcome wrote nothing
+        assert {rows[c.payment.id].status for c in claimed[1:]} == {"succeeded"}
+        assert sorted(attempts) == sorted(c.payment.id for c in claimed[1:])
+
+
+# -- hand-over at acceptance ----------------------------------------------------------------------
+
+
+async def test_payments_accepted_next_to_a_worker_are_inserted_claimed_and_handed_over(db_url: str) -> None:
+    async with hub_env(db_url, run_workers=False) as env:
+        worker = Worker(env.hub, concurrency=2)
+        env.hub.local_worker = worker  # registered, not running: what it is handed stays in its inbox
+        ids = [(await env.pay(external_id=f"h-{i}")).json()["id"] for i in range(3)]
+        async with env.hub.read_sessions() as r:
+            rows = {p.id: p for p in (await r.scalars(select(Payment))).all()}
+        handed = [i for i in ids if rows[i].lease_owner == worker.lease]
+        assert len(handed) == 2 and [c.payment.id for c in worker._inbox] == handed
+        for i in handed:  # leased and in doubt in the acceptance transaction itself
+            assert rows[i].in_doubt and rows[i].status == "processing" and rows[i].next_attempt_at > utcnow()
+        (left,) = set(ids) - set(handed)
+        assert rows[left].lease_owner is None and rows[left].status == "accepted" and worker._claim_soon
+        # only the payment without room is due for any worker
+        assert [c.payment.id for c in await claim_due(env.hub, "w-other", 10)] == [left]
+        # a worker stopping gives back what it was handed and never started
+        await worker._release_inbox()
+        again = await claim_due(env.hub, "w-other", 10)
+        assert sorted(c.payment.id for c in again) == sorted(handed)
+        assert not any(c.was_in_doubt for c in again)  # never sent: no status request needed
+
+
+async def test_a_running_worker_delivers_handed_over_payments_without_claiming_them(db_url: str) -> None:
+    async with hub_env(db_url, poll_interval_ms=60_000) as env:  # no timer claims during the test
+        await asyncio.sleep(0.2)
+        worker = env.hub.local_worker
+        assert worker is not None
+        claims = worker.claims
+        ids = [(await env.pay(external_id=f"r-{i}")).json()["id"] for i in range(5)]
+        finals = [await env.wait_final(i, within=10) for i in ids]
+        assert {f["status"] for f in finals} == {"succeeded"}
+        assert worker.claims == claims
+        async with env.hub.read_sessions() as r:
+            assert (await verify_ledger(r)).balanced
+            n = await r.scalar(select(func.count()).select_from(PaymentAttempt))
+        assert n == 5
+
+
+async def test_one_batch_may_hand_over_some_payments_and_leave_the_rest_due(db_url: str) -> None:
+    async with hub_env(db_url, run_workers=False) as env:
+        worker = Worker(env.hub, concurrency=3)
+        env.hub.local_worker = worker
+        before = env.hub.acceptor.batches
+        replies = await asyncio.gather(*(env.pay(external_id=f"m-{i}") for i in range(12)))
+        assert {r.status_code for r in replies} == {201}
+        assert env.hub.acceptor.batches - before < 12  # some payments shared a batch
+        assert env.hub.acceptor.failed_batches == 0
+        assert len(worker._inbox) == 3
+        due = await claim_due(env.hub, "w-other", 20)
+        assert len(due) == 9
+        assert {c.payment.id for c in due}.isdisjoint(c.payment.id for c in worker._inbox)

@@ -1,0 +1,130 @@
+"""The hub's HTTP transport to providers: what reaches the server, and how each failure is named.
+
+Only a failure to connect may be a ConnectError/ConnectTimeout (the hub then sends the payment
+elsewhere); a request that may have reached the provider must fail as a read-side error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from paymux.providers.transport import provider_client
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head, await reader.readexactly(length)
+
+
+async def test_request_and_answer_pass_through_unchanged() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                break
+            body = gzip.compress(b'{"ok": true}')
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                b"X-Twice: a\r\nX-Twice: b\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as url, provider_client() as http:
+        for n in range(3):  # one kept-alive connection serves them all
+            r = await http.post(f"{url}/pay?x=1", json={"n": n}, headers={"Authorization": "Bearer s"})
+            assert r.status_code == 201 and r.json() == {"ok": True}
+            assert r.headers.get_list("x-twice") == ["a", "b"]
+    assert len(seen) == 3
+    head, body = seen[0]
+    assert head.startswith(b"POST /pay?x=1 HTTP/1.1\r\n")
+    assert b"authorization: Bearer s" in head.lower().replace(b"bearer", b"Bearer")
+    assert body == b'{"n":0}'
+    assert head.lower().count(b"content-type:") == 1 and b"application/json" in head
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with provider_client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(f"http://127.0.0.1:{port}/pay", json={})
+
+
+async def test_a_connection_dropped_after_the_request_is_not_a_connect_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)  # the provider got the payment ... and the answer is lost
+        writer.close()
+
+    async with raw_server(handler) as url, provider_client() as http:
+        with pytest.raises(httpx.TransportError) as caught:
+            await http.post(f"{url}/pay", json={"txn": 1})
+    assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+async def test_a_half_sent_answer_is_a_read_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"resu')
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as url, provider_client() as http:
+        with pytest.raises(httpx.ReadError):
+            await http.post(f"{url}/pay", json={})
+
+
+async def test_a_slow_answer_is_a_read_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(2)
+        writer.close()
+
+    async with raw_server(handler) as url, provider_client(timeout=httpx.Timeout(0.3)) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"{url}/pay", json={})
+
+
+async def test_cookies_set_by_a_provider_are_not_sent_back() -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            heads.append(head)
+            writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=abc; Path=/\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as url, provider_client() as http:
+        await http.post(f"{url}/pay", json={})
+        await http.post(f"{url}/pay", json={})
+    assert len(heads) == 2 and b"sid=abc" not in heads[1].lower()
