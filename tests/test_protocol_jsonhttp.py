@@ -29,6 +29,7 @@ from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
 from paymux.providers.emulators.jsonhttp import create_app
 from paymux.providers.emulators.server import run_emulator
 from paymux.providers.jsonhttp import JsonHttpProtocol
+from paymux.providers.transport import provider_client
 
 TXN_DATE = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 
@@ -57,7 +58,7 @@ class Harness:
 @asynccontextmanager
 async def emulator(config: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
     app = create_app(EmulatorConfig.model_validate(config or {}))
-    async with run_emulator(app) as url, httpx.AsyncClient() as http:
+    async with run_emulator(app) as url, provider_client() as http:
         yield Harness(url, http, app.state.engine)
 
 
@@ -121,7 +122,7 @@ def test_validate_config_ok() -> None:
 
 
 async def test_bad_config_is_classified_not_raised() -> None:
-    async with httpx.AsyncClient() as http:
+    async with provider_client() as http:
         result = await JsonHttpProtocol({"url": ""}, http).pay(pay_req("t-1"))
     assert result.outcome == "fatal"
     assert result.code == "bad_config"
@@ -371,7 +372,7 @@ async def test_downtime_window() -> None:
 
 async def test_nothing_listening_is_unreachable() -> None:
     port = free_port()
-    async with httpx.AsyncClient() as http:
+    async with provider_client() as http:
         proto = JsonHttpProtocol({"url": f"http://127.0.0.1:{port}", "connect_timeout": "1"}, http)
         results = [
             await proto.check(check_req()),
@@ -386,7 +387,7 @@ async def test_nothing_listening_is_unreachable() -> None:
 async def test_stopped_emulator_is_unreachable() -> None:
     async with emulator() as emu:
         url = emu.url
-    async with httpx.AsyncClient() as http:
+    async with provider_client() as http:
         result = await JsonHttpProtocol({"url": url}, http).pay(pay_req("t-1"))
     assert result.outcome == "unreachable"
 
@@ -537,7 +538,7 @@ NON_PROTOCOL_CASES = {
 
 
 async def test_non_protocol_answers() -> None:
-    async with run_emulator(odd_provider()) as url, httpx.AsyncClient() as http:
+    async with run_emulator(odd_provider()) as url, provider_client() as http:
         proto = JsonHttpProtocol({"url": url}, http)
         for key, expected in NON_PROTOCOL_CASES.items():
             results = [

@@ -38,6 +38,7 @@ from paymux.catalog.service import (
     upsert_provider,
     upsert_service,
 )
+from paymux.gateways.service import gateway_to_schema, list_gateways, upsert_gateway
 from paymux.routing.switch import switch_provider
 from paymux.tariffs.models import TariffVersion
 from paymux.tariffs.service import add_version, tariff_label, version_to_schema
@@ -101,6 +102,7 @@ _LIST_OF = {
     "service": "services",
     "tariff": "tariffs",
     "switch": "switches",
+    "gateway": "gateways",
 }
 
 
@@ -113,7 +115,7 @@ def parse_catalog(data: CatalogFile | dict[str, Any] | None) -> CatalogFile:
     if not isinstance(data, dict):
         raise CatalogError(
             "a catalog must be a mapping with the keys providers, channel_groups, agents, channels, "
-            "services, tariffs, switches"
+            "services, tariffs, switches, gateways"
         )
     try:
         return CatalogFile.model_validate(data)
@@ -148,6 +150,8 @@ async def apply_catalog(session: AsyncSession, data: CatalogFile | dict[str, Any
     for i, sw in enumerate(catalog.switches):
         label = f"off {sw.off}" + (f" onto {sw.onto}" if sw.onto else "") + f" service {sw.service or '*'}"
         await step("switch", i, label, _switch(session, sw.off, sw.onto, sw.service, actor))
+    for i, gateway in enumerate(catalog.gateways):
+        await step("gateway", i, gateway.code, upsert_gateway(session, gateway))
     return report
 
 
@@ -174,6 +178,7 @@ async def export_catalog(session: AsyncSession) -> CatalogFile:
         channels=[await channel_to_schema(session, c) for c in await list_channels(session)],
         services=[await service_to_schema(session, s) for s in await list_services(session)],
         tariffs=[await version_to_schema(session, t) for t in tariffs],
+        gateways=[await gateway_to_schema(session, g) for g in await list_gateways(session)],
     )
 
 

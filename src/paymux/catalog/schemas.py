@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from paymux.gateways.schemas import GatewayIn
 from paymux.money import MoneyError, check_currency, parse_amount
 from paymux.tariffs.calc import TariffError, parse_rule
 
@@ -420,6 +421,7 @@ class CatalogFile(_In):
     services: list[ServiceIn] = Field(default_factory=list)
     tariffs: list[TariffIn] = Field(default_factory=list)
     switches: list[SwitchIn] = Field(default_factory=list)
+    gateways: list[GatewayIn] = Field(default_factory=list)  # inbound (paymux.gateways)
 
     @model_validator(mode="after")
     def _unique_codes(self) -> CatalogFile:
@@ -429,6 +431,7 @@ class CatalogFile(_In):
             "agents": self.agents,
             "channels": self.channels,
             "services": self.services,
+            "gateways": self.gateways,
         }
         for name, items in lists.items():
             seen: set[str] = set()

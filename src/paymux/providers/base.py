@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, Literal
@@ -35,6 +36,17 @@ import httpx
 Outcome = Literal["ok", "pending", "temporary", "fatal", "unreachable", "unknown", "not_found"]
 
 SECRET_KEYS = ("password", "secret", "token", "authorization", "key", "signature")
+
+DEFAULT_TIMEOUT = "10"  # seconds a provider has to answer (config ``timeout``)
+DEFAULT_CONNECT_TIMEOUT = "3"  # seconds to connect to a provider (config ``connect_timeout``)
+
+# httpx errors that mean the request certainly did not reach the provider: ``unreachable``.
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
 
 
 @dataclass(slots=True)
@@ -75,6 +87,8 @@ class StatusRequest:
     txn_id: str
     service_code: str
     provider_txn_id: str | None = None
+    # the pay request whose outcome is asked for (protocols without a status step repeat it)
+    pay: PayRequest | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +138,51 @@ def mask_secrets(data: Any) -> Any:
     if isinstance(data, list):
         return [mask_secrets(v) for v in data]
     return data
+
+
+def parse_seconds(value: Any, name: str) -> tuple[Decimal | None, str | None]:
+    """A positive number of seconds given as a decimal string or an int, or the problem with it."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        return None, f'{name} must be a number of seconds such as "10" (got {value!r})'
+    try:
+        seconds = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None, f'{name} must be a number of seconds such as "10" (got {value!r})'
+    if not seconds.is_finite() or seconds <= 0 or seconds > 3600:
+        return None, f"{name} must be between 0 and 3600 seconds (got {value!r})"
+    return seconds, None
+
+
+def timeout_problems(config: dict[str, Any]) -> list[str]:
+    """What is wrong with a provider config's ``timeout`` and ``connect_timeout``."""
+    problems: list[str] = []
+    for key, default in (("timeout", DEFAULT_TIMEOUT), ("connect_timeout", DEFAULT_CONNECT_TIMEOUT)):
+        _, problem = parse_seconds(config.get(key, default), key)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def http_timeout(config: dict[str, Any]) -> httpx.Timeout:
+    """The httpx timeout of a provider config (the defaults where a value is missing or bad)."""
+    read, _ = parse_seconds(config.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    connect, _ = parse_seconds(config.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT), "connect_timeout")
+    # httpx takes seconds as float; these are durations, never money.
+    read_s = float(read or Decimal(DEFAULT_TIMEOUT))
+    connect_s = float(connect or Decimal(DEFAULT_CONNECT_TIMEOUT))
+    return httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
+
+
+def network_failure(step: str, exc: httpx.HTTPError) -> tuple[Outcome, str]:
+    """The outcome and code of a request that failed in the network.
+
+    ``unreachable`` when it certainly did not reach the provider; else for ``pay`` ``unknown`` (the
+    provider may have done it: only status can tell) and for any other step ``temporary``.
+    """
+    if isinstance(exc, UNREACHABLE_ERRORS):
+        return "unreachable", "unreachable"
+    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
+    return ("unknown" if step == "pay" else "temporary"), code
 
 
 class UnknownProtocol(LookupError):

@@ -45,7 +45,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
@@ -60,34 +59,15 @@ from paymux.providers.base import (
     Protocol,
     ProtocolResult,
     StatusRequest,
+    http_timeout,
     mask_secrets,
+    network_failure,
+    timeout_problems,
 )
 
 Step = Literal["check", "pay", "status"]
 
-DEFAULT_TIMEOUT = "10"
-DEFAULT_CONNECT_TIMEOUT = "3"
 MAX_RECORDED_TEXT = 4000  # characters of a non-JSON answer kept in an Exchange
-
-_UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-)
-
-
-def _seconds(value: Any, name: str) -> tuple[Decimal | None, str | None]:
-    """Parse a positive number of seconds given as a decimal string or an int."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        return None, f'{name} must be a number of seconds such as "10" (got {value!r})'
-    try:
-        seconds = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None, f'{name} must be a number of seconds such as "10" (got {value!r})'
-    if not seconds.is_finite() or seconds <= 0 or seconds > 3600:
-        return None, f"{name} must be between 0 and 3600 seconds (got {value!r})"
-    return seconds, None
 
 
 def _format_date(when: dt.datetime) -> str:
@@ -133,12 +113,7 @@ class JsonHttpProtocol(Protocol):
         self._base_url = str(config.get("url") or "").rstrip("/")
         token = config.get("token")
         self._token: str | None = token if isinstance(token, str) and token else None
-        read, _ = _seconds(config.get("timeout", DEFAULT_TIMEOUT), "timeout")
-        connect, _ = _seconds(config.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT), "connect_timeout")
-        # httpx takes seconds as float; these are durations, never money.
-        read_s = float(read or Decimal(DEFAULT_TIMEOUT))
-        connect_s = float(connect or Decimal(DEFAULT_CONNECT_TIMEOUT))
-        self._timeout = httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
+        self._timeout = http_timeout(config)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> list[str]:
@@ -161,10 +136,7 @@ class JsonHttpProtocol(Protocol):
         token = config.get("token")
         if token is not None and not isinstance(token, str):
             problems.append("token must be a string")
-        for key, default in (("timeout", DEFAULT_TIMEOUT), ("connect_timeout", DEFAULT_CONNECT_TIMEOUT)):
-            _, problem = _seconds(config.get(key, default), key)
-            if problem:
-                problems.append(problem)
+        problems += timeout_problems(config)
         return problems
 
     # -- the three steps -------------------------------------------------------------------------
@@ -255,20 +227,7 @@ class JsonHttpProtocol(Protocol):
 
     def _network_failure(self, step: Step, exc: httpx.HTTPError, exchanges: list[Exchange]) -> ProtocolResult:
         message = self._scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
-        outcome: Outcome
-        if isinstance(exc, _UNREACHABLE_ERRORS):
-            outcome, code = "unreachable", "unreachable"
-        elif step == "pay":
-            # The request may have reached the provider: only status can tell what happened.
-            outcome, code = (
-                "unknown",
-                "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error",
-            )
-        else:
-            outcome, code = (
-                "temporary",
-                "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error",
-            )
+        outcome, code = network_failure(step, exc)
         return ProtocolResult(outcome, code=code, message=message, exchanges=exchanges)
 
     def _record_answer(self, answer: _Answer) -> str:

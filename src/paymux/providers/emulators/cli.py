@@ -5,16 +5,23 @@ The main CLI mounts :data:`emulator_app`; every emulated protocol adds one comma
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 from pydantic import ValidationError
 
 from paymux.providers.emulators.behaviour import EmulatorConfig
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 emulator_app = typer.Typer(
     help="Run provider emulators: real HTTP servers with scriptable latency, errors and downtime.",
@@ -74,6 +81,9 @@ TokenOption = Annotated[
 ]
 
 
+PortOption = Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")]
+
+
 def _config_or_exit(path: Path | None, overrides: dict[str, Any]) -> EmulatorConfig:
     try:
         return load_config(path, overrides)
@@ -82,32 +92,179 @@ def _config_or_exit(path: Path | None, overrides: dict[str, Any]) -> EmulatorCon
         raise typer.Exit(2) from None
 
 
+@dataclass(frozen=True, slots=True)
+class BehaviourOptions:
+    """The options every emulator command takes: ``--config`` and the behaviour overrides."""
+
+    config: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, **extra: Any) -> EmulatorConfig:
+        """The emulator's config (the file, then the options, then ``extra``); exits 2 when invalid."""
+        return _config_or_exit(self.config, {**self.overrides, **extra})
+
+
+_OPTION_TYPES: dict[str, Any] = {
+    "config": ConfigOption,
+    "latency_ms": LatencyOption,
+    "temporary_error_rate": TemporaryOption,
+    "fatal_error_rate": FatalOption,
+    "lost_response_rate": LostOption,
+    "seed": SeedOption,
+}
+
+
+def behaviour_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give an emulator command the shared options in place of its ``behaviour`` parameter.
+
+    The command's ``behaviour: BehaviourOptions`` parameter becomes ``--config``, ``--latency-ms``,
+    ``--temporary-error-rate``, ``--fatal-error-rate``, ``--lost-response-rate`` and ``--seed`` (in
+    that place of the command's options), handed to it as one :class:`BehaviourOptions`.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "behaviour":
+            parameters.append(parameter)
+            continue
+        parameters += [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=kind)
+            for name, kind in _OPTION_TYPES.items()
+        ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        config = kwargs.pop("config")
+        overrides = {name: kwargs.pop(name) for name in _OPTION_TYPES if name != "config"}
+        command(behaviour=BehaviourOptions(config, overrides), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _serve(app: ASGIApp, title: str, host: str, port: int, path: str = "", notes: Iterable[str] = ()) -> None:
+    """Say where the emulator listens, then serve it until interrupted."""
+    from paymux.providers.emulators.server import serve_emulator
+
+    typer.echo(f"{title} emulator on http://{host}:{port}{path} (control endpoints under /_emulator/)")
+    for note in notes:
+        typer.echo(note)
+    serve_emulator(app, host, port)
+
+
 @emulator_app.command("jsonhttp")
+@behaviour_options
 def jsonhttp(
     host: HostOption = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8101,
-    config: ConfigOption = None,
-    latency_ms: LatencyOption = None,
-    temporary_error_rate: TemporaryOption = None,
-    fatal_error_rate: FatalOption = None,
-    lost_response_rate: LostOption = None,
-    seed: SeedOption = None,
+    port: PortOption = 8101,
+    behaviour: BehaviourOptions = BehaviourOptions(),
     token: TokenOption = None,
 ) -> None:
     """Emulate a provider speaking the generic JSON/HTTP protocol (POST /check, /pay, /status)."""
     from paymux.providers.emulators.jsonhttp import create_app
-    from paymux.providers.emulators.server import serve_emulator
 
-    settings = _config_or_exit(
-        config,
-        {
-            "latency_ms": latency_ms,
-            "temporary_error_rate": temporary_error_rate,
-            "fatal_error_rate": fatal_error_rate,
-            "lost_response_rate": lost_response_rate,
-            "seed": seed,
-            "token": token,
-        },
+    _serve(create_app(behaviour.settings(token=token)), "JSON/HTTP", host, port)
+
+
+@emulator_app.command("osmp")
+@behaviour_options
+def osmp(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8111,
+    behaviour: BehaviourOptions = BehaviourOptions(),
+    basic_auth: Annotated[
+        str | None,
+        typer.Option(
+            "--basic-auth",
+            envvar="PAYMUX_EMULATOR_BASIC_AUTH",
+            help="Require HTTP basic auth with these credentials, given as user:password.",
+        ),
+    ] = None,
+) -> None:
+    """Emulate a provider speaking OSMP, the QIWI provider protocol (GET or POST /, XML answers)."""
+    from paymux.providers.emulators.osmp import create_app
+
+    if basic_auth is not None and ":" not in basic_auth:
+        typer.echo("--basic-auth must be given as user:password", err=True)
+        raise typer.Exit(2)
+    _serve(create_app(behaviour.settings(token=basic_auth)), "OSMP", host, port, "/")
+
+
+@emulator_app.command("cyberplat")
+@behaviour_options
+def cyberplat(
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key", exists=True, dir_okay=False, readable=True, help="The emulator's private key (PEM)."
+        ),
+    ],
+    peer_key: Annotated[
+        Path,
+        typer.Option(
+            "--peer-key", exists=True, dir_okay=False, readable=True, help="The hub's public key (PEM)."
+        ),
+    ],
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8121,
+    key_serial: Annotated[str, typer.Option("--key-serial", help="Serial of the emulator's key.")] = "2",
+    peer_key_serial: Annotated[
+        str | None, typer.Option("--peer-key-serial", help="Require requests signed with this key serial.")
+    ] = None,
+    passphrase: Annotated[
+        str | None,
+        typer.Option("--passphrase", envvar="PAYMUX_EMULATOR_KEY_PASSPHRASE", help="Passphrase of --key."),
+    ] = None,
+    no_check_first: Annotated[
+        bool, typer.Option("--no-check-first", help="Accept a pay whose session was never checked.")
+    ] = False,
+    behaviour: BehaviourOptions = BehaviourOptions(),
+) -> None:
+    """Emulate a provider speaking the Cyberplat-style signed protocol (check / pay / status URLs)."""
+    from paymux.providers.cyberplat_envelope import KeyProblem
+    from paymux.providers.emulators.cyberplat import create_app, provider_urls
+
+    settings = behaviour.settings()
+    try:
+        app = create_app(
+            settings,
+            private_key=key.read_bytes(),
+            peer_public_key=peer_key.read_bytes(),
+            key_serial=key_serial,
+            peer_key_serial=peer_key_serial,
+            passphrase=passphrase,
+            require_check=not no_check_first,
+        )
+    except KeyProblem as exc:
+        typer.echo(f"cannot use the keys: {exc}", err=True)
+        raise typer.Exit(2) from None
+    urls = provider_urls(f"http://{host}:{port}")
+    _serve(app, "Cyberplat", host, port, notes=[f"  {name}: {url}" for name, url in urls.items()])
+
+
+@emulator_app.command("cyberplat-keys")
+def cyberplat_keys(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="Where to write the key files.")],
+    passphrase: Annotated[
+        str | None,
+        typer.Option("--passphrase", envvar="PAYMUX_KEY_PASSPHRASE", help="Encrypt the hub's private key."),
+    ] = None,
+    bits: Annotated[int, typer.Option("--bits", min=1024, max=8192, help="RSA key size.")] = 2048,
+) -> None:
+    """Generate RSA key pairs for the hub and an emulated Cyberplat provider (for tests and demos)."""
+    from paymux.providers.cyberplat_envelope import generate_key_pair, write_key_pair
+
+    hub_key, hub_pub = write_key_pair(directory, "hub", generate_key_pair(bits, passphrase))
+    provider_key, provider_pub = write_key_pair(directory, "provider", generate_key_pair(bits))
+    typer.echo(f"wrote {hub_key}, {hub_pub}, {provider_key} and {provider_pub}")
+    typer.echo("provider config (catalog):")
+    typer.echo(f"  private_key_file: {hub_key.resolve()}")
+    if passphrase:
+        typer.echo("  private_key_passphrase: <the passphrase>")
+    typer.echo(f"  provider_public_key_file: {provider_pub.resolve()}")
+    typer.echo("  key_serial: '1'")
+    typer.echo("  provider_key_serial: '2'")
+    typer.echo(
+        f"emulator: paymux emulator cyberplat --key {provider_key} --peer-key {hub_pub} "
+        "--key-serial 2 --peer-key-serial 1"
     )
-    typer.echo(f"JSON/HTTP emulator on http://{host}:{port} (control endpoints under /_emulator/)")
-    serve_emulator(create_app(settings), host, port)

@@ -17,30 +17,24 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from paymux.money import MoneyError, parse_amount
 from paymux.providers.emulators.behaviour import BehaviourEngine, Decision, EmulatorConfig
+from paymux.providers.emulators.control import disconnect_waiter, emulator_app, json_response, mount_control
 
 
 class BadRequest(ValueError):
     """A protocol request the emulator cannot understand (answered with HTTP 400)."""
 
 
-def _json(data: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
-
-
 def _error(code: str, message: str, *, temporary: bool, status_code: int = 200) -> Response:
     body = {"result": "error", "code": code, "message": message, "temporary": temporary}
-    return _json(body, status_code)
+    return json_response(body, status_code)
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -80,31 +74,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:
-    """A waiter that returns once the client has gone away."""
-
-    async def wait() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    return wait
-
-
 def create_app(config: EmulatorConfig | None = None, *, engine: BehaviourEngine | None = None) -> FastAPI:
     """The JSON/HTTP emulator app; ``app.state.engine`` is its :class:`BehaviourEngine`."""
     engine = engine or BehaviourEngine(config or EmulatorConfig())
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine.reopen()
-        yield
-        engine.release_holds()
-
-    app = FastAPI(title="paymux JSON/HTTP provider emulator", lifespan=lifespan, openapi_url=None)
-    app.state.engine = engine
-    app.state.release_holds = engine.release_holds  # used by server.run_emulator on shutdown
+    app = emulator_app("paymux JSON/HTTP provider emulator", engine)
 
     def refusal(request: Request) -> Response | None:
         """The answer when the request may not be served at all (bad token, provider down)."""
@@ -124,10 +97,10 @@ def create_app(config: EmulatorConfig | None = None, *, engine: BehaviourEngine 
 
     async def answer(request: Request, decision: Decision, body: dict[str, Any]) -> Response:
         if decision.lose_response:
-            await engine.hold(engine.config.lost_hold_ms, _disconnect_waiter(request))
+            await engine.hold(engine.config.lost_hold_ms, disconnect_waiter(request))
         if decision.broken_response:
             return Response(b"Internal Server Error", status_code=500, media_type="text/plain")
-        return _json(body)
+        return json_response(body)
 
     @app.post("/check")
     async def check(request: Request) -> Response:
@@ -192,8 +165,10 @@ def create_app(config: EmulatorConfig | None = None, *, engine: BehaviourEngine 
             return _error("unavailable", "the provider is shutting down", temporary=True, status_code=503)
         txn = engine.lookup(txn_id)  # a pending payment may have settled while we waited
         if txn is None:
-            return _json({"status": "not_found", "provider_txn_id": None, "code": None, "message": None})
-        return _json(
+            return json_response(
+                {"status": "not_found", "provider_txn_id": None, "code": None, "message": None}
+            )
+        return json_response(
             {
                 "status": txn.status,
                 "provider_txn_id": txn.provider_txn_id,
@@ -202,42 +177,7 @@ def create_app(config: EmulatorConfig | None = None, *, engine: BehaviourEngine 
             }
         )
 
-    @app.get("/_emulator/config")
-    async def get_config() -> Response:
-        return _json(engine.config.model_dump(mode="json"))
-
-    @app.put("/_emulator/config")
-    async def put_config(request: Request) -> Response:
-        try:
-            new = EmulatorConfig.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _json({"detail": orjson.loads(exc.json(include_url=False))}, 422)
-        engine.configure(new)
-        return _json(engine.config.model_dump(mode="json"))
-
-    @app.post("/_emulator/down")
-    async def go_down() -> Response:
-        engine.set_down(True)
-        return _json({"down": True})
-
-    @app.post("/_emulator/up")
-    async def go_up() -> Response:
-        engine.set_down(False)
-        return _json({"down": engine.is_down()})
-
-    @app.get("/_emulator/transactions")
-    async def transactions() -> Response:
-        return _json(
-            {
-                "transactions": [txn.as_json() for txn in engine.transactions()],
-                "pay_calls": engine.ledger.all_pay_calls(),
-            }
-        )
-
-    @app.post("/_emulator/reset")
-    async def reset() -> Response:
-        engine.reset()
-        return _json({"reset": True})
+    mount_control(app, engine)
 
     return app
 

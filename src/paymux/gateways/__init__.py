@@ -1,0 +1,1 @@
+"""Inbound gateways: the hub acting as a provider for payment systems (OSMP and later others)."""
