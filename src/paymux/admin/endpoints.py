@@ -11,12 +11,16 @@ from pydantic import BaseModel, Field, StrictStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux import audit
 from paymux.api.deps import AdminDep, HubDep, ReadSessionDep, SessionDep
+from paymux.audit.states import AuditAs, catalog_change
 from paymux.auth.keys import UnknownChannel, issue_channel_key
+from paymux.auth.principal import channel_scope
 from paymux.catalog import service as catalog
 from paymux.catalog.file import apply_catalog, dump_yaml, export_catalog, load_yaml
 from paymux.catalog.schemas import AgentIn, ChannelGroupIn, ChannelIn, ProviderIn, ServiceIn, TariffIn
 from paymux.errors import invalid, not_found
+from paymux.gateways.exchanges import for_payment as inbound_exchanges
 from paymux.ledger.models import Account, JournalEntry, Posting
 from paymux.ledger.topups import record_topup
 from paymux.money import MoneyError, format_amount, parse_amount
@@ -31,20 +35,24 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 T = TypeVar("T")
 
 
-async def _change(hub: Hub, session: AsyncSession, fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a catalog change, turning validation errors into 422 problems; commit and refresh caches."""
+async def _change(
+    hub: Hub, session: AsyncSession, fn: Callable[[], Awaitable[T]], audit_as: AuditAs | None = None
+) -> T:
+    """Run a catalog change, turning validation errors into 422 problems; audit, commit, refresh caches."""
     try:
         result = await fn()
     except (catalog.CatalogError, TariffError, MoneyError) as e:
         await session.rollback()
         raise invalid("invalid-catalog", str(e)) from None
+    if audit_as is not None:
+        await audit_as.write(session, result)
     await session.commit()
     hub.catalog_changed()
     return result
 
 
 def _actor(admin: Any) -> str:
-    return f"admin:{admin.name}"
+    return str(getattr(admin, "audit_name", f"admin:{admin.name}"))
 
 
 # --- catalog ----------------------------------------------------------------------------------------------
@@ -70,8 +78,16 @@ async def post_catalog(
         data = load_yaml(raw)
     except ValueError as e:
         raise invalid("invalid-catalog", str(e)) from None
+    async def _applied(r: Any) -> Any:
+        return {"summary": r.summary(), "changes": r.lines()}
+
     report = (
-        await _change(hub, session, lambda: apply_catalog(session, data, actor=_actor(admin)))
+        await _change(
+            hub,
+            session,
+            lambda: apply_catalog(session, data, actor=_actor(admin)),
+            AuditAs(admin, "catalog.apply", "catalog", None, _applied),
+        )
         if not dry_run
         else await apply_catalog(session, data, actor=_actor(admin))
     )
@@ -97,7 +113,12 @@ async def put_provider(
     _same_code(code, body.code)
     return {
         "code": code,
-        "change": await _change(hub, session, lambda: catalog.upsert_provider(session, body)),
+        "change": await _change(
+            hub,
+            session,
+            lambda: catalog.upsert_provider(session, body),
+            await catalog_change(admin, session, "provider", code, "provider.put"),
+        ),
     }
 
 
@@ -119,7 +140,12 @@ async def put_service(
     _same_code(code, body.code)
     return {
         "code": code,
-        "change": await _change(hub, session, lambda: catalog.upsert_service(session, body)),
+        "change": await _change(
+            hub,
+            session,
+            lambda: catalog.upsert_service(session, body),
+            await catalog_change(admin, session, "service", code, "service.put"),
+        ),
     }
 
 
@@ -148,7 +174,12 @@ async def put_group(
     _same_code(code, body.code)
     return {
         "code": code,
-        "change": await _change(hub, session, lambda: catalog.upsert_channel_group(session, body)),
+        "change": await _change(
+            hub,
+            session,
+            lambda: catalog.upsert_channel_group(session, body),
+            await catalog_change(admin, session, "channel_group", code, "channel_group.put"),
+        ),
     }
 
 
@@ -162,14 +193,19 @@ async def put_agent(
     code: str, body: AgentIn, admin: AdminDep, hub: HubDep, session: SessionDep
 ) -> dict[str, str]:
     _same_code(code, body.code)
-    return {"code": code, "change": await _change(hub, session, lambda: catalog.upsert_agent(session, body))}
+    audit_as = await catalog_change(admin, session, "agent", code, "agent.put")
+    change = await _change(hub, session, lambda: catalog.upsert_agent(session, body), audit_as)
+    return {"code": code, "change": change}
 
 
 @router.get("/channels", response_model=list[ChannelIn])
-async def list_channels(_: AdminDep, session: ReadSessionDep) -> list[ChannelIn]:
+async def list_channels(admin: AdminDep, session: ReadSessionDep) -> list[ChannelIn]:
     """Channels; HMAC secrets are masked (they are only ever written, not read back here)."""
     out = []
+    scope = await channel_scope(session, admin)
     for c in await catalog.list_channels(session):
+        if scope is not None and c.id not in scope:
+            continue
         ch = await catalog.channel_to_schema(session, c)
         if ch.signing.hmac_secret:
             ch = ch.model_copy(update={"signing": ch.signing.model_copy(update={"hmac_secret": "***"})})
@@ -184,17 +220,23 @@ async def put_channel(
     _same_code(code, body.code)
     return {
         "code": code,
-        "change": await _change(hub, session, lambda: catalog.upsert_channel(session, body)),
+        "change": await _change(
+            hub,
+            session,
+            lambda: catalog.upsert_channel(session, body),
+            await catalog_change(admin, session, "channel", code, "channel.put"),
+        ),
     }
 
 
 @router.post("/channels/{code}/keys", status_code=201)
-async def new_channel_key(code: str, _: AdminDep, session: SessionDep) -> dict[str, str]:
+async def new_channel_key(code: str, admin: AdminDep, session: SessionDep) -> dict[str, str]:
     """Issue a new API key for the channel; it is shown only in this answer."""
     try:
         key = await issue_channel_key(session, code)
     except UnknownChannel as e:
         raise not_found(str(e)) from None
+    await audit.record(session, admin, "channel.key_issue", f"channel:{code}", None, {"key_prefix": key[:12]})
     await session.commit()
     return {"channel": code, "key": key}
 
@@ -204,22 +246,20 @@ EnableKind = Literal["provider", "service", "agent", "channel"]
 
 @router.post("/{kind}s/{code}/enable")
 async def enable(
-    kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep
+    kind: EnableKind, code: str, admin: AdminDep, hub: HubDep, session: SessionDep
 ) -> dict[str, str]:
-    return {
-        "code": code,
-        "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, True)),
-    }
+    audit_as = await catalog_change(admin, session, kind, code, f"{kind}.enable")
+    change = await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, True), audit_as)
+    return {"code": code, "change": change}
 
 
 @router.post("/{kind}s/{code}/disable")
 async def disable(
-    kind: EnableKind, code: str, _: AdminDep, hub: HubDep, session: SessionDep
+    kind: EnableKind, code: str, admin: AdminDep, hub: HubDep, session: SessionDep
 ) -> dict[str, str]:
-    return {
-        "code": code,
-        "change": await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, False)),
-    }
+    audit_as = await catalog_change(admin, session, kind, code, f"{kind}.disable")
+    change = await _change(hub, session, lambda: catalog.set_enabled(session, kind, code, False), audit_as)
+    return {"code": code, "change": change}
 
 
 # --- tariffs -----------------------------------------------------------------------------------------------
@@ -243,7 +283,15 @@ async def add_tariff(
     body: TariffIn, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:
     """Add a tariff version (versions are never overwritten)."""
-    result, row = await _change(hub, session, lambda: tariffs.add_version(session, body, _actor(admin)))
+    async def _added(r: Any) -> Any:
+        return None if r[0] == "unchanged" else {"id": r[1].id, **body.model_dump(mode="json")}
+
+    result, row = await _change(
+        hub,
+        session,
+        lambda: tariffs.add_version(session, body, _actor(admin)),
+        AuditAs(admin, "tariff.add", f"tariff:{body.kind}", None, _added),
+    )
     if result == "unchanged":
         response.status_code = 200
     return {"id": row.id, "change": result}
@@ -264,7 +312,10 @@ async def post_switch(
 ) -> dict[str, Any]:
     """One-click switch of a service, or of every service, off a provider (optionally onto another)."""
     r = await _change(
-        hub, session, lambda: switch_provider(session, body.off, body.onto, body.service, _actor(admin))
+        hub,
+        session,
+        lambda: switch_provider(session, body.off, body.onto, body.service, _actor(admin)),
+        AuditAs(admin, "routing.switch", f"provider:{body.off}", None, _switch_state),
     )
     if not r.changed:
         response.status_code = 200
@@ -278,13 +329,22 @@ async def post_switch(
 
 @router.post("/switches/{switch_id}/revert")
 async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
-    r = await _change(hub, session, lambda: switch_back(session, switch_id, _actor(admin)))
+    r = await _change(
+        hub,
+        session,
+        lambda: switch_back(session, switch_id, _actor(admin)),
+        AuditAs(admin, "routing.switch_back", f"switch:{switch_id}", None, _switch_state),
+    )
     return {
         "switch_id": r.switch_id,
         "candidates_changed": r.candidates_changed,
         "services": r.services,
         "message": r.message,
     }
+
+
+async def _switch_state(r: Any) -> Any:
+    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services}
 
 
 @router.get("/switches")
@@ -362,6 +422,8 @@ async def topup(
     row, created = await record_topup(
         hub, session, code, body.currency, amount, reference=body.reference, actor=_actor(admin)
     )
+    if created:
+        await audit.record(session, admin, "provider.topup", f"provider:{code}", None, body.model_dump())
     await session.commit()
     if not created:
         response.status_code = 200
@@ -407,7 +469,7 @@ async def provider_balance(code: str, _: AdminDep, hub: HubDep, session: ReadSes
 
 @router.get("/payments")
 async def search_payments(
-    _: AdminDep,
+    admin: AdminDep,
     hub: HubDep,
     session: ReadSessionDep,
     status: str | None = None,
@@ -425,6 +487,9 @@ async def search_payments(
     """Search payments with filters, newest first."""
     snap = await hub.catalog.get()
     q = select(Payment)
+    scope = await channel_scope(session, admin)
+    if scope is not None:  # an agent's users see only the agent's channels
+        q = q.where(Payment.channel_id.in_(scope or [-1]))
     if status:
         q = q.where(Payment.status == status)
     if service:
@@ -502,11 +567,12 @@ def _payment_dict(snap: Any, p: Payment) -> dict[str, Any]:
 
 @router.get("/payments/{payment_id}")
 async def payment_details(
-    payment_id: int, _: AdminDep, hub: HubDep, session: ReadSessionDep
+    payment_id: int, admin: AdminDep, hub: HubDep, session: ReadSessionDep
 ) -> dict[str, Any]:
     """Everything about one payment: pricing, route, attempts with the provider exchange, postings."""
     p = await session.get(Payment, payment_id)
-    if p is None:
+    scope = await channel_scope(session, admin)
+    if p is None or (scope is not None and p.channel_id not in scope):
         raise not_found(f"payment {payment_id}")
     snap = await hub.catalog.get()
     attempts = (
@@ -558,6 +624,8 @@ async def payment_details(
             }
             for e, ek, at, ak, owner, amt, cur in postings
         ],
+        # requests of a payment system through an inbound gateway (e.g. OSMP), with our answers
+        "inbound": await inbound_exchanges(session, p.id),
     }
 
 

@@ -47,14 +47,18 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
         app.state.hub = h
         worker_task = None
         worker = None
+        background = contextlib.AsyncExitStack()
         if run_workers:
             from paymux.payments.processing import Worker
+            from paymux.worker.background import running_background
 
             worker = Worker(h)
             worker_task = asyncio.create_task(worker.run())
+            await background.enter_async_context(running_background(h))
         try:
             yield
         finally:
+            await background.aclose()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -98,10 +102,30 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
         return problem_response(500, internal_error(request.url.path))
 
     from paymux.admin.endpoints import router as admin_router
+    from paymux.gateways.admin import router as gateways_admin_router
+    from paymux.gateways.osmp.endpoints import router as osmp_router
     from paymux.payments.endpoints import router as channel_router
 
     app.include_router(channel_router)
     app.include_router(admin_router)
+
+    from paymux.backoffice import mount as mount_backoffice
+
+    mount_backoffice(app)
+    from paymux.registers.endpoints import router as registers_router
+
+    app.include_router(registers_router)
+    from paymux.reconciliation.endpoints import router as reconciliation_router
+
+    app.include_router(reconciliation_router)
+    app.include_router(gateways_admin_router)
+    app.include_router(osmp_router)
+    from paymux.settlement.endpoints import router as settlement_router
+
+    app.include_router(settlement_router)
+    from paymux.tariffs.proposal_endpoints import router as tariff_proposals_router
+
+    app.include_router(tariff_proposals_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

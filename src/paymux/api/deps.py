@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymux.auth.keys import admin_for_token, channel_for_key, digest
-from paymux.auth.models import AdminToken
+from paymux.auth.admin_api import admin_principal
+from paymux.auth.keys import channel_for_key, digest
+from paymux.auth.principal import Principal
 from paymux.auth.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from paymux.catalog.snapshot import ChannelView
 from paymux.errors import Problem
@@ -114,15 +115,9 @@ async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes 
 ChannelDep = Annotated[ChannelView, Depends(current_channel)]
 
 
-async def current_admin(request: Request, hub: HubDep) -> AdminToken:
-    token = _bearer(request)
-    async with hub.read_sessions() as session:
-        row = await admin_for_token(session, token)
-    if row is None:
-        raise Problem(
-            401, "unauthorized", "Invalid admin token", "the admin token is unknown, expired or revoked"
-        )
-    return row
+async def current_admin(request: Request) -> Principal:
+    """The caller (personal API token or admin token) holding the permission this route needs."""
+    return await admin_principal(request)
 
 
-AdminDep = Annotated[AdminToken, Depends(current_admin)]
+AdminDep = Annotated[Principal, Depends(current_admin)]

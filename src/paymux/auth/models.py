@@ -31,3 +31,11 @@ class AdminToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# The back-office and audit tables are registered with these, so every importer of the auth models
+# (Alembic, the test fixtures) knows them.
+from paymux.audit import models as audit_models  # noqa: E402
+from paymux.auth import user_models  # noqa: E402
+
+__all__ = ["AdminToken", "ChannelKey", "audit_models", "user_models"]

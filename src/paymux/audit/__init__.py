@@ -1,0 +1,5 @@
+"""Audit log of every change and login attempt (append-only, hash-chained)."""
+
+from paymux.audit.service import record
+
+__all__ = ["record"]

@@ -1,0 +1,33 @@
+"""Back-office sections. To add one: write a module here and name it in SECTION_MODULES."""
+
+from __future__ import annotations
+
+import importlib
+
+SECTION_MODULES = (
+    "auth_pages",
+    "home",
+    "account",
+    "users",
+    "roles",
+    "organizations",
+    "sessions",
+    "audit",
+    "dashboard",
+    "payments",
+    "queues",
+    "catalog",
+    "routing",
+    "tariffs",
+    "monitoring",
+    "reconciliation",
+    "balances",
+    "settlement",
+    "registers",
+)
+
+
+def load() -> None:
+    """Import every section module (each registers its router and menu entries)."""
+    for name in SECTION_MODULES:
+        importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,202 @@
+"""Balances: prepaid providers' deposits with their history chart, forecast against the facts, low-balance
+alert settings and the top-up form (see docs/settlement.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from paymux import audit
+from paymux.auth import permissions as P
+from paymux.auth.principal import Principal
+from paymux.backoffice.framework import (
+    DbDep,
+    MenuEntry,
+    PageNotFound,
+    Section,
+    redirect,
+    register,
+    render,
+    require,
+    section_router,
+)
+from paymux.catalog.snapshot import ProviderView
+from paymux.db.base import utcnow
+from paymux.errors import Problem
+from paymux.ledger.topups import record_topup
+from paymux.money import MoneyError, format_amount, parse_amount
+from paymux.runtime import Hub
+from paymux.settlement import service
+from paymux.settlement.balances import deposit_balance, deposits, history
+from paymux.settlement.chart import Series, line_chart
+from paymux.settlement.forecast import backtest, forecast
+from paymux.settlement.models import BalanceAlert, BalanceAlertRule
+
+router = section_router()
+register(
+    Section(
+        "balances",
+        router,
+        menu=(MenuEntry("Balances", "/backoffice/balances", P.BALANCES_READ, 34),),
+        permissions=(P.BALANCES_READ, P.TOPUPS_WRITE, P.ALERTS_WRITE),
+    )
+)
+
+Reader = Annotated[Principal, Depends(require(P.BALANCES_READ))]
+Alerter = Annotated[Principal, Depends(require(P.ALERTS_WRITE))]
+TopUpper = Annotated[Principal, Depends(require(P.TOPUPS_WRITE))]
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+async def _provider(request: Request, code: str) -> ProviderView:
+    p = (await _hub(request).catalog.get()).providers_by_code.get(code)
+    if p is None or p.settlement != "prepaid":
+        raise PageNotFound()
+    return p
+
+
+@router.get("/balances")
+async def balances_list(request: Request, session: DbDep, _: Reader) -> Response:
+    snap = await _hub(request).catalog.get()
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for d in await deposits(session, snap):
+        f = await forecast(session, d.provider.id, d.currency, d.available, d.provider.tz, as_of=now, days=7)
+        rows.append({"d": d, "f": f})
+    return render(request, "balances/list.html", rows=rows, money=format_amount)
+
+
+@router.get("/balances/{code}")
+async def balance_detail(
+    request: Request,
+    code: str,
+    session: DbDep,
+    _: Reader,
+    currency: str = "RUB",
+    granularity: str = "day",
+    days: int = 7,
+    error: str = "",
+) -> Response:
+    p = await _provider(request, code)
+    currency = currency.upper()[:3]
+    granularity = "hour" if granularity == "hour" else "day"
+    days = min(max(days, 1), 60)
+    now = utcnow()
+    span = dt.timedelta(hours=48) if granularity == "hour" else dt.timedelta(days=30)
+    points = await history(session, p.id, currency, now - span, now, granularity, p.tz)
+    fmt = "%d.%m %H:00" if granularity == "hour" else "%d.%m"
+    history_chart = line_chart(
+        [pt.start.astimezone(p.tz).strftime(fmt) for pt in points],
+        [Series("Balance", [pt.closing for pt in points])],
+        currency,
+        title="Balance",
+    )
+    balance = await deposit_balance(session, p.id, currency)
+    available = balance + int(p.overdraft.get(currency, 0))
+    f = await forecast(session, p.id, currency, available, p.tz, as_of=now, days=days)
+    today = now.astimezone(p.tz).date()
+    past = await backtest(
+        session, p.id, currency, p.tz, first=today - dt.timedelta(days=14), last=today - dt.timedelta(days=1)
+    )
+    backtest_chart = line_chart(
+        [b.day.strftime("%d.%m") for b in past],
+        [Series("Forecast", [b.forecast for b in past]), Series("Actual", [b.actual for b in past])],
+        currency,
+        title="Forecast against actual outflow",
+    )
+    rule = await session.scalar(
+        select(BalanceAlertRule).where(
+            BalanceAlertRule.provider_id == p.id, BalanceAlertRule.currency == currency
+        )
+    )
+    alerts = (
+        await session.scalars(
+            select(BalanceAlert)
+            .where(BalanceAlert.provider_id == p.id, BalanceAlert.currency == currency)
+            .order_by(BalanceAlert.id.desc())
+            .limit(20)
+        )
+    ).all()
+    return render(
+        request,
+        "balances/detail.html",
+        p=p,
+        currency=currency,
+        granularity=granularity,
+        points=points,
+        history_chart=history_chart,
+        backtest_chart=backtest_chart,
+        past=past,
+        balance=balance,
+        available=available,
+        f=f,
+        rule=service.rule_out(rule, currency),
+        alerts=alerts,
+        money=format_amount,
+        error=error,
+    )
+
+
+@router.post("/balances/{code}/alerts")
+async def save_alerts(request: Request, code: str, session: DbDep, me: Alerter) -> Response:
+    p = await _provider(request, code)
+    form = await request.form()
+    currency = str(form.get("currency", "RUB")).upper()[:3]
+    base = f"/backoffice/balances/{code}?currency={currency}"
+    try:
+        before, after = await service.set_rule(
+            session,
+            p,
+            currency=currency,
+            threshold=str(form.get("threshold", "")).strip(),
+            emails=str(form.get("emails", "")).replace(",", " ").split(),
+            webhook_url=str(form.get("webhook_url", "")),
+            webhook_secret=str(form.get("webhook_secret", "")) or None,
+            enabled=form.get("enabled") == "on",
+            actor=me.audit_name,
+        )
+    except Problem as e:
+        await session.rollback()
+        return redirect(f"{base}&error={quote(e.detail or e.title)}")
+    await audit.record(session, me, "balance_alert_rule.put", f"provider:{code}:{currency}", before, after)
+    await session.commit()
+    return redirect(base, "The alert settings were saved.")
+
+
+@router.post("/balances/{code}/topup")
+async def topup(request: Request, code: str, session: DbDep, me: TopUpper) -> Response:
+    p = await _provider(request, code)
+    form = await request.form()
+    currency = str(form.get("currency", "RUB")).upper()[:3]
+    reference = str(form.get("reference", "")).strip()[:100]
+    base = f"/backoffice/balances/{code}?currency={currency}"
+    try:
+        amount = parse_amount(str(form.get("amount", "")).strip(), currency)
+        if not reference:
+            raise MoneyError("give the bank reference of the transfer")
+        _row, created = await record_topup(
+            _hub(request), session, p.code, currency, amount, reference=reference, actor=me.audit_name
+        )
+    except (MoneyError, Problem) as e:
+        await session.rollback()
+        return redirect(f"{base}&error={quote(str(getattr(e, 'detail', None) or e))}")
+    if created:
+        await audit.record(
+            session,
+            me,
+            "provider.topup",
+            f"provider:{code}",
+            None,
+            {"amount": format_amount(amount, currency), "currency": currency, "reference": reference},
+        )
+    await session.commit()
+    return redirect(base, "The top-up was recorded." if created else "This reference was already recorded.")

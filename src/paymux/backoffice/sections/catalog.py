@@ -1,0 +1,435 @@
+"""Catalog: services, providers, channels, channel groups and agents: list, create, edit, enable/disable.
+
+Changes go through the catalog service layer (the upserts ``paymux catalog apply`` uses), are audited
+with their before and after states, and refresh the hub's catalog cache after the commit. Secrets are
+never shown: provider config values under secret-looking keys appear as ``***`` (left as ``***``, the
+stored value is kept) and a channel's HMAC secret is write-only (left empty, it is kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.audit.states import catalog_change
+from paymux.auth import permissions as P
+from paymux.auth.principal import Principal
+from paymux.backoffice.forms import timezones
+from paymux.backoffice.framework import (
+    DbDep,
+    MenuEntry,
+    PageNotFound,
+    Section,
+    redirect,
+    register,
+    render,
+    require,
+    section_router,
+)
+from paymux.backoffice.listing import Column, Filter, ListSpec, respond
+from paymux.backoffice.sections.ops import YES_NO, code_choices, yes_no
+from paymux.catalog import service as catalog
+from paymux.catalog.models import CHANNEL_KINDS, STRATEGIES, Agent, Channel, ChannelGroup, Provider, Service
+from paymux.catalog.schemas import (
+    AgentIn,
+    ChannelGroupIn,
+    ChannelIn,
+    ProviderIn,
+    ServiceIn,
+    describe_validation_error,
+)
+from paymux.money import CURRENCIES
+from paymux.providers.base import mask_secrets, protocol_classes
+from paymux.runtime import Hub
+
+router = section_router()
+register(
+    Section(
+        "catalog",
+        router,
+        menu=(MenuEntry("Catalog", "/backoffice/catalog/services", P.CATALOG_READ, 30),),
+        permissions=(P.CATALOG_READ, P.CATALOG_WRITE),
+    )
+)
+
+Reader = Annotated[Principal, Depends(require(P.CATALOG_READ))]
+Writer = Annotated[Principal, Depends(require(P.CATALOG_WRITE))]
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Kind:
+    slug: str  # in the URL
+    name: str  # catalog_change's kind
+    title: str  # msgid
+    model: Any
+    schema: type[BaseModel]
+    toggles: bool  # has enabled/disabled
+
+
+KINDS = {
+    k.slug: k
+    for k in (
+        Kind("services", "service", "Services", Service, ServiceIn, True),
+        Kind("providers", "provider", "Providers", Provider, ProviderIn, True),
+        Kind("channels", "channel", "Channels", Channel, ChannelIn, True),
+        Kind("channel-groups", "channel_group", "Channel groups", ChannelGroup, ChannelGroupIn, False),
+        Kind("agents", "agent", "Agents", Agent, AgentIn, True),
+    )
+}
+
+
+def _kind(slug: str) -> Kind:
+    kind = KINDS.get(slug)
+    if kind is None:
+        raise PageNotFound()
+    return kind
+
+
+def _spec(kind: Kind) -> ListSpec:
+    m = kind.model
+    columns = [
+        Column("code", "Code", m.code),
+        Column("name", "Name", m.name),
+    ]
+    extra: dict[str, list[Column]] = {
+        "services": [
+            Column("category", "Category", Service.category),
+            Column("currency", "Currency", Service.currency),
+            Column("strategy", "Strategy", Service.strategy),
+        ],
+        "providers": [
+            Column("protocol", "Protocol", Provider.protocol),
+            Column("settlement", "Settlement", Provider.settlement),
+            Column("timezone", "Timezone", Provider.timezone),
+        ],
+        "channels": [
+            Column("kind", "Kind", Channel.kind),
+            Column("signing", "Signing", Channel.signing),
+        ],
+    }
+    columns += extra.get(kind.slug, [])
+    filters: list[Filter] = []
+    if kind.toggles:
+        columns.append(Column("enabled", "Enabled", m.enabled))
+        filters.append(Filter("enabled", "Enabled", yes_no(m.enabled), YES_NO))
+    if kind.slug == "services":
+        filters.append(Filter("currency", "Currency", lambda q, v: q.where(Service.currency == v.upper())))
+    if kind.slug == "providers":
+        filters.append(
+            Filter(
+                "settlement",
+                "Settlement",
+                lambda q, v: q.where(Provider.settlement == v),
+                [("prepaid", "prepaid"), ("postpaid", "postpaid")],
+            )
+        )
+    if kind.slug == "channels":
+        filters.append(
+            Filter("kind", "Kind", lambda q, v: q.where(Channel.kind == v), [(k, k) for k in CHANNEL_KINDS])
+        )
+    return ListSpec(
+        query=select(m),
+        columns=columns,
+        search=[m.code, m.name],
+        filters=filters,
+        default_sort="code",
+        default_desc=False,
+        sheet=kind.slug,
+    )
+
+
+@router.get("/catalog/{slug}")
+async def catalog_list(request: Request, slug: str, session: DbDep, _: Reader) -> Response:
+    kind = _kind(slug)
+    page = await _spec(kind).run(session, request)
+    return respond(request, page, "catalog/list.html", kind=kind, kinds=KINDS)
+
+
+# --- forms ------------------------------------------------------------------------------------------------
+
+
+def _yaml(value: Any) -> str:
+    if value in (None, {}, []):
+        return ""
+    return str(yaml.safe_dump(value, allow_unicode=True, sort_keys=False, default_flow_style=False))
+
+
+def unmask(new: Any, old: Any) -> Any:
+    """``new`` with every ``***`` put back to the stored value at the same place."""
+    if new == MASK:
+        return old
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: unmask(v, old.get(k)) if k in old else v for k, v in new.items()}
+    return new
+
+
+async def _current(session: AsyncSession, kind: Kind, code: str) -> dict[str, Any] | None:
+    """The item as its form shows it (secrets masked), or None when it does not exist."""
+    row = await session.scalar(select(kind.model).where(kind.model.code == code))
+    if row is None:
+        return None
+    if kind.slug == "providers":
+        data = catalog.provider_to_schema(row).model_dump(mode="json")
+        data["config"] = mask_secrets(data["config"])
+    elif kind.slug == "services":
+        data = (await catalog.service_to_schema(session, row)).model_dump(mode="json")
+    elif kind.slug == "channels":
+        data = (await catalog.channel_to_schema(session, row)).model_dump(mode="json")
+        data["signing"]["has_secret"] = bool(data["signing"].pop("hmac_secret", None))
+    elif kind.slug == "agents":
+        data = catalog.agent_to_schema(row).model_dump(mode="json")
+    else:
+        data = catalog.channel_group_to_schema(row).model_dump(mode="json")
+    return data
+
+
+def _form_view(kind: Kind, data: dict[str, Any]) -> dict[str, Any]:
+    """Flat strings for the form's fields from the item's user-facing form."""
+    view: dict[str, Any] = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    if kind.slug == "providers":
+        view["config"] = _yaml(data.get("config"))
+        view["overdraft"] = _yaml(data.get("overdraft"))
+        for k, v in (data.get("breaker") or {}).items():
+            view[f"breaker_{k}"] = v
+    if kind.slug == "services":
+        view["fields"] = _yaml(data.get("fields"))
+        route = data.get("route") or {}
+        view["strategy"] = route.get("strategy", "priority")
+        view["candidates"] = _yaml(route.get("candidates"))
+    if kind.slug == "channels":
+        signing = data.get("signing") or {}
+        view["signing_mode"] = signing.get("mode", "none")
+        view["signing_required"] = signing.get("required", False)
+        view["rsa_public_key"] = signing.get("rsa_public_key") or ""
+        view["has_secret"] = signing.get("has_secret", False)
+    return view
+
+
+def _load(text: str, what: str, default: Any) -> Any:
+    if not text.strip():
+        return default
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what}: not readable YAML ({e})") from None
+    return default if value is None else value
+
+
+async def _stored_secrets(session: AsyncSession, kind: Kind, code: str) -> tuple[dict[str, Any], str | None]:
+    """A provider's stored config and a channel's stored HMAC secret (to keep what is left masked)."""
+    row = await session.scalar(select(kind.model).where(kind.model.code == code))
+    if row is None:
+        return {}, None
+    if isinstance(row, Provider):
+        return dict(row.config or {}), None
+    if isinstance(row, Channel):
+        return {}, row.hmac_secret
+    return {}, None
+
+
+async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]) -> dict[str, Any]:
+    """The catalog schema's input from the posted form. Raises ValueError for unreadable parts."""
+    data: dict[str, Any] = {"code": code, "name": f.get("name", "")}
+    on = f.get("enabled") == "1"
+    if kind.slug == "providers":
+        config, _ = await _stored_secrets(session, kind, code)
+        data |= {
+            "protocol": f.get("protocol", ""),
+            "config": unmask(_load(f.get("config", ""), "config", {}), config),
+            "timezone": f.get("timezone") or "UTC",
+            "settlement": f.get("settlement") or "postpaid",
+            "overdraft": _load(f.get("overdraft", ""), "overdraft", {}),
+            "breaker": {
+                k: f.get(f"breaker_{k}") or default
+                for k, default in (
+                    ("window_seconds", 60),
+                    ("min_calls", 10),
+                    ("failure_rate_percent", 50),
+                    ("open_seconds", 30),
+                )
+            },
+            "enabled": on,
+        }
+    elif kind.slug == "services":
+        data |= {
+            "category": f.get("category") or "other",
+            "currency": f.get("currency", ""),
+            "account_pattern": f.get("account_pattern") or r"^.{1,64}$",
+            "account_hint": f.get("account_hint") or None,
+            "min_amount": f.get("min_amount") or None,
+            "max_amount": f.get("max_amount") or None,
+            "lifetime_seconds": f.get("lifetime_seconds") or None,
+            "fields": _load(f.get("fields", ""), "fields", []),
+            "enabled": on,
+            "route": {
+                "strategy": f.get("strategy") or "priority",
+                "candidates": _load(f.get("candidates", ""), "candidates", []),
+            },
+        }
+    elif kind.slug == "channels":
+        _, secret = await _stored_secrets(session, kind, code)
+        mode = f.get("signing_mode") or "none"
+        data |= {
+            "kind": f.get("kind", ""),
+            "group": f.get("group") or None,
+            "agent": f.get("agent") or None,
+            "enabled": on,
+            "signing": {
+                "mode": mode,
+                "required": f.get("signing_required") == "1",
+                "hmac_secret": f.get("hmac_secret") or secret,
+                "rsa_public_key": f.get("rsa_public_key", "").strip() or None,
+            },
+        }
+    elif kind.slug == "agents":
+        data["enabled"] = on
+    return data
+
+
+async def _upsert(session: AsyncSession, kind: Kind, item: BaseModel) -> str:
+    if isinstance(item, ProviderIn):
+        return await catalog.upsert_provider(session, item)
+    if isinstance(item, ServiceIn):
+        return await catalog.upsert_service(session, item)
+    if isinstance(item, ChannelIn):
+        return await catalog.upsert_channel(session, item)
+    if isinstance(item, AgentIn):
+        return await catalog.upsert_agent(session, item)
+    if isinstance(item, ChannelGroupIn):
+        return await catalog.upsert_channel_group(session, item)
+    raise TypeError(kind.slug)
+
+
+async def _choices(session: AsyncSession) -> dict[str, Any]:
+    return {
+        "protocols": sorted(protocol_classes()),
+        "timezones": timezones(),
+        "currencies": sorted(CURRENCIES),
+        "strategies": STRATEGIES,
+        "channel_kinds": CHANNEL_KINDS,
+        "groups": await code_choices(session, ChannelGroup),
+        "agents": await code_choices(session, Agent),
+    }
+
+
+async def _form(
+    request: Request,
+    session: AsyncSession,
+    kind: Kind,
+    view: dict[str, Any],
+    *,
+    new: bool,
+    error: str = "",
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "catalog/item.html",
+        status,
+        kind=kind,
+        kinds=KINDS,
+        f=view,
+        new=new,
+        error=error,
+        **await _choices(session),
+    )
+
+
+@router.get("/catalog/new/{slug}")
+async def catalog_new(request: Request, slug: str, session: DbDep, _: Writer) -> Response:
+    kind = _kind(slug)
+    blank: dict[str, Any] = {"code": "", "name": "", "enabled": True}
+    return await _form(request, session, kind, blank, new=True)
+
+
+@router.get("/catalog/{slug}/{code}")
+async def catalog_item(request: Request, slug: str, code: str, session: DbDep, _: Reader) -> Response:
+    kind = _kind(slug)
+    data = await _current(session, kind, code)
+    if data is None:
+        raise PageNotFound()
+    return await _form(request, session, kind, _form_view(kind, data), new=False)
+
+
+async def _save(
+    request: Request, session: AsyncSession, me: Principal, kind: Kind, code: str, new: bool
+) -> Response:
+    form = await request.form()
+    f = {k: str(v) for k, v in form.items()}
+    view = {**f, "code": code, "enabled": f.get("enabled") == "1"}
+    view.pop("hmac_secret", None)  # never sent back to the page
+    data: dict[str, Any] = {}
+    try:
+        if new and await session.scalar(select(kind.model.id).where(kind.model.code == code)) is not None:
+            raise ValueError(f"{code!r} already exists")
+        data = await _input(session, kind, code, f)
+        item = kind.schema.model_validate(data)
+        audit_as = await catalog_change(
+            me, session, kind.name, code, f"{kind.name}.{'create' if new else 'update'}"
+        )
+        change = await _upsert(session, kind, item)
+        await audit_as.write(session, change)
+    except ValidationError as e:
+        error = describe_validation_error(e, data)
+    except (ValueError, catalog.CatalogError) as e:
+        error = str(e)
+    else:
+        await session.commit()
+        hub: Hub = request.app.state.hub
+        hub.catalog_changed()
+        msg = "Saved." if change != "unchanged" else "Nothing changed."
+        return redirect(f"/backoffice/catalog/{kind.slug}/{code}", msg)
+    await session.rollback()
+    return await _form(request, session, kind, view, new=new, error=error, status=422)
+
+
+@router.post("/catalog/new/{slug}")
+async def catalog_create(request: Request, slug: str, session: DbDep, me: Writer) -> Response:
+    kind = _kind(slug)
+    code = str((await request.form()).get("code", "")).strip()
+    return await _save(request, session, me, kind, code, new=True)
+
+
+@router.post("/catalog/{slug}/{code}")
+async def catalog_update(request: Request, slug: str, code: str, session: DbDep, me: Writer) -> Response:
+    kind = _kind(slug)
+    if await session.scalar(select(kind.model.id).where(kind.model.code == code)) is None:
+        raise PageNotFound()
+    return await _save(request, session, me, kind, code, new=False)
+
+
+async def _toggle(
+    request: Request, session: AsyncSession, me: Principal, slug: str, code: str, on: bool
+) -> Response:
+    kind = _kind(slug)
+    if not kind.toggles:
+        raise PageNotFound()
+    action = "enable" if on else "disable"
+    try:
+        audit_as = await catalog_change(me, session, kind.name, code, f"{kind.name}.{action}")
+        change = await catalog.set_enabled(session, kind.name, code, on)  # type: ignore[arg-type]
+        await audit_as.write(session, change)
+    except catalog.CatalogError:
+        raise PageNotFound() from None
+    await session.commit()
+    hub: Hub = request.app.state.hub
+    hub.catalog_changed()
+    return redirect(f"/backoffice/catalog/{kind.slug}/{code}", "Enabled." if on else "Disabled.")
+
+
+@router.post("/catalog/{slug}/{code}/enable")
+async def catalog_enable(request: Request, slug: str, code: str, session: DbDep, me: Writer) -> Response:
+    return await _toggle(request, session, me, slug, code, True)
+
+
+@router.post("/catalog/{slug}/{code}/disable")
+async def catalog_disable(request: Request, slug: str, code: str, session: DbDep, me: Writer) -> Response:
+    return await _toggle(request, session, me, slug, code, False)

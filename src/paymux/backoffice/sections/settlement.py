@@ -1,0 +1,356 @@
+"""Settlement: postpaid providers' debts by day, statements, bank details, payment orders (create,
+approve by a second person, export as pain.001 or 1C, mark paid), bank statement import."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from paymux import audit
+from paymux.auth import permissions as P
+from paymux.auth.principal import Principal
+from paymux.backoffice.framework import (
+    DbDep,
+    MenuEntry,
+    PageNotFound,
+    Section,
+    redirect,
+    register,
+    render,
+    require,
+    section_router,
+)
+from paymux.catalog.snapshot import ProviderView
+from paymux.db.base import utcnow
+from paymux.errors import Problem
+from paymux.ledger.models import Account
+from paymux.money import format_amount
+from paymux.runtime import Hub
+from paymux.settlement import orders as order_service
+from paymux.settlement import service
+from paymux.settlement.debts import local_today, settled_through
+from paymux.settlement.models import BankStatement, PaymentOrder, SettlementDetails
+from paymux.settlement.statement import build_statement, to_xlsx
+
+router = section_router()
+register(
+    Section(
+        "settlement",
+        router,
+        menu=(MenuEntry("Settlement", "/backoffice/settlement", P.SETTLEMENT_READ, 35),),
+        permissions=(
+            P.SETTLEMENT_READ,
+            P.SETTLEMENT_DETAILS,
+            P.ORDERS_CREATE,
+            P.ORDERS_APPROVE,
+            P.ORDERS_PAY,
+        ),
+    )
+)
+
+Reader = Annotated[Principal, Depends(require(P.SETTLEMENT_READ))]
+DetailsWriter = Annotated[Principal, Depends(require(P.SETTLEMENT_DETAILS))]
+Maker = Annotated[Principal, Depends(require(P.ORDERS_CREATE))]
+Checker = Annotated[Principal, Depends(require(P.ORDERS_APPROVE))]
+Banker = Annotated[Principal, Depends(require(P.ORDERS_PAY))]
+BASE = "/backoffice/settlement"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+async def _provider(request: Request, code: str) -> ProviderView:
+    p = (await _hub(request).catalog.get()).providers_by_code.get(code)
+    if p is None or p.settlement != "postpaid":
+        raise PageNotFound()
+    return p
+
+
+def _fail(path: str, e: Problem) -> Response:
+    sep = "&" if "?" in path else "?"
+    return redirect(f"{path}{sep}error={quote(e.detail or e.title)}")
+
+
+def _day(value: str | None, default: dt.date) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+@router.get("/settlement")
+async def overview(request: Request, session: DbDep, _: Reader, error: str = "") -> Response:
+    snap = await _hub(request).catalog.get()
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for p in sorted((p for p in snap.providers.values() if p.settlement == "postpaid"), key=lambda p: p.code):
+        accounts = (
+            await session.scalars(
+                select(Account).where(Account.kind == "provider_payable", Account.owner_id == p.id)
+            )
+        ).all()
+        for a in accounts:
+            covered = await settled_through(session, p.id, a.currency)
+            rows.append(
+                {
+                    "p": p,
+                    "currency": a.currency,
+                    "owed": -a.balance,
+                    "covered": covered,
+                    "today": local_today(p.tz, now),
+                }
+            )
+    orders = (await session.scalars(select(PaymentOrder).order_by(PaymentOrder.id.desc()).limit(20))).all()
+    return render(
+        request,
+        "settlement/overview.html",
+        rows=rows,
+        orders=orders,
+        snap=snap,
+        money=format_amount,
+        error=error,
+    )
+
+
+@router.post("/settlement/orders")
+async def create_orders(request: Request, session: DbDep, me: Maker) -> Response:
+    form = await request.form()
+    code = str(form.get("provider", "")).strip() or None
+    try:
+        made = await order_service.create_orders(
+            session, await _hub(request).catalog.get(), actor=order_service.actor_id(me), provider_code=code
+        )
+    except Problem as e:
+        await session.rollback()
+        return _fail(BASE, e)
+    for o in made:
+        await audit.record(
+            session, me, "payment_order.create", f"payment_order:{o.number}", None, order_service.state(o)
+        )
+    await session.commit()
+    if not made:
+        return redirect(BASE, "No uncovered debts: no order was created.")
+    return redirect(f"{BASE}/orders", "Payment orders were created.")
+
+
+@router.get("/settlement/providers/{code}")
+async def provider_page(
+    request: Request, code: str, session: DbDep, _: Reader, start: str = "", end: str = "", error: str = ""
+) -> Response:
+    p = await _provider(request, code)
+    today = local_today(p.tz, utcnow())
+    last = _day(end, today)
+    first = _day(start, last - dt.timedelta(days=13))
+    if first > last or (last - first).days > 366:
+        first = last - dt.timedelta(days=13)
+    st = await build_statement(session, p, first, last)
+    details = service.details_out(await session.get(SettlementDetails, p.id))
+    return render(
+        request,
+        "settlement/provider.html",
+        p=p,
+        st=st,
+        first=first,
+        last=last,
+        details=details,
+        money=format_amount,
+        error=error,
+    )
+
+
+@router.get("/settlement/providers/{code}/statement.xlsx")
+async def statement_xlsx(
+    request: Request, code: str, session: DbDep, _: Reader, start: str = "", end: str = ""
+) -> Response:
+    p = await _provider(request, code)
+    last = _day(end, local_today(p.tz, utcnow()))
+    first = _day(start, last - dt.timedelta(days=13))
+    if first > last or (last - first).days > 366:
+        first = last - dt.timedelta(days=13)
+    data = to_xlsx(await build_statement(session, p, first, last))
+    name = f"statement-{code}-{first}-{last}.xlsx"
+    return Response(data, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/settlement/providers/{code}/details")
+async def save_details(request: Request, code: str, session: DbDep, me: DetailsWriter) -> Response:
+    p = await _provider(request, code)
+    form = await request.form()
+    values: dict[str, Any] = {k: str(form.get(k, "")) for k in (*service.DETAIL_FIELDS, "purpose")}
+    values["withhold_remuneration"] = form.get("withhold_remuneration") == "on"
+    path = f"{BASE}/providers/{code}"
+    try:
+        before, after = await service.set_details(session, p, values, me.audit_name)
+    except Problem as e:
+        await session.rollback()
+        return _fail(path, e)
+    await audit.record(session, me, "settlement_details.put", f"provider:{code}", before, after)
+    await session.commit()
+    return redirect(path, "The bank details were saved.")
+
+
+@router.get("/settlement/orders")
+async def orders_list(
+    request: Request, session: DbDep, _: Reader, status: str = "", error: str = ""
+) -> Response:
+    q = select(PaymentOrder).order_by(PaymentOrder.id.desc()).limit(200)
+    if status:
+        q = q.where(PaymentOrder.status == status)
+    orders = (await session.scalars(q)).all()
+    return render(
+        request,
+        "settlement/orders.html",
+        orders=orders,
+        status=status,
+        snap=await _hub(request).catalog.get(),
+        money=format_amount,
+        error=error,
+    )
+
+
+@router.get("/settlement/orders/{order_id}")
+async def order_page(
+    request: Request, order_id: int, session: DbDep, me: Reader, error: str = ""
+) -> Response:
+    order = await session.get(PaymentOrder, order_id)
+    if order is None:
+        raise PageNotFound()
+    return render(
+        request,
+        "settlement/order.html",
+        o=order,
+        snap=await _hub(request).catalog.get(),
+        money=format_amount,
+        me_id=order_service.actor_id(me),
+        error=error,
+    )
+
+
+async def _act(request: Request, session: DbDep, me: Principal, order_id: int, action: str) -> Response:
+    order = await session.get(PaymentOrder, order_id)
+    if order is None:
+        raise PageNotFound()
+    before = order_service.state(order)
+    who = order_service.actor_id(me)
+    path = f"{BASE}/orders/{order_id}"
+    try:
+        if action == "approve":
+            done = await order_service.approve(session, order_id, who)
+        elif action == "cancel":
+            done = await order_service.cancel(session, order_id, who)
+        else:
+            done = await order_service.mark_paid(session, _hub(request).accounts, order_id, who)
+    except Problem as e:
+        await session.rollback()
+        return _fail(path, e)
+    await audit.record(
+        session,
+        me,
+        f"payment_order.{action}",
+        f"payment_order:{done.number}",
+        before,
+        order_service.state(done),
+    )
+    await session.commit()
+    return redirect(path, "The payment order was updated.")
+
+
+@router.post("/settlement/orders/{order_id}/approve")
+async def approve(request: Request, order_id: int, session: DbDep, me: Checker) -> Response:
+    return await _act(request, session, me, order_id, "approve")
+
+
+@router.post("/settlement/orders/{order_id}/cancel")
+async def cancel(request: Request, order_id: int, session: DbDep, me: Maker) -> Response:
+    return await _act(request, session, me, order_id, "cancel")
+
+
+@router.post("/settlement/orders/{order_id}/paid")
+async def mark_paid(request: Request, order_id: int, session: DbDep, me: Banker) -> Response:
+    return await _act(request, session, me, order_id, "mark_paid")
+
+
+@router.post("/settlement/orders/export")
+async def export(request: Request, session: DbDep, me: Banker) -> Response:
+    form = await request.form()
+    ids = [int(str(v)) for v in form.getlist("ids") if str(v).isdigit()]
+    fmt = str(form.get("format", "pain001"))
+    try:
+        data, name, ctype, orders = await service.export_orders(session, ids, fmt)
+    except Problem as e:
+        await session.rollback()
+        return _fail(f"{BASE}/orders", e)
+    await audit.record(
+        session,
+        me,
+        "payment_order.export",
+        f"payment_orders:{fmt}",
+        None,
+        {"orders": [o.number for o in orders], "file": name},
+    )
+    await session.commit()
+    return Response(data, media_type=ctype, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/settlement/statements")
+async def statements(request: Request, session: DbDep, _: Reader, error: str = "") -> Response:
+    rows = (await session.scalars(select(BankStatement).order_by(BankStatement.id.desc()).limit(100))).all()
+    return render(request, "settlement/statements.html", statements=rows, error=error)
+
+
+@router.post("/settlement/statements")
+async def import_statement(request: Request, session: DbDep, me: Banker) -> Response:
+    form = await request.form()
+    upload = form.get("file")
+    data = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+    name = str(getattr(upload, "filename", "") or "")
+    path = f"{BASE}/statements"
+    if not data:
+        return _fail(path, Problem(422, "empty-statement", "Choose a statement file"))
+    try:
+        result = await service.import_statement(
+            _hub(request), session, data, file_name=name, actor=me.audit_name
+        )
+    except Problem as e:
+        await session.rollback()
+        return _fail(path, e)
+    await audit.record(
+        session,
+        me,
+        "bank_statement.import",
+        f"bank_statement:{result.statement.id}",
+        None,
+        {
+            "file": name,
+            "new_lines": len(result.new),
+            "repeated": result.repeated,
+            "orders_paid": result.orders_paid,
+            "topups": result.topups,
+        },
+    )
+    await session.commit()
+    return redirect(f"{path}/{result.statement.id}", "The statement was imported.")
+
+
+@router.get("/settlement/statements/{statement_id}")
+async def statement_page(request: Request, statement_id: int, session: DbDep, _: Reader) -> Response:
+    st = await session.get(BankStatement, statement_id)
+    if st is None:
+        raise PageNotFound()
+    _st, lines = await service.statement_lines(session, statement_id)
+    return render(
+        request,
+        "settlement/statement.html",
+        st=st,
+        lines=lines,
+        snap=await _hub(request).catalog.get(),
+        money=format_amount,
+    )
