@@ -1,0 +1,1 @@
+"""Reconciliation with providers: import their registers, match them against our payments, resolve."""

@@ -1,0 +1,1 @@
+"""Registers: per-provider templates, file formats, encryption, delivery and sending tasks."""
