@@ -10,6 +10,18 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# headless Chromium for the back-office browser tests (installed only when root; tests skip without it)
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1)) \
+		|| echo "warning: could not install chromium; browser tests will be skipped"; \
+	fi
+	@# gpg for OpenPGP-encrypted registers (python-gnupg drives the gpg binary)
+	@if ! command -v gpg >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnupg >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnupg >/dev/null 2>&1)) \
+		|| echo "warning: could not install gnupg; encrypted registers need gpg"; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)

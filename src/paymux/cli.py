@@ -30,6 +30,17 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 
 
+def _attach_backoffice() -> None:
+    from paymux.audit.cli import audit_app
+    from paymux.auth.cli import users_app
+
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
+
+
+_attach_backoffice()
+
+
 def _attach_emulators() -> None:
     try:
         from paymux.providers.emulators.cli import emulator_app
@@ -50,6 +61,10 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # one INFO line per provider request would cost more than the request: the hub records every
+    # exchange with the payment (secrets masked) instead
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @app.command()
@@ -107,8 +122,11 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, w.stop)
         typer.echo(f"worker {w.lease} processing payments from {_safe_url(settings.database_url)}")
+        from paymux.worker.background import running_background
+
         try:
-            await w.run()
+            async with running_background(hub):
+                await w.run()
         finally:
             await hub.close()
 
@@ -268,6 +286,13 @@ def bench(
         Path | None, typer.Option(help="make the scratch directory (databases, logs) in here")
     ] = None,
     keep: Annotated[bool, typer.Option(help="keep the scratch directory")] = False,
+    files: Annotated[
+        int,
+        typer.Option(
+            help="also build an N-payment register in each format and reconcile an N-line provider"
+            " register (time, peak memory); 0 skips it"
+        ),
+    ] = 0,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -286,6 +311,7 @@ def bench(
             micro_seconds=micro_seconds,
             work_dir=work_dir,
             keep=keep,
+            files=files,
         )
         opts.resolve()
     except ValueError as e:

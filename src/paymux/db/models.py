@@ -3,17 +3,27 @@
 from paymux.auth import models as auth_models
 from paymux.catalog import models as catalog_models
 from paymux.db.base import Base
+from paymux.gateways import models as gateways_models
 from paymux.ledger import models as ledger_models
 from paymux.payments import models as payments_models
+from paymux.reconciliation import models as reconciliation_models
+from paymux.registers import models as registers_models
 from paymux.routing import models as routing_models
+from paymux.settlement import models as settlement_models
 from paymux.tariffs import models as tariffs_models
+from paymux.tariffs import proposals as tariff_proposals
 
 __all__ = [
     "Base",
     "auth_models",
     "catalog_models",
+    "gateways_models",
     "ledger_models",
     "payments_models",
+    "reconciliation_models",
+    "registers_models",
     "routing_models",
+    "settlement_models",
+    "tariff_proposals",
     "tariffs_models",
 ]

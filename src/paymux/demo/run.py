@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
@@ -20,7 +21,10 @@ from paymux.ledger.service import balance
 from paymux.money import format_amount
 from paymux.payments.postings import provider_account
 from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
+from paymux.providers.emulators.cyberplat import demo_app as cyberplat_app
+from paymux.providers.emulators.cyberplat import demo_provider_config as cyberplat_config
 from paymux.providers.emulators.jsonhttp import create_app as jsonhttp_app
+from paymux.providers.emulators.osmp import create_app as osmp_app
 from paymux.providers.emulators.server import run_emulator
 from paymux.runtime import Hub
 from paymux.server import running_hub
@@ -54,7 +58,30 @@ EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
     "eurolink": (8104, {"latency_ms": 10, "jitter_ms": 30, "provider_txn_prefix": "EL-"}),
+    "qiwipay": (
+        8105,
+        {
+            "latency_ms": 30,
+            "jitter_ms": 60,
+            "temporary_error_rate": "0.05",
+            "provider_txn_prefix": "QW-",
+            "token": "hub:demo-osmp-password-change-me",  # basic auth, as in the demo catalog
+        },
+    ),
+    "cyberpay": (
+        8106,
+        {
+            "latency_ms": 40,
+            "jitter_ms": 80,
+            "lost_response_rate": "0.02",
+            "lost_hold_ms": 3000,
+            "provider_txn_prefix": "10000",
+        },
+    ),
 }
+
+# Emulators speaking another protocol than JSON/HTTP, by provider code.
+EMULATOR_APPS: dict[str, Callable[..., Any]] = {"qiwipay": osmp_app, "cyberpay": cyberplat_app}
 
 INITIAL_DEPOSITS = {("fastpay", "RUB"): 500_000_000, ("eurolink", "EUR"): 50_000_000}  # minor units
 
@@ -63,6 +90,7 @@ INITIAL_DEPOSITS = {("fastpay", "RUB"): 500_000_000, ("eurolink", "EUR"): 50_000
 class DemoInfo:
     channel_keys: dict[str, str] = field(default_factory=dict)
     admin_token: str = ""
+    users: dict[str, str] = field(default_factory=dict)  # back-office user -> password
     emulators: dict[str, BehaviourEngine] = field(default_factory=dict)
     changes: str = ""
 
@@ -70,7 +98,9 @@ class DemoInfo:
 def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(files("paymux.demo").joinpath("catalog.yaml").read_text("utf-8"))
     for p in data["providers"]:
-        if urls and p["code"] in urls:
+        if p["protocol"] == "cyberplat":  # three URLs and the key files generated for the demo
+            p["config"].update(cyberplat_config((urls or {}).get(p["code"])))
+        elif urls and p["code"] in urls:
             p["config"]["url"] = urls[p["code"]]
     return data
 
@@ -103,6 +133,9 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
             for ch in data["channels"]:
                 info.channel_keys[ch["code"]] = await issue_channel_key(session, ch["code"])
             info.admin_token = await issue_admin_token(session, "demo")
+            from paymux.auth.demo_users import seed_demo_users
+
+            info.users = await seed_demo_users(session)
         await session.commit()
     hub.catalog_changed()
     return info
@@ -128,6 +161,8 @@ async def run_demo(
     port: int,
     concurrency: int,
 ) -> int:
+    # the demo serves plain http on loopback: back-office cookies must not require https there
+    os.environ.setdefault("PAYMUX_BACKOFFICE_COOKIE_SECURE", "false")
     if "PAYMUX_RETRY_BASE_MS" not in os.environ:
         settings = settings.model_copy(update={"retry_base_ms": 300, "retry_max_ms": 5000})
     await asyncio.to_thread(upgrade, settings.database_url)
@@ -145,7 +180,7 @@ async def run_demo(
                 engine = BehaviourEngine(emulator_config(code))
                 p = wanted if _port_free("127.0.0.1", wanted) else 0
                 urls[code] = await stack.enter_async_context(
-                    run_emulator(jsonhttp_app(engine=engine), port=p)
+                    run_emulator(EMULATOR_APPS.get(code, jsonhttp_app)(engine=engine), port=p)
                 )
                 engines[code] = engine
             info = await seed(hub, urls)
@@ -174,6 +209,10 @@ def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None 
         typer.echo(f"  admin token:           {info.admin_token}")
     for ch, key in info.channel_keys.items():
         typer.echo(f"  channel {ch:12s}   {key}")
+    if info.users:
+        typer.echo(f"  back office: {base or ''}/backoffice/  users (user / password, one per role):")
+    for name, password in info.users.items():
+        typer.echo(f"    {name:30s} {password}")
 
 
 async def _print_deposits(hub: Hub) -> None:
