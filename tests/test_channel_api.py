@@ -592,6 +592,11 @@ async def test_openapi_health_and_admin_auth(db_url: str) -> None:
         ):
             assert path in paths, path
         assert set(paths["/api/v1/payments"]["post"]["responses"]) >= {"200", "201", "401", "409", "422"}
+        operation_ids = [
+            op["operationId"] for item in paths.values() for op in item.values() if "operationId" in op
+        ]
+        assert len(operation_ids) == len(set(operation_ids)), "duplicate OpenAPI operation ids"
+        assert {"osmp_get", "osmp_post"} <= set(operation_ids)
         r = await env.http.get("/health")
         assert r.status_code == 200 and r.json()["status"] == "ok"
 

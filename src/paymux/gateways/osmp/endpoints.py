@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
@@ -90,17 +91,17 @@ async def _authenticated(request: Request, hub: Hub, gw: GatewayView, items: lis
     return True
 
 
-@router.api_route(
-    "/osmp/{gateway}",
-    methods=["GET", "POST"],
-    response_class=Response,
-    responses={
-        200: {"content": {"text/xml": {}}, "description": "OSMP answer; <result> says what happened"},
-        401: {"description": "login/password or client certificate refused (OSMP XML, result 300)"},
-        403: {"description": "client address not allowed (OSMP XML, result 300)"},
-        404: {"description": "unknown gateway (OSMP XML, result 300)"},
-    },
-)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/xml": {}}, "description": "OSMP answer; <result> says what happened"},
+    401: {"description": "login/password or client certificate refused (OSMP XML, result 300)"},
+    403: {"description": "client address not allowed (OSMP XML, result 300)"},
+    404: {"description": "unknown gateway (OSMP XML, result 300)"},
+}
+
+
+# One handler, published as two operations (distinct operation ids in the OpenAPI document).
+@router.get("/osmp/{gateway}", response_class=Response, responses=_RESPONSES, operation_id="osmp_get")
+@router.post("/osmp/{gateway}", response_class=Response, responses=_RESPONSES, operation_id="osmp_post")
 async def osmp(gateway: str, request: Request) -> Response:
     """OSMP (QIWI provider protocol) ``command=check`` and ``command=pay`` from a payment system."""
     started = time.monotonic()
