@@ -68,6 +68,14 @@ async def test_balances_pages_alert_form_and_topup(db_url: str) -> None:
             r = await acc.post("/backoffice/balances/p1/alerts", data={"csrf_token": form_token(page.text)})
             assert r.status_code == 403
 
+        await bo.user("fin_ru", "financial_specialist", language="ru")
+        async with bo.client() as ru:  # the charts' titles and legends are in the user's language
+            await login(ru, "fin_ru")
+            page = await ru.get("/backoffice/balances/p1")
+            assert 'aria-label="Прогноз и фактический расход"' in page.text
+            for legend in ("Прогноз", "Факт", "Баланс"):
+                assert f">{legend}</text>" in page.text
+
 
 async def test_settlement_pages_orders_maker_checker_export_and_statement(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_ACCOUNT", OUR_ACCOUNT)

@@ -19,12 +19,14 @@ from paymux.backoffice.framework import (
     MenuEntry,
     PageNotFound,
     Section,
+    language_of,
     redirect,
     register,
     render,
     require,
     section_router,
 )
+from paymux.backoffice.i18n import translator
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
 from paymux.errors import Problem
@@ -94,11 +96,12 @@ async def balance_detail(
     span = dt.timedelta(hours=48) if granularity == "hour" else dt.timedelta(days=30)
     points = await history(session, p.id, currency, now - span, now, granularity, p.tz)
     fmt = "%d.%m %H:00" if granularity == "hour" else "%d.%m"
+    t = translator(language_of(request))
     history_chart = line_chart(
         [pt.start.astimezone(p.tz).strftime(fmt) for pt in points],
-        [Series("Balance", [pt.closing for pt in points])],
+        [Series(t("Balance"), [pt.closing for pt in points])],
         currency,
-        title="Balance",
+        title=t("Balance"),
     )
     balance = await deposit_balance(session, p.id, currency)
     available = balance + int(p.overdraft.get(currency, 0))
@@ -109,9 +112,9 @@ async def balance_detail(
     )
     backtest_chart = line_chart(
         [b.day.strftime("%d.%m") for b in past],
-        [Series("Forecast", [b.forecast for b in past]), Series("Actual", [b.actual for b in past])],
+        [Series(t("Forecast"), [b.forecast for b in past]), Series(t("Actual"), [b.actual for b in past])],
         currency,
-        title="Forecast against actual outflow",
+        title=t("Forecast against actual outflow"),
     )
     rule = await session.scalar(
         select(BalanceAlertRule).where(
