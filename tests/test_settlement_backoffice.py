@@ -75,6 +75,7 @@ async def test_balances_pages_alert_form_and_topup(db_url: str) -> None:
             assert 'aria-label="Прогноз и фактический расход"' in page.text
             for legend in ("Прогноз", "Факт", "Баланс"):
                 assert f">{legend}</text>" in page.text
+            assert "750,00" in page.text and "750.00" not in page.text  # amounts in the user's locale
 
 
 async def test_settlement_pages_orders_maker_checker_export_and_statement(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ Only presentation attributes are used (no inline styles), so the back office's s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
@@ -30,8 +31,10 @@ def line_chart(
     height: int = 260,
     zero_line: bool = True,
     title: str = "",
+    amount: Callable[[int, str], str] = format_amount,
 ) -> Markup:
-    """An SVG line chart of ``series`` over ``labels`` (x axis), amounts labelled in ``currency``."""
+    """An SVG line chart of ``series`` over ``labels`` (x axis), amounts labelled in ``currency``
+    by ``amount(minor, currency)`` (plain by default; the back office passes the viewer's locale)."""
     left, right, top, bottom = 90, 16, 24, 40
     w, h = width - left - right, height - top - bottom
     values = [v for s in series for v in s.values if v is not None]
@@ -58,7 +61,7 @@ def line_chart(
             f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#bbb" '
             f'stroke-dasharray="{"0" if v == 0 else "3 3"}"/>'
             f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" fill="#333">'
-            f"{escape(format_amount(v, currency))}</text>"
+            f"{escape(amount(v, currency))}</text>"
         )
     step = max(1, len(labels) // 8)
     for i in range(0, len(labels), step):

@@ -27,6 +27,7 @@ from paymux.backoffice.framework import (
     section_router,
 )
 from paymux.backoffice.i18n import translator
+from paymux.backoffice.sections.ops import plain_money_for
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
 from paymux.errors import Problem
@@ -74,7 +75,7 @@ async def balances_list(request: Request, session: DbDep, _: Reader) -> Response
     for d in await deposits(session, snap):
         f = await forecast(session, d.provider.id, d.currency, d.available, d.provider.tz, as_of=now, days=7)
         rows.append({"d": d, "f": f})
-    return render(request, "balances/list.html", rows=rows, money=format_amount)
+    return render(request, "balances/list.html", rows=rows, money=plain_money_for(request))
 
 
 @router.get("/balances/{code}")
@@ -102,6 +103,7 @@ async def balance_detail(
         [Series(t("Balance"), [pt.closing for pt in points])],
         currency,
         title=t("Balance"),
+        amount=plain_money_for(request),
     )
     balance = await deposit_balance(session, p.id, currency)
     available = balance + int(p.overdraft.get(currency, 0))
@@ -115,6 +117,7 @@ async def balance_detail(
         [Series(t("Forecast"), [b.forecast for b in past]), Series(t("Actual"), [b.actual for b in past])],
         currency,
         title=t("Forecast against actual outflow"),
+        amount=plain_money_for(request),
     )
     rule = await session.scalar(
         select(BalanceAlertRule).where(
@@ -144,7 +147,7 @@ async def balance_detail(
         f=f,
         rule=service.rule_out(rule, currency),
         alerts=alerts,
-        money=format_amount,
+        money=plain_money_for(request),
         error=error,
     )
 

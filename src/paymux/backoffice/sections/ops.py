@@ -50,6 +50,12 @@ def money_for(request: Request) -> Callable[..., str]:
     return lambda minor, currency, code=True: money(minor, currency, lang, code=code)
 
 
+def plain_money_for(request: Request) -> Callable[[int | None, str], str]:
+    """``money(minor, currency)`` in the request's language without the currency code, for templates."""
+    lang = language_of(request)
+    return lambda minor, currency: money(minor, currency, lang, code=False)
+
+
 def local_day_start(day: dt.date, tz: str) -> dt.datetime:
     """Midnight of ``day`` in ``tz``, in UTC."""
     return dt.datetime.combine(day, dt.time(), zone(tz)).astimezone(dt.UTC)

@@ -25,11 +25,11 @@ from paymux.backoffice.framework import (
     require,
     section_router,
 )
+from paymux.backoffice.sections.ops import plain_money_for
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
 from paymux.errors import Problem
 from paymux.ledger.models import Account
-from paymux.money import format_amount
 from paymux.runtime import Hub
 from paymux.settlement import orders as order_service
 from paymux.settlement import service
@@ -115,7 +115,7 @@ async def overview(request: Request, session: DbDep, _: Reader, error: str = "")
         rows=rows,
         orders=orders,
         snap=snap,
-        money=format_amount,
+        money=plain_money_for(request),
         error=error,
     )
 
@@ -161,7 +161,7 @@ async def provider_page(
         first=first,
         last=last,
         details=details,
-        money=format_amount,
+        money=plain_money_for(request),
         error=error,
     )
 
@@ -211,7 +211,7 @@ async def orders_list(
         orders=orders,
         status=status,
         snap=await _hub(request).catalog.get(),
-        money=format_amount,
+        money=plain_money_for(request),
         error=error,
     )
 
@@ -228,7 +228,7 @@ async def order_page(
         "settlement/order.html",
         o=order,
         snap=await _hub(request).catalog.get(),
-        money=format_amount,
+        money=plain_money_for(request),
         me_id=order_service.actor_id(me),
         error=error,
     )
@@ -352,5 +352,5 @@ async def statement_page(request: Request, statement_id: int, session: DbDep, _:
         st=st,
         lines=lines,
         snap=await _hub(request).catalog.get(),
-        money=format_amount,
+        money=plain_money_for(request),
     )

@@ -127,7 +127,9 @@ async def user_new(request: Request, session: DbDep, _: Writer) -> Response:
 
 def _blank_form() -> dict[str, Any]:
     return dict.fromkeys(("username", "full_name", "email", "phone", "role_id", "organization_id"), "") | {
-        "timezone": "UTC", "language": "en"}
+        "timezone": "UTC",
+        "language": "en",
+    }
 
 
 @router.post("/users")
