@@ -23,6 +23,7 @@ from paymux.providers.base import (
     PayRequest,
     ProtocolResult,
     StatusRequest,
+    display_url,
     protocol_class,
 )
 from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
@@ -438,6 +439,12 @@ async def test_secrets_are_masked_in_exchanges() -> None:
     assert request["fields"] == {"password": "***", "note": "hello"}
     response = json.loads(check.exchanges[0].response or "")
     assert response["info"] == {"api_key": "***", "plan": "gold"}
+
+
+def test_recorded_urls_carry_no_credentials() -> None:
+    assert display_url("https://hub:s3cret@prv.example/api?x=1") == "https://prv.example/api?x=1"
+    assert display_url("http://127.0.0.1:8080/pay") == "http://127.0.0.1:8080/pay"
+    assert display_url("http://prv.example/a@b") == "http://prv.example/a@b"
 
 
 async def test_bearer_token_is_enforced() -> None:

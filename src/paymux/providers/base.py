@@ -128,6 +128,16 @@ class Protocol(abc.ABC):
         return []
 
 
+def display_url(url: str) -> str:
+    """``url`` without the user and password it may carry, for the recorded exchange."""
+    if "@" not in url:  # no userinfo possible: skip parsing (this runs for every request)
+        return url
+    parsed = httpx.URL(url)
+    if parsed.userinfo:
+        return str(parsed.copy_with(username=None, password=None))
+    return url
+
+
 def mask_secrets(data: Any) -> Any:
     """A copy of ``data`` (dicts/lists/str) with values under secret-looking keys masked."""
     if isinstance(data, dict):

@@ -48,6 +48,7 @@ from paymux.providers.base import (
     Protocol,
     ProtocolResult,
     StatusRequest,
+    display_url,
     http_timeout,
     network_failure,
     timeout_problems,
@@ -394,13 +395,13 @@ class CyberplatProtocol(Protocol):
             raw = response.content
         except httpx.HTTPError as exc:
             elapsed = (time.monotonic_ns() - started) // 1_000_000
-            exchanges.append(Exchange(step, _display_url(url), recorded, None, None, elapsed))
+            exchanges.append(Exchange(step, display_url(url), recorded, None, None, elapsed))
             return exc
         elapsed = (time.monotonic_ns() - started) // 1_000_000
         text = raw.decode(ENCODING, errors="replace")
         if len(text) > MAX_RECORDED_TEXT:
             text = text[:MAX_RECORDED_TEXT] + "…"
-        exchanges.append(Exchange(step, _display_url(url), recorded, text, response.status_code, elapsed))
+        exchanges.append(Exchange(step, display_url(url), recorded, text, response.status_code, elapsed))
         return self._read_answer(response, raw, self.session_of(message))
 
     @staticmethod
@@ -541,10 +542,3 @@ class CyberplatProtocol(Protocol):
             # only the check arrived: the pay request never did; it may be sent again (same session)
             return self._described(fields, "not_found", prefix)
         return self._described(fields, "temporary", prefix or f"unknown TRNXSTATUS {state!r}; ")
-
-
-def _display_url(url: str) -> str:
-    parsed = httpx.URL(url)
-    if parsed.userinfo:
-        return str(parsed.copy_with(username=None, password=None))
-    return url

@@ -59,6 +59,7 @@ from paymux.providers.base import (
     Protocol,
     ProtocolResult,
     StatusRequest,
+    display_url,
     http_timeout,
     mask_secrets,
     network_failure,
@@ -207,7 +208,7 @@ class JsonHttpProtocol(Protocol):
             headers["Authorization"] = f"Bearer {self._token}"
         content = orjson.dumps(body)
         recorded_request = self._scrub(orjson.dumps(mask_secrets(body)).decode())
-        recorded_url = self._display_url(url)
+        recorded_url = display_url(url)
         started = time.monotonic_ns()
         try:
             response = await self.http.post(url, content=content, headers=headers, timeout=self._timeout)
@@ -241,13 +242,6 @@ class JsonHttpProtocol(Protocol):
     def _scrub(self, text: str) -> str:
         """Belt and braces: the token never appears in anything recorded."""
         return text.replace(self._token, "***") if self._token else text
-
-    @staticmethod
-    def _display_url(url: str) -> str:
-        parsed = httpx.URL(url)
-        if parsed.userinfo:
-            return str(parsed.copy_with(username=None, password=None))
-        return url
 
     # -- classification --------------------------------------------------------------------------
 
