@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from paymux.catalog.snapshot import CatalogCache, ProviderView
 from paymux.db.engine import create_engine, is_sqlite, session_factory
+from paymux.db.write_turn import WriteTurn
 from paymux.ledger.service import AccountCache
 from paymux.providers.base import Protocol, protocol_class
 from paymux.providers.transport import provider_client
@@ -42,9 +43,9 @@ class Hub:
             **({} if self.sqlite else {"pool_size": 4, "max_overflow": 4}),
         )
         self._write_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
-        # SQLite admits one writer: the writers of this process take turns on an asyncio lock (in
-        # arrival order, released even on cancellation) instead of queueing inside the pool
-        self._write_turn = asyncio.Lock() if self.sqlite else None
+        # SQLite admits one writer: the writers of this process take turns (acceptances first, then
+        # in arrival order; released even on cancellation) instead of queueing inside the pool
+        self._write_turn = WriteTurn() if self.sqlite else None
         self.read_sessions: async_sessionmaker[AsyncSession] = session_factory(
             self.read_engine, readonly=True
         )
@@ -61,13 +62,16 @@ class Hub:
         self.local_worker: Worker | None = None  # takes payments accepted here straight away
 
     @contextlib.asynccontextmanager
-    async def sessions(self) -> AsyncIterator[AsyncSession]:
-        """A session that may write. Never open one while holding another in the same task."""
+    async def sessions(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session that may write. Never open one while holding another in the same task.
+
+        ``urgent``: on SQLite, take the writer's turn before every waiting ordinary writer (for
+        writes a client is waiting on)."""
         if self._write_turn is None:
             async with self._write_sessions() as session:
                 yield session
             return
-        async with self._write_turn, self._write_sessions() as session:
+        async with self._write_turn.turn(urgent), self._write_sessions() as session:
             yield session
 
     @property

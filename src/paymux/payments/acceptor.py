@@ -152,7 +152,7 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
         keys.add(AccountKey("fees_unearned", 0, cur))
         for o in item.plan.options:
             keys.add(provider_account(o.provider.id, o.provider.settlement, cur))
-    async with hub.sessions() as session:
+    async with hub.sessions(urgent=True) as session:
         ids = await hub.accounts.ids(session, sorted(keys))
         conn = await session.connection()
         prepaid = sorted({ids[k] for k in keys if k.kind == "provider_deposit"})
