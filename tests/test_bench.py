@@ -270,6 +270,8 @@ def _check_section(s: dict[str, Any], levels: tuple[int, ...] = (1, 16)) -> None
             assert lv[key] > 0, (c, key)
         assert lv["p50_ms"] <= lv["p95_ms"] <= lv["p99_ms"] <= lv["max_ms"]
         assert lv["completed_per_s"] <= lv["accepted_per_s"] * 1.05
+        assert set(lv["hub_rss_mb_at"]) == {"10%", "50%", "100%"}
+        assert all(0 < mb <= lv["hub_rss_peak_mb"] for mb in lv["hub_rss_mb_at"].values())
     assert s["accepted_per_s"] == s["levels"]["16"]["accepted_per_s"]
     assert s["p99_ms"] == s["levels"]["16"]["p99_ms"]
 

@@ -277,12 +277,17 @@ class PgPoller(Poller):
 # --- the run -----------------------------------------------------------------------------------------------
 
 
+LONG_LEVEL = 100_000  # payments in a level from which the report shows memory across the level
+
+
 class RssSampler:
-    """The largest sum of VmRSS of some processes, sampled every 100 ms while running."""
+    """The largest sum of VmRSS of some processes, sampled every 100 ms while running, and a
+    timeline of it (one sample a second) to show whether memory grows over a long level."""
 
     def __init__(self, watched: Sequence[procs.Proc]) -> None:
         self.watched = list(watched)
         self.peak_kb = 0
+        self.timeline: list[int] = []  # kB, one a second
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> int:
@@ -291,9 +296,18 @@ class RssSampler:
         return kb
 
     async def _run(self) -> None:
+        n = 0
         while True:
-            self.sample()
+            kb = self.sample()
+            if n % 10 == 0:
+                self.timeline.append(kb)
+            n += 1
             await asyncio.sleep(0.1)
+
+    def at(self) -> dict[str, float]:
+        """RSS (MB) at 10 %, 50 % and 100 % of the sampled time."""
+        t = self.timeline or [self.peak_kb]
+        return {f"{q}%": round(t[min(len(t) - 1, len(t) * q // 100)] / MB, 1) for q in (10, 50, 100)}
 
     def __enter__(self) -> RssSampler:
         self.sample()
@@ -738,6 +752,7 @@ class Bench:
             "hub_cpu_accept_s": round(cpu_accept, 3),
             "hub_cpu_ms_per_payment": round(1000 * cpu / max(1, lg["ok"]), 3),
             "hub_rss_peak_mb": round(rss.peak_kb / MB, 1),
+            "hub_rss_mb_at": rss.at(),
             "db_connections_peak": conns.peak,
             "emulators_cpu_s": round(emu, 3),
             "loadgen_cpu_s": lg["client_cpu_s"],
@@ -861,6 +876,14 @@ def table(results: dict[str, Any]) -> str:
         )
         for ln in s["hub_log_errors"][:6]:
             out.append(f"    {ln}")
+        for c, lv in s["levels"].items():
+            if lv["payments"] >= LONG_LEVEL:  # a long run: does memory grow with the payments?
+                at = lv["hub_rss_mb_at"]
+                out.append(
+                    f"  memory across {lv['payments']:,} payments at concurrency {c}: RSS"
+                    f" {at['10%']:.0f} MB at 10 % of the run, {at['50%']:.0f} MB at 50 %,"
+                    f" {at['100%']:.0f} MB at the end"
+                )
         for c, lv in s["levels"].items():
             for sample in lv["error_samples"][:2]:
                 out.append(f"    concurrency {c}: {sample[:200]}")

@@ -8,6 +8,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from paymux.db.sqlite_inline import InlineConnection, inline_creator
+
 READONLY = "paymux_readonly"
 
 
@@ -22,8 +24,9 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
     a busy timeout, and ``BEGIN IMMEDIATE`` for every writing transaction so that writers queue
     on the database lock instead of failing on a lock upgrade. A writing engine keeps one connection
     and ``Hub.sessions`` lets the process's writers take turns on it (SQLite admits one writer at
-    a time anyway) instead of polling the lock. A ``readonly`` engine has several connections that
-    read beside the writer (WAL) with deferred transactions.
+    a time anyway) instead of polling the lock; its statements run on the event loop's thread
+    (:mod:`paymux.db.sqlite_inline`). A ``readonly`` engine has several connections (aiosqlite
+    threads) that read beside the writer (WAL) with deferred transactions.
     """
     if is_sqlite(url):
         if readonly:
@@ -32,16 +35,22 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
         else:
             kwargs.setdefault("pool_size", 1)
             kwargs.setdefault("max_overflow", 1)  # a spare for when a connection is discarded
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                kwargs.setdefault("async_creator", inline_creator(path))
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            inline = isinstance(dbapi_conn.driver_connection, InlineConnection)
+            if not inline:
+                dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            if not inline:  # the inline writer waits for other processes' locks without blocking
+                cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")

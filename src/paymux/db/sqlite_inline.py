@@ -1,0 +1,190 @@
+"""SQLite's writer connection run on the event loop's own thread.
+
+aiosqlite runs every call (cursor, execute, fetch, close) in a thread of its own and hands the
+result back through the event loop: about four round trips through a busy loop per statement, a
+few dozen per group-commit batch, and each waits its turn among the loop's other callbacks. The one
+writer connection of a process instead runs its statements directly on the loop's thread: a write
+statement takes microseconds, and the batches of the group committers then take as long as SQLite
+needs, not as long as the loop needs to come round.
+
+What could block the loop for long is handled here:
+
+* the database lock held by another process (a ``paymux worker``, a CLI command): the connection's
+  busy timeout is 0 and a ``BEGIN`` that finds the database locked is retried with ``asyncio.sleep``
+  (growing pauses, up to ``lock_timeout`` seconds), so the loop keeps serving meanwhile;
+* WAL checkpoints: the writer does not checkpoint at commit (``wal_autocheckpoint=0``); after every
+  ``checkpoint_every`` commits a passive checkpoint runs in a thread on a connection of its own.
+
+Readers stay on aiosqlite (threads): a long back-office query must not hold up the loop.
+
+The classes implement the small async connection/cursor surface that SQLAlchemy's aiosqlite
+dialect uses, and are plugged in with ``create_async_engine(..., async_creator=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+log = logging.getLogger("paymux.sqlite")
+
+CHECKPOINT_EVERY = 200  # commits between passive WAL checkpoints (in a thread)
+
+
+class InlineCursor:
+    def __init__(self, owner: InlineConnection) -> None:
+        self._owner = owner
+        self._cursor = owner.raw.cursor()
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(
+        self, sql: str, parameters: Sequence[Any] | dict[str, Any] | None = None
+    ) -> InlineCursor:
+        args = () if parameters is None else parameters
+        if sql.lstrip()[:5].upper() != "BEGIN":
+            self._cursor.execute(sql, args)
+            return self
+        await self._owner.begin(self._cursor, sql, args)
+        return self
+
+    async def executemany(self, sql: str, seq: Iterable[Sequence[Any] | dict[str, Any]]) -> InlineCursor:
+        self._cursor.executemany(sql, seq)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(size) if size is not None else self._cursor.fetchmany()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    async def nextset(self) -> None:
+        return None
+
+    async def setinputsizes(self, *sizes: Any) -> None:
+        return None
+
+
+class InlineConnection:
+    """An sqlite3 connection with the async surface SQLAlchemy's aiosqlite dialect expects."""
+
+    def __init__(self, raw: sqlite3.Connection, path: str, lock_timeout: float) -> None:
+        self.raw = raw
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._commits = 0
+        self._checkpointing: asyncio.Future[None] | None = None
+
+    # aiosqlite's attribute for the underlying connection (the dialect tests it before commit/rollback)
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        return self.raw
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self)
+
+    async def begin(self, cursor: sqlite3.Cursor, sql: str, args: Any) -> None:
+        """BEGIN, waiting for another process's write lock without blocking the loop."""
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.001
+        while True:
+            try:
+                cursor.execute(sql, args)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def commit(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.commit()
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint_soon()
+
+    async def rollback(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.rollback()
+
+    async def close(self) -> None:
+        if self._checkpointing is not None:
+            try:
+                await self._checkpointing
+            except Exception:  # a failed checkpoint must not fail closing
+                log.warning("WAL checkpoint failed", exc_info=True)
+        self.raw.close()
+
+    def stop(self) -> None:
+        self.raw.close()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self.raw.create_function(*args, **kwargs)
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._checkpointing = loop.run_in_executor(None, _checkpoint, self.path)
+
+
+def _checkpoint(path: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
+
+
+def inline_creator(path: str, lock_timeout: float = 30.0) -> Any:
+    """An ``async_creator`` for ``create_async_engine``: writer connections on the loop's thread."""
+
+    async def connect() -> InlineConnection:
+        raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+        raw.execute("PRAGMA wal_autocheckpoint=0")
+        return InlineConnection(raw, path, lock_timeout)
+
+    return connect
