@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from paymux import event_loop
 from paymux.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -101,7 +102,10 @@ def serve(
         upgrade(settings.database_url)
     from paymux.server import serve_hub
 
-    asyncio.run(serve_hub(settings, host or settings.host, port or settings.port, run_workers=workers))
+    event_loop.run(
+        serve_hub(settings, host or settings.host, port or settings.port, run_workers=workers),
+        settings.event_loop,
+    )
 
 
 @app.command()
@@ -130,7 +134,7 @@ def worker(
         finally:
             await hub.close()
 
-    asyncio.run(main())
+    event_loop.run(main(), settings.event_loop)
 
 
 def in_session(work: Callable[[AsyncSession], Awaitable[T]], *, commit: bool = False) -> T:
@@ -245,7 +249,7 @@ def demo(
 
     settings = get_settings()
     _logging(settings) if not (payments or seed_only) else None
-    code = asyncio.run(
+    code = event_loop.run(
         run_demo(
             settings,
             payments=payments,
@@ -254,7 +258,8 @@ def demo(
             host=host,
             port=port,
             concurrency=concurrency,
-        )
+        ),
+        settings.event_loop,
     )
     raise typer.Exit(code)
 

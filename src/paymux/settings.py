@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto", description="event loop of serve, worker and demo: uvloop when installed (auto)"
+    )
 
     # Background processing
     workers: int = Field(default=64, description="payments processed concurrently per worker process")

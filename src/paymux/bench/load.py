@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from paymux import event_loop
+
 MAX_ERROR_SAMPLES = 5
 KEYS_ENV = "PAYMUX_BENCH_KEYS"
 
@@ -351,12 +353,7 @@ def _cpu() -> float:
 
 
 def _run(coro_factory: Callable[[], Any]) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(coro_factory())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro_factory())
+    return event_loop.run(coro_factory())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,29 @@
+"""The event loop of the long-running commands (``serve``, ``worker``, ``demo``): uvloop when it is
+installed (it comes with ``uvicorn[standard]``), else asyncio's own. ``PAYMUX_EVENT_LOOP`` chooses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``uvloop.new_event_loop`` for ``auto`` (when installed) and ``uvloop``; None for asyncio's."""
+    if kind == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise RuntimeError("PAYMUX_EVENT_LOOP=uvloop, but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T], kind: str = "auto") -> T:
+    """Run ``main`` to completion in a new loop of ``kind`` (like ``asyncio.run``)."""
+    with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
+        return runner.run(main)
