@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from paymux.providers.transport import provider_client
+from paymux.providers.transport import ProviderClient, post_bytes, provider_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -25,6 +25,19 @@ async def raw_server(handler: Handler) -> AsyncIterator[str]:
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"http://127.0.0.1:{port}"
+
+
+async def send(http: ProviderClient, way: str, url: str) -> int:
+    """POST a small JSON body the protocols' way: through httpx's API, or the fast path."""
+    if way == "httpx":
+        return (await http.post(url, json={"txn": 1})).status_code
+    status, _ = await post_bytes(
+        http, url, b'{"txn":1}', {"Content-Type": "application/json"}, httpx.Timeout(http.timeout.read)
+    )
+    return status
+
+
+WAYS = pytest.mark.parametrize("way", ["httpx", "fast"])
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -66,28 +79,58 @@ async def test_request_and_answer_pass_through_unchanged() -> None:
     assert head.lower().count(b"content-type:") == 1 and b"application/json" in head
 
 
-async def test_nothing_listening_is_a_connect_error() -> None:
+async def test_the_fast_path_sends_the_same_request_and_decodes_the_answer() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                break
+            body = gzip.compress(b'{"ok": true}') if len(seen) == 1 else b'{"plain": 1}'
+            coding = b"Content-Encoding: gzip\r\n" if len(seen) == 1 else b""
+            writer.write(b"HTTP/1.1 201 Created\r\n" + coding + b"Content-Length: " + str(len(body)).encode())
+            writer.write(b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer s"}
+    async with raw_server(handler) as url, provider_client() as http:
+        first = await post_bytes(http, f"{url}/pay", b'{"n":0}', headers, httpx.Timeout(5))
+        second = await post_bytes(http, f"{url}/pay", b'{"n":1}', headers, httpx.Timeout(5))
+    assert first == (201, b'{"ok": true}') and second == (201, b'{"plain": 1}')
+    head, body = seen[0]
+    assert head.startswith(b"POST /pay HTTP/1.1\r\n") and body == b'{"n":0}'
+    assert head.lower().count(b"content-type:") == 1 and b"authorization: bearer s" in head.lower()
+    assert b"accept-encoding" not in head.lower() and b"user-agent" not in head.lower()
+
+
+@WAYS
+async def test_nothing_listening_is_a_connect_error(way: str) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
     async with provider_client() as http:
         with pytest.raises(httpx.ConnectError):
-            await http.post(f"http://127.0.0.1:{port}/pay", json={})
+            await send(http, way, f"http://127.0.0.1:{port}/pay")
 
 
-async def test_a_connection_dropped_after_the_request_is_not_a_connect_error() -> None:
+@WAYS
+async def test_a_connection_dropped_after_the_request_is_not_a_connect_error(way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)  # the provider got the payment ... and the answer is lost
         writer.close()
 
     async with raw_server(handler) as url, provider_client() as http:
         with pytest.raises(httpx.TransportError) as caught:
-            await http.post(f"{url}/pay", json={"txn": 1})
+            await send(http, way, f"{url}/pay")
     assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-async def test_a_half_sent_answer_is_a_read_error() -> None:
+@WAYS
+async def test_a_half_sent_answer_is_a_read_error(way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"resu')
@@ -96,10 +139,11 @@ async def test_a_half_sent_answer_is_a_read_error() -> None:
 
     async with raw_server(handler) as url, provider_client() as http:
         with pytest.raises(httpx.ReadError):
-            await http.post(f"{url}/pay", json={})
+            await send(http, way, f"{url}/pay")
 
 
-async def test_a_slow_answer_is_a_read_timeout() -> None:
+@WAYS
+async def test_a_slow_answer_is_a_read_timeout(way: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         await asyncio.sleep(2)
@@ -107,10 +151,11 @@ async def test_a_slow_answer_is_a_read_timeout() -> None:
 
     async with raw_server(handler) as url, provider_client(timeout=httpx.Timeout(0.3)) as http:
         with pytest.raises(httpx.ReadTimeout):
-            await http.post(f"{url}/pay", json={})
+            await send(http, way, f"{url}/pay")
 
 
-async def test_cookies_set_by_a_provider_are_not_sent_back() -> None:
+@WAYS
+async def test_cookies_set_by_a_provider_are_not_sent_back(way: str) -> None:
     heads: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -125,6 +170,6 @@ async def test_cookies_set_by_a_provider_are_not_sent_back() -> None:
         writer.close()
 
     async with raw_server(handler) as url, provider_client() as http:
-        await http.post(f"{url}/pay", json={})
-        await http.post(f"{url}/pay", json={})
+        await send(http, way, f"{url}/pay")
+        await send(http, way, f"{url}/pay")
     assert len(heads) == 2 and b"sid=abc" not in heads[1].lower()

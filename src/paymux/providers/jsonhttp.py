@@ -65,6 +65,7 @@ from paymux.providers.base import (
     network_failure,
     timeout_problems,
 )
+from paymux.providers.transport import post_bytes
 
 Step = Literal["check", "pay", "status"]
 
@@ -211,14 +212,13 @@ class JsonHttpProtocol(Protocol):
         recorded_url = display_url(url)
         started = time.monotonic_ns()
         try:
-            response = await self.http.post(url, content=content, headers=headers, timeout=self._timeout)
-            text = response.text
+            status, raw = await post_bytes(self.http, url, content, headers, self._timeout)
         except httpx.HTTPError as exc:
             elapsed = (time.monotonic_ns() - started) // 1_000_000
             exchanges.append(Exchange(step, recorded_url, recorded_request, None, None, elapsed))
             return self._network_failure(step, exc, exchanges)
         elapsed = (time.monotonic_ns() - started) // 1_000_000
-        answer = _Answer(response.status_code, text)
+        answer = _Answer(status, raw.decode("utf-8", errors="replace"))
         exchanges.append(
             Exchange(
                 step, recorded_url, recorded_request, self._record_answer(answer), answer.status_code, elapsed

@@ -14,8 +14,11 @@ read-side error, which protocols classify as "the answer was lost".
 
 from __future__ import annotations
 
+import functools
+import gzip
 import http.cookiejar
 import ssl
+import zlib
 from typing import Any
 
 import aiohttp
@@ -24,10 +27,52 @@ import httpx
 
 def _timeouts(request: httpx.Request) -> aiohttp.ClientTimeout:
     t: dict[str, Any] = request.extensions.get("timeout", {})
-    connect = t.get("connect")
-    pool = t.get("pool")
+    return _client_timeout(t.get("connect"), t.get("read"), t.get("pool"))
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None, pool: float | None) -> aiohttp.ClientTimeout:
     acquire = None if connect is None and pool is None else (connect or 0) + (pool or 0)
-    return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=t.get("read"))
+    return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: Any,
+    body: bytes | None,
+    timeouts: aiohttp.ClientTimeout,
+    request: httpx.Request | None,
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    """One request through aiohttp; its failures mapped to httpx's (see the module's docstring)."""
+    try:
+        response = await session.request(
+            method,
+            url,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+            timeout=timeouts,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        )
+    except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS, TLS handshake
+        raise httpx.ConnectError(str(e) or type(e).__name__, request=request) from e
+    except aiohttp.ConnectionTimeoutError as e:  # no connection within the connect timeout
+        raise httpx.ConnectTimeout(str(e) or "connect timeout", request=request) from e
+    except (TimeoutError, aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as e:
+        raise httpx.ReadTimeout(str(e) or "read timeout", request=request) from e
+    except aiohttp.ClientError as e:  # sent (perhaps in part) and then something broke
+        raise httpx.ReadError(str(e) or type(e).__name__, request=request) from e
+    try:
+        raw = await response.read()
+    except (TimeoutError, aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as e:
+        raise httpx.ReadTimeout(str(e) or "read timeout", request=request) from e
+    except aiohttp.ClientError as e:
+        raise httpx.ReadError(str(e) or type(e).__name__, request=request) from e
+    finally:
+        response.release()
+    return response, raw
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -51,33 +96,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
-        session = self._client()
-        try:
-            response = await session.request(
-                request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
-                data=body or None,
-                allow_redirects=False,
-                timeout=_timeouts(request),
-                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            )
-        except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS, TLS handshake
-            raise httpx.ConnectError(str(e) or type(e).__name__, request=request) from e
-        except aiohttp.ConnectionTimeoutError as e:  # no connection within the connect timeout
-            raise httpx.ConnectTimeout(str(e) or "connect timeout", request=request) from e
-        except (TimeoutError, aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise httpx.ReadTimeout(str(e) or "read timeout", request=request) from e
-        except aiohttp.ClientError as e:  # sent (perhaps in part) and then something broke
-            raise httpx.ReadError(str(e) or type(e).__name__, request=request) from e
-        try:
-            raw = await response.read()
-        except (TimeoutError, aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise httpx.ReadTimeout(str(e) or "read timeout", request=request) from e
-        except aiohttp.ClientError as e:
-            raise httpx.ReadError(str(e) or type(e).__name__, request=request) from e
-        finally:
-            response.release()
+        response, raw = await _send(
+            self._client(),
+            request.method,
+            str(request.url),
+            list(request.headers.multi_items()),
+            body,
+            _timeouts(request),
+            request,
+        )
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
@@ -102,12 +129,61 @@ class _NoCookies(http.cookiejar.CookieJar):
         return None
 
 
+class ProviderClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` the hub gives each provider's protocol, plus :meth:`post_bytes`:
+    the same request straight through aiohttp, without building httpx's request and response
+    objects (a third of the client's CPU per payment on the delivery path)."""
+
+    def __init__(self, timeout: httpx.Timeout | float | None, max_connections: int) -> None:
+        self._aiohttp = AiohttpTransport(max_connections=max_connections)
+        super().__init__(timeout=timeout, transport=self._aiohttp, cookies=_NoCookies())
+
+    async def post_bytes(
+        self, url: str, content: bytes, headers: dict[str, str], timeouts: httpx.Timeout
+    ) -> tuple[int, bytes]:
+        """POST ``content``; the status and body, or httpx's exceptions as the transport maps them."""
+        response, raw = await _send(
+            self._aiohttp._client(),
+            "POST",
+            url,
+            headers,
+            content,
+            _client_timeout(timeouts.connect, timeouts.read, timeouts.pool),
+            None,
+        )
+        return response.status, _decoded(response.headers.get("Content-Encoding"), raw)
+
+
+def _decoded(encoding: str | None, raw: bytes) -> bytes:
+    """The body without its content coding (none is asked for, but a provider may send one)."""
+    coding = (encoding or "identity").strip().lower()
+    try:
+        if coding in ("gzip", "x-gzip"):
+            return gzip.decompress(raw)
+        if coding == "deflate":
+            try:
+                return zlib.decompress(raw)
+            except zlib.error:
+                return zlib.decompress(raw, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    except (OSError, EOFError, zlib.error) as e:
+        raise httpx.DecodingError(f"cannot decode a {coding} answer: {e}") from e
+    if coding != "identity":
+        raise httpx.DecodingError(f"unsupported content coding {coding!r}")
+    return raw
+
+
+async def post_bytes(
+    http: httpx.AsyncClient, url: str, content: bytes, headers: dict[str, str], timeouts: httpx.Timeout
+) -> tuple[int, bytes]:
+    """POST through ``http``: the fast path of a :class:`ProviderClient`, else httpx's own."""
+    if isinstance(http, ProviderClient):
+        return await http.post_bytes(url, content, headers, timeouts)
+    response = await http.post(url, content=content, headers=headers, timeout=timeouts)
+    return response.status_code, response.content
+
+
 def provider_client(
     timeout: httpx.Timeout | float | None = 10.0, max_connections: int = 512
-) -> httpx.AsyncClient:
+) -> ProviderClient:
     """An ``httpx.AsyncClient`` as the hub gives one to each provider's protocol."""
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=AiohttpTransport(max_connections=max_connections),
-        cookies=_NoCookies(),
-    )
+    return ProviderClient(timeout, max_connections)
