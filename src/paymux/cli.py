@@ -119,9 +119,11 @@ def worker(
     async def main() -> None:
         from paymux.payments.processing import Worker
         from paymux.runtime import Hub
+        from paymux.server import settle_heap
 
         hub = Hub(settings)
         w = Worker(hub, concurrency)
+        settle_heap()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, w.stop)

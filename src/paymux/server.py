@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -35,11 +36,21 @@ class EmbeddedServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
+def settle_heap() -> None:
+    """Move what a long-running process allocated at start (modules, the app, the ORM's registries)
+    out of the garbage collector's way: a full collection then scans only what was made since, so it
+    takes a few milliseconds instead of about 100 ms, a pause every request in flight would wait out."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve_hub(settings: Settings, host: str, port: int, *, run_workers: bool = True) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     hub = Hub(settings)
     try:
-        await uvicorn.Server(_config(hub, host, port, run_workers, settings.log_level)).serve()
+        config = _config(hub, host, port, run_workers, settings.log_level)
+        settle_heap()
+        await uvicorn.Server(config).serve()
     finally:
         await hub.close()
 
