@@ -149,6 +149,46 @@ async def test_code_by_email_over_a_real_smtp_server(db_url: str, smtp_server: A
         assert (await bo.http.get("/backoffice/account")).status_code == 200
 
 
+async def test_switching_from_an_authenticator_to_email_codes_in_the_account(
+    db_url: str, smtp_server: Any
+) -> None:
+    controller, box = smtp_server
+    async with bo_app(db_url, smtp_host="127.0.0.1", smtp_port=controller.port, smtp_from="bo@x.test") as bo:
+        await bo.user("fin1", "financial_specialist", email="fin1@example.test")
+        assert (await login(bo.http, "fin1")).status_code == 303
+        page = await bo.http.get("/backoffice/account/2fa")  # enrol an authenticator app first
+        assert page.status_code == 200 and "<svg" in page.text
+        secret = re.search(r'id="totp-secret"[^>]*>\s*([A-Z2-7]+)', page.text)
+        assert secret is not None
+        r = await bo.http.post(
+            "/backoffice/account/2fa",
+            data={"csrf_token": form_token(page.text), "method": "totp", "code": _code(secret.group(1))},
+        )
+        assert r.status_code == 303 and "set+up" in r.headers["location"].replace("%20", "+")
+        user = await bo.db_user("fin1")
+        assert user.second_factor == "totp" and user.totp_secret == secret.group(1)
+
+        page = await bo.http.get("/backoffice/account/2fa")
+        r = await bo.http.post(
+            "/backoffice/account/2fa/send", data={"csrf_token": form_token(page.text), "method": "email"}
+        )
+        assert r.status_code == 303
+        for _ in range(50):
+            if box.messages:
+                break
+            await asyncio.sleep(0.05)
+        code = _sent_code(box.messages[0].get_payload())
+        wrong = "000000" if code != "000000" else "111111"
+        for attempt in (wrong, code):
+            r = await bo.http.post(
+                "/backoffice/account/2fa",
+                data={"csrf_token": form_token(page.text), "method": "email", "code": attempt},
+            )
+            assert r.status_code == 303
+        user = await bo.db_user("fin1")
+        assert user.second_factor == "email" and user.totp_secret is None  # the app's secret is gone
+
+
 async def test_code_by_sms_through_a_real_http_gateway(db_url: str) -> None:
     received: list[dict[str, Any]] = []
     gateway = FastAPI()

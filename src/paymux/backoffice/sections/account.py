@@ -11,8 +11,6 @@ from sqlalchemy import select
 
 from paymux import audit
 from paymux.auth import permissions as P
-from paymux.auth import second_factor as sf
-from paymux.auth import totp
 from paymux.auth.passwords import PasswordPolicyError, verify_password
 from paymux.auth.principal import Principal
 from paymux.auth.tokens import issue_token, revoke
@@ -25,7 +23,6 @@ from paymux.backoffice.framework import (
     PageNotFound,
     PrincipalDep,
     Section,
-    bo_settings,
     redirect,
     register,
     render,
@@ -33,7 +30,7 @@ from paymux.backoffice.framework import (
     section_router,
 )
 from paymux.backoffice.i18n import LANGUAGES
-from paymux.backoffice.sections.auth_pages import _send
+from paymux.backoffice.sections.auth_pages import _send, confirm_enrolment, enrolment_page
 from paymux.db.base import utcnow
 
 router = section_router()
@@ -128,23 +125,8 @@ async def account_password(
 
 @router.get("/account/2fa")
 async def account_2fa(request: Request, session: DbDep, me: PrincipalDep) -> Response:
-    user = await _me(session, me)
     row: UserSession = request.state.bo_session
-    if not row.pending_totp_secret:
-        row.pending_totp_secret = totp.new_secret()
-        await session.commit()
-    uri = totp.provisioning_uri(row.pending_totp_secret, user.username, bo_settings(request).totp_issuer)
-    return render(
-        request,
-        "enrol.html",
-        secret=row.pending_totp_secret,
-        qr=totp.qr_svg(uri),
-        error="",
-        email=user.email,
-        phone=user.phone,
-        action=f"{HOME}/2fa",
-        sent=row.otp_hash is not None,
-    )
+    return await enrolment_page(request, session, row, await _me(session, me), f"{HOME}/2fa")
 
 
 @router.post("/account/2fa")
@@ -158,19 +140,9 @@ async def account_2fa_confirm(
     user = await _me(session, me)
     row: UserSession = request.state.bo_session
     before = user_state(user)
-    now = utcnow()
-    if method == "totp":
-        ok = bool(row.pending_totp_secret) and sf.confirm_totp(user, row.pending_totp_secret or "", code, now)
-    elif method in ("email", "sms"):
-        ok = sf.check_sent_code(row, code, bo_settings(request), now)
-        if ok:
-            user.second_factor, user.totp_secret, user.totp_last_step = method, None, None
-    else:
-        ok = False
-    if not ok:
+    if not confirm_enrolment(request, row, user, method, code):
         await session.commit()  # attempts on a sent code are counted
         return redirect(f"{HOME}/2fa", "Wrong or expired code.")
-    row.pending_totp_secret = None
     await audit.record(session, me, "user.second_factor", f"user:{user.username}", before, user_state(user))
     await session.commit()
     return redirect(HOME, "The second factor is set up.")

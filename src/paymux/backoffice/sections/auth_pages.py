@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Form, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
 from paymux.auth import second_factor as sf
@@ -99,6 +100,44 @@ async def _start(
     if outcome.stage != "active":
         set_cookie(response, request, NEXT_COOKIE, next_path)
     return response
+
+
+async def enrolment_page(
+    request: Request, session: AsyncSession, row: UserSession, user: User, action: str
+) -> Response:
+    """The second-factor enrolment form (QR code of a new TOTP secret kept on the session, or a code
+    sent by e-mail or SMS), posting to ``action``: at login, and from the account settings."""
+    if not row.pending_totp_secret:
+        row.pending_totp_secret = totp.new_secret()
+        await session.commit()
+    uri = totp.provisioning_uri(row.pending_totp_secret, user.username, bo_settings(request).totp_issuer)
+    return render(
+        request,
+        "enrol.html",
+        secret=row.pending_totp_secret,
+        qr=totp.qr_svg(uri),
+        error="",
+        email=user.email,
+        phone=user.phone,
+        action=action,
+        sent=row.otp_hash is not None,
+    )
+
+
+def confirm_enrolment(request: Request, row: UserSession, user: User, method: str, code: str) -> bool:
+    """Check the enrolment code; when it is right, ``method`` becomes the user's second factor."""
+    now = utcnow()
+    if method == "totp":
+        ok = bool(row.pending_totp_secret) and sf.confirm_totp(user, row.pending_totp_secret or "", code, now)
+    elif method in ("email", "sms"):
+        ok = sf.check_sent_code(row, code, bo_settings(request), now)
+        if ok:  # a sent code replaces an authenticator app
+            user.second_factor, user.totp_secret, user.totp_last_step = method, None, None
+    else:
+        ok = False
+    if ok:
+        row.pending_totp_secret = None
+    return ok
 
 
 async def _send(request: Request, row: UserSession, user: User, kind: str) -> str:
@@ -278,21 +317,7 @@ async def enrol_page(request: Request, session: DbDep, current: OpenSessionDep) 
     if pending is None:
         return _where(current)
     row, user = pending
-    if not row.pending_totp_secret:
-        row.pending_totp_secret = totp.new_secret()
-        await session.commit()
-    uri = totp.provisioning_uri(row.pending_totp_secret, user.username, bo_settings(request).totp_issuer)
-    return render(
-        request,
-        "enrol.html",
-        secret=row.pending_totp_secret,
-        qr=totp.qr_svg(uri),
-        error="",
-        email=user.email,
-        phone=user.phone,
-        action=f"{PREFIX}/2fa/enrol",
-        sent=row.otp_hash is not None,
-    )
+    return await enrolment_page(request, session, row, user, f"{PREFIX}/2fa/enrol")
 
 
 @router.post("/2fa/enrol")
@@ -307,18 +332,8 @@ async def enrol(
     if pending is None:
         return _where(current)
     row, user = pending
-    now = utcnow()
     before = user.second_factor
-    if method == "totp":
-        ok = bool(row.pending_totp_secret) and sf.confirm_totp(user, row.pending_totp_secret or "", code, now)
-    elif method in ("email", "sms"):
-        ok = sf.check_sent_code(row, code, bo_settings(request), now)
-        if ok:
-            user.second_factor = method
-    else:
-        ok = False
-    if ok:
-        row.pending_totp_secret = None
+    if confirm_enrolment(request, row, user, method, code):
         await audit.record(
             session,
             f"user:{user.username}",
