@@ -21,10 +21,11 @@ from paymux.catalog.file import apply_catalog, dump_yaml, export_catalog, load_y
 from paymux.catalog.schemas import AgentIn, ChannelGroupIn, ChannelIn, ProviderIn, ServiceIn, TariffIn
 from paymux.errors import invalid, not_found
 from paymux.gateways.exchanges import for_payment as inbound_exchanges
-from paymux.ledger.models import Account, JournalEntry, Posting
+from paymux.ledger.models import Account
 from paymux.ledger.topups import record_topup
 from paymux.money import MoneyError, format_amount, parse_amount
-from paymux.payments.models import Payment, PaymentAttempt
+from paymux.payments.details import payment_attempts, payment_postings
+from paymux.payments.models import Payment
 from paymux.routing.switch import list_switches, switch_back, switch_provider
 from paymux.runtime import Hub
 from paymux.tariffs import service as tariffs
@@ -575,28 +576,8 @@ async def payment_details(
     if p is None or (scope is not None and p.channel_id not in scope):
         raise not_found(f"payment {payment_id}")
     snap = await hub.catalog.get()
-    attempts = (
-        await session.scalars(
-            select(PaymentAttempt).where(PaymentAttempt.payment_id == p.id).order_by(PaymentAttempt.id)
-        )
-    ).all()
-    postings = (
-        await session.execute(
-            select(
-                JournalEntry.id,
-                JournalEntry.kind,
-                JournalEntry.created_at,
-                Account.kind,
-                Account.owner_id,
-                Posting.amount,
-                Posting.currency,
-            )
-            .join(Posting, Posting.entry_id == JournalEntry.id)
-            .join(Account, Account.id == Posting.account_id)
-            .where(JournalEntry.payment_id == p.id)
-            .order_by(JournalEntry.id, Posting.id)
-        )
-    ).all()
+    attempts = await payment_attempts(session, p.id)
+    postings = await payment_postings(session, p.id)
     return {
         **_payment_dict(snap, p),
         "attempts": [

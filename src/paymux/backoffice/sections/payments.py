@@ -30,9 +30,9 @@ from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import YES_NO, code_choices, codes_by_id, day_filter, money_for, yes_no
 from paymux.catalog.models import Channel, Provider, Service
 from paymux.gateways.exchanges import for_payment as inbound_exchanges
-from paymux.ledger.models import Account, JournalEntry, Posting
 from paymux.money import CURRENCIES, MoneyError, format_amount, parse_amount
-from paymux.payments.models import FINAL_STATUSES, STATUSES, Payment, PaymentAttempt
+from paymux.payments.details import payment_attempts, payment_postings
+from paymux.payments.models import FINAL_STATUSES, STATUSES, Payment
 
 router = section_router()
 register(
@@ -180,28 +180,8 @@ async def payment_detail(request: Request, payment_id: int, session: DbDep, me: 
     if p is None or (scope is not None and p.channel_id not in scope):
         raise PageNotFound()
     codes = await codes_by_id(session)
-    attempts = (
-        await session.scalars(
-            select(PaymentAttempt).where(PaymentAttempt.payment_id == p.id).order_by(PaymentAttempt.id)
-        )
-    ).all()
-    postings = (
-        await session.execute(
-            select(
-                JournalEntry.id,
-                JournalEntry.kind,
-                JournalEntry.created_at,
-                Account.kind,
-                Account.owner_id,
-                Posting.amount,
-                Posting.currency,
-            )
-            .join(Posting, Posting.entry_id == JournalEntry.id)
-            .join(Account, Account.id == Posting.account_id)
-            .where(JournalEntry.payment_id == p.id)
-            .order_by(JournalEntry.id, Posting.id)
-        )
-    ).all()
+    attempts = await payment_attempts(session, p.id)
+    postings = await payment_postings(session, p.id)
 
     def owner(kind: str, owner_id: int) -> str:
         if kind.startswith("provider"):
