@@ -117,3 +117,30 @@ async def test_wal_is_checkpointed_in_a_thread(db_url: str, monkeypatch) -> None
         assert raw.raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # not at commit
     finally:
         await engine.dispose()
+
+
+async def test_the_wal_restarts_instead_of_growing(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Writes wait while a checkpoint runs, so it completes and the next writer restarts the WAL."""
+    path = _sqlite_file(db_url)
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 20)
+
+    def frames_in_wal() -> int:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        finally:
+            conn.close()
+
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s:
+            await s.execute(text("CREATE TABLE IF NOT EXISTS inline_probe (x BLOB)"))
+            await s.commit()
+        for _ in range(400):  # one 4 KiB row (a page at least) per transaction
+            async with session_factory(engine)() as s:
+                await s.execute(text("INSERT INTO inline_probe VALUES (randomblob(4000))"))
+                await s.commit()
+        # measured while the writer is open (closing the last connection checkpoints everything)
+        assert await asyncio.to_thread(frames_in_wal) < 200  # 400 transactions wrote 800 frames or more
+    finally:
+        await engine.dispose()
