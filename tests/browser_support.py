@@ -20,6 +20,7 @@ import uvicorn
 from harness import Env, hub_env
 from paymux.api.app import create_app
 from paymux.backoffice.settings import BackofficeSettings
+from paymux.runtime import Hub
 from paymux.server import EmbeddedServer
 from test_backoffice_support import PASSWORD
 
@@ -65,23 +66,30 @@ async def screenshot(page: Any, name: str) -> Path:
 
 
 @contextlib.asynccontextmanager
+async def serving_backoffice(hub: Hub, *, lifespan: str = "off") -> AsyncIterator[str]:
+    """The app of ``hub`` (back office cookies without ``Secure``: plain HTTP) served over HTTP on
+    loopback for the block; yields its base URL."""
+    app = create_app(hub)
+    app.state.backoffice_settings = BackofficeSettings(cookie_secure=False)
+    server = EmbeddedServer(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def backoffice_server(db_url: str) -> AsyncIterator[tuple[Env, str]]:
     """The hub with emulated providers, and the back office served over HTTP on loopback."""
-    async with hub_env(db_url) as env:
-        app = create_app(env.hub)
-        app.state.backoffice_settings = BackofficeSettings(cookie_secure=False)
-        server = EmbeddedServer(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
-                await asyncio.sleep(0.01)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield env, f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+    async with hub_env(db_url) as env, serving_backoffice(env.hub) as base:
+        yield env, base
 
 
 async def login(page: Any, base: str, username: str) -> None:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 
-import uvicorn
 from sqlalchemy import update
 
-from browser_support import chromium, needs_chromium, screenshot
+from browser_support import chromium, needs_chromium, screenshot, serving_backoffice
 from harness import test_settings as hub_settings
-from paymux.api.app import create_app
 from paymux.auth import totp
 from paymux.auth.user_models import Role
-from paymux.backoffice.settings import BackofficeSettings
 from paymux.runtime import Hub
-from paymux.server import EmbeddedServer
 from test_backoffice_support import PASSWORD, add_user
 
 pytestmark = needs_chromium
@@ -26,18 +21,10 @@ pytestmark = needs_chromium
 @contextlib.asynccontextmanager
 async def serving(db_url: str) -> AsyncIterator[tuple[Hub, str]]:
     hub = Hub(hub_settings(db_url))
-    app = create_app(hub)
-    app.state.backoffice_settings = BackofficeSettings(cookie_secure=False)
-    server = EmbeddedServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield hub, f"http://127.0.0.1:{port}"
+        async with serving_backoffice(hub, lifespan="on") as base:
+            yield hub, base
     finally:
-        server.should_exit = True
-        await task
         await hub.close()
 
 

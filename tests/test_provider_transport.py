@@ -49,8 +49,8 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
-async def test_request_and_answer_pass_through_unchanged() -> None:
-    seen: list[tuple[bytes, bytes]] = []
+def answering(seen: list[tuple[bytes, bytes]], answer: Callable[[int], bytes]) -> Handler:
+    """A keep-alive server handler: records each request and writes ``answer(n)`` to the n-th."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -58,15 +58,24 @@ async def test_request_and_answer_pass_through_unchanged() -> None:
                 seen.append(await read_request(reader))
             except asyncio.IncompleteReadError:
                 break
-            body = gzip.compress(b'{"ok": true}')
-            writer.write(
-                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-                b"X-Twice: a\r\nX-Twice: b\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
+            writer.write(answer(len(seen)))
             await writer.drain()
         writer.close()
 
-    async with raw_server(handler) as url, provider_client() as http:
+    return handler
+
+
+async def test_request_and_answer_pass_through_unchanged() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    def answer(n: int) -> bytes:
+        body = gzip.compress(b'{"ok": true}')
+        return (
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"X-Twice: a\r\nX-Twice: b\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+    async with raw_server(answering(seen, answer)) as url, provider_client() as http:
         for n in range(3):  # one kept-alive connection serves them all
             r = await http.post(f"{url}/pay?x=1", json={"n": n}, headers={"Authorization": "Bearer s"})
             assert r.status_code == 201 and r.json() == {"ok": True}
@@ -82,21 +91,13 @@ async def test_request_and_answer_pass_through_unchanged() -> None:
 async def test_the_fast_path_sends_the_same_request_and_decodes_the_answer() -> None:
     seen: list[tuple[bytes, bytes]] = []
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                seen.append(await read_request(reader))
-            except asyncio.IncompleteReadError:
-                break
-            body = gzip.compress(b'{"ok": true}') if len(seen) == 1 else b'{"plain": 1}'
-            coding = b"Content-Encoding: gzip\r\n" if len(seen) == 1 else b""
-            writer.write(b"HTTP/1.1 201 Created\r\n" + coding + b"Content-Length: " + str(len(body)).encode())
-            writer.write(b"\r\n\r\n" + body)
-            await writer.drain()
-        writer.close()
+    def answer(n: int) -> bytes:
+        body = gzip.compress(b'{"ok": true}') if n == 1 else b'{"plain": 1}'
+        coding = b"Content-Encoding: gzip\r\n" if n == 1 else b""
+        return b"HTTP/1.1 201 Created\r\n" + coding + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
     headers = {"Content-Type": "application/json", "Authorization": "Bearer s"}
-    async with raw_server(handler) as url, provider_client() as http:
+    async with raw_server(answering(seen, answer)) as url, provider_client() as http:
         first = await post_bytes(http, f"{url}/pay", b'{"n":0}', headers, httpx.Timeout(5))
         second = await post_bytes(http, f"{url}/pay", b'{"n":1}', headers, httpx.Timeout(5))
     assert first == (201, b'{"ok": true}') and second == (201, b'{"plain": 1}')
