@@ -36,12 +36,18 @@ class EmbeddedServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+
+
 def settle_heap() -> None:
     """Move what a long-running process allocated at start (modules, the app, the ORM's registries)
     out of the garbage collector's way: a full collection then scans only what was made since, so it
-    takes a few milliseconds instead of about 100 ms, a pause every request in flight would wait out."""
+    takes a few milliseconds instead of about 100 ms, a pause every request in flight would wait out.
+    Young objects are collected every 20,000 allocations instead of 700: less collector work per
+    payment, for a little more garbage held between collections."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 async def serve_hub(settings: Settings, host: str, port: int, *, run_workers: bool = True) -> None:
