@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -52,7 +51,6 @@ class Hub:
         self.catalog = CatalogCache(self.read_sessions, self.settings.catalog_cache_seconds)
         self.accounts = AccountCache(self.read_sessions)
         self.breakers = BreakerBoard()
-        self.wakeup = asyncio.Event()  # set when new work is accepted in this process
         self._http: httpx.AsyncClient | None = None
         self._provider_http: dict[int, httpx.AsyncClient] = {}
         self._protocols: dict[int, tuple[str, Protocol]] = {}
@@ -120,6 +118,11 @@ class Hub:
 
             self._recorder = Recorder(self)
         return self._recorder
+
+    def work_due(self) -> None:
+        """Payments became due in this process's database: the local worker claims soon."""
+        if self.local_worker is not None:
+            self.local_worker.claim_soon()
 
     def catalog_changed(self) -> None:
         self.catalog.invalidate()

@@ -73,6 +73,15 @@ async def register_failure(
         )
 
 
+async def _login_refused(
+    session: AsyncSession, actor: str, target: str, method: str, reason: str, ip: str, outcome: str = "failed"
+) -> None:
+    """Audit a login attempt that did not get in (the caller answers it)."""
+    await audit.record(
+        session, actor, "login", target, None, {"method": method, "reason": reason}, outcome=outcome, ip=ip
+    )
+
+
 def is_locked(user: User, now: dt.datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
@@ -91,41 +100,14 @@ async def password_login(
     good = verify_password(user.password_hash if user is not None else None, password)
     target = f"user:{username.strip()[:100]}"
     if user is None:
-        await audit.record(
-            session,
-            _actor(username),
-            "login",
-            target,
-            None,
-            {"method": "password", "reason": "unknown user"},
-            outcome="failed",
-            ip=ip,
-        )
+        await _login_refused(session, _actor(username), target, "password", "unknown user", ip)
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     if is_locked(user, now):
-        await audit.record(
-            session,
-            _actor(user.username),
-            "login",
-            target,
-            None,
-            {"method": "password", "reason": "locked"},
-            outcome="failed",
-            ip=ip,
-        )
+        await _login_refused(session, _actor(user.username), target, "password", "locked", ip)
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     if not good:
         await register_failure(session, user, settings, now, ip)
-        await audit.record(
-            session,
-            _actor(user.username),
-            "login",
-            target,
-            None,
-            {"method": "password", "reason": "wrong password"},
-            outcome="failed",
-            ip=ip,
-        )
+        await _login_refused(session, _actor(user.username), target, "password", "wrong password", ip)
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -138,27 +120,13 @@ async def certificate_login(
     """Log in the user mapped to a client-certificate identity vouched for by the trusted proxy."""
     user = await session.scalar(select(User).where(User.cert_subject == identity))
     if user is None:
-        await audit.record(
-            session,
-            "anonymous",
-            "login",
-            f"cert:{identity[:200]}",
-            None,
-            {"method": "certificate", "reason": "unknown certificate"},
-            outcome="failed",
-            ip=ip,
+        await _login_refused(
+            session, "anonymous", f"cert:{identity[:200]}", "certificate", "unknown certificate", ip
         )
         return LoginOutcome(False, error="This certificate is not linked to a user.")
     if is_locked(user, now):
-        await audit.record(
-            session,
-            _actor(user.username),
-            "login",
-            f"user:{user.username}",
-            None,
-            {"method": "certificate", "reason": "locked"},
-            outcome="failed",
-            ip=ip,
+        await _login_refused(
+            session, _actor(user.username), f"user:{user.username}", "certificate", "locked", ip
         )
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     return await _admitted(session, user, "certificate", ip=ip, now=now)
@@ -170,28 +138,18 @@ async def _admitted(
     """Credentials are good: check the account and the access rules, say which step comes next."""
     target = f"user:{user.username}"
     if not user.enabled:
-        await audit.record(
-            session,
-            _actor(user.username),
-            "login",
-            target,
-            None,
-            {"method": method, "reason": "disabled"},
-            outcome="failed",
-            ip=ip,
-        )
+        await _login_refused(session, _actor(user.username), target, method, "disabled", ip)
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     refusal = await access_refusal(session, user, ip, now)
     if refusal is not None:
-        await audit.record(
+        await _login_refused(
             session,
             _actor(user.username),
-            "login",
             target,
-            None,
-            {"method": method, "reason": f"outside allowed {refusal}"},
+            method,
+            f"outside allowed {refusal}",
+            ip,
             outcome="refused",
-            ip=ip,
         )
         return LoginOutcome(False, user=user, error=NOT_ALLOWED_NOW)
     user.failed_logins = 0

@@ -208,9 +208,7 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
     if worker is not None and slots:
         worker.hand_over((r for r in inserted.values() if r.lease_owner == worker.lease), reserved=slots)
     if len(rows) > slots:  # due now, for whichever worker claims first
-        if worker is not None:
-            worker.claim_soon()
-        hub.wakeup.set()
+        hub.work_due()
     for k, new in inserted.items():
         out[id(chosen[k][0])] = Accepted(new)
     for item in batch:

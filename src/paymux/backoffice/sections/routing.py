@@ -233,7 +233,7 @@ async def switch_do(
         )
     await session.commit()
     hub.catalog_changed()
-    hub.wakeup.set()
+    hub.work_due()  # queued payments are moved off the provider when next taken
     return redirect("/backoffice/routing", result.message if not result.changed else "The switch was made.")
 
 
