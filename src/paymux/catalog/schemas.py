@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from paymux.catalog.fields import Amount, Code, Currency
+from paymux.catalog.fields import StrictIn as _In
 from paymux.gateways.schemas import GatewayIn
 from paymux.money import MoneyError, check_currency, parse_amount
 from paymux.tariffs.calc import TariffError, parse_rule
@@ -53,7 +53,6 @@ SigningMode = Literal["none", "hmac", "rsa"]
 Strategy = Literal["priority", "cheapest", "weighted"]
 TariffKind = Literal["remuneration", "fee", "commission"]
 
-_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 _FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _HHMM = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 _HOURS_RE = re.compile(rf"^(?P<start>{_HHMM})-(?P<end>{_HHMM})\Z")
@@ -61,18 +60,6 @@ _MIN_HMAC_SECRET = 16
 
 
 # --- field types ----------------------------------------------------------------------------------------
-
-
-def _code(value: object) -> object:
-    """A code: letters, digits and ``_ . : -``; a YAML integer (``code: 42``) is taken as its digits."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and not _CODE_RE.match(value):
-        raise ValueError(
-            f"code {value!r} must be 1-64 letters, digits or '_', '.', ':', '-', "
-            "starting with a letter or digit"
-        )
-    return value
 
 
 def _provider_code(value: object) -> object:
@@ -84,28 +71,7 @@ def _provider_code(value: object) -> object:
     return value
 
 
-def _amount(value: object) -> object:
-    """A decimal string in major units; an int is accepted, a float never (it is inexact)."""
-    if isinstance(value, float):
-        raise ValueError(f'write amounts as quoted decimal strings such as "{value}" (a float is inexact)')
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-def _currency(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            check_currency(value)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
-Code = Annotated[str, BeforeValidator(_code)]
 ProviderServiceCode = Annotated[str, BeforeValidator(_provider_code)]
-Amount = Annotated[str, BeforeValidator(_amount)]
-Currency = Annotated[str, BeforeValidator(_currency)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -130,23 +96,6 @@ def _check_range(low: str | None, high: str | None, currency: str, prefix: str) 
     hi = _check_amount(high, currency, prefix + "max_amount", allow_zero=False)
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"{prefix}min_amount {low} is greater than {prefix}max_amount {high}")
-
-
-class _In(BaseModel):
-    """Base of the catalog models: unknown keys are an error that names the allowed ones."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = [key for key in data if key not in cls.model_fields]
-            if unknown:
-                names = ", ".join(repr(k) for k in unknown)
-                allowed = ", ".join(cls.model_fields)
-                raise ValueError(f"unknown field {names} (allowed: {allowed})")
-        return data
 
 
 # --- providers --------------------------------------------------------------------------------------------

@@ -1,17 +1,19 @@
 """Inbound gateways in their user-facing form (the catalog file's ``gateways:`` and the admin API).
 
-Standalone on purpose: ``paymux.catalog.schemas`` embeds :class:`GatewayIn` in the catalog file,
-so this module must not import it back.
+``paymux.catalog.schemas`` embeds :class:`GatewayIn` in the catalog file, so this module takes the
+shared field types from ``paymux.catalog.fields``, never from ``catalog.schemas``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from paymux.catalog.fields import Amount, Code
+from paymux.catalog.fields import StrictIn as _In
 from paymux.money import MoneyError, check_currency, parse_amount
 
 __all__ = [
@@ -23,7 +25,6 @@ __all__ = [
     "GatewayIn",
 ]
 
-_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 _PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 _MIN_PASSWORD = 8
@@ -32,46 +33,6 @@ _MIN_PASSWORD = 8
 RESERVED_PARAMS = frozenset({"command", "txn_id", "txn_date", "account", "sum", "ccy", "login", "password"})
 # written in place of a stored password hash (admin API listing); sent back, it keeps the stored one
 KEEP_PASSWORD = "***"
-
-
-def _code(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and not _CODE_RE.match(value):
-        raise ValueError(
-            f"code {value!r} must be 1-64 letters, digits or '_', '.', ':', '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
-def _amount(value: object) -> object:
-    if isinstance(value, float):
-        raise ValueError(f'write amounts as quoted decimal strings such as "{value}" (a float is inexact)')
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-Code = Annotated[str, BeforeValidator(_code)]
-Amount = Annotated[str, BeforeValidator(_amount)]
-
-
-class _In(BaseModel):
-    """Unknown keys are an error that names the allowed ones (as in the rest of the catalog)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = [key for key in data if key not in cls.model_fields]
-            if unknown:
-                names = ", ".join(repr(k) for k in unknown)
-                allowed = ", ".join(cls.model_fields)
-                raise ValueError(f"unknown field {names} (allowed: {allowed})")
-        return data
 
 
 class AmountRangeIn(_In):

@@ -9,6 +9,7 @@ lease ran out) in one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQ
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import datetime as dt
@@ -75,7 +76,7 @@ async def claim_due(
     return ids
 
 
-class PollingWorker:
+class PollingWorker(abc.ABC):
     """A worker of one job table: ``run_once`` does one round, ``run`` loops until ``stop``.
 
     A round schedules new jobs when it is time (every ``schedule_seconds``, or always when ``now`` is
@@ -114,13 +115,13 @@ class PollingWorker:
     def stop(self) -> None:
         self._stop.set()
 
+    @abc.abstractmethod
     async def schedule(self, now: dt.datetime | None = None) -> Any:
         """Create the jobs that are due (committed)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def run_job(self, job_id: int, now: dt.datetime | None) -> str:
         """Run one claimed job; returns the status it ends in."""
-        raise NotImplementedError
 
     async def run_jobs(self, ids: list[int], now: dt.datetime | None) -> dict[int, str]:
         """Run the claimed jobs concurrently; one that raises is logged and ends as ``error``."""
