@@ -12,6 +12,7 @@ What could block the loop for long is handled here:
 * the database lock held by another process (a ``paymux worker``, a CLI command): the connection's
   busy timeout is 0 and a ``BEGIN`` that finds the database locked is retried with ``asyncio.sleep``
   (growing pauses, up to ``lock_timeout`` seconds), so the loop keeps serving meanwhile;
+* commits: the fsync of a commit runs in a thread of its own (the writer is not used meanwhile);
 * WAL checkpoints: the writer does not checkpoint at commit (``wal_autocheckpoint=0``); after every
   :data:`CHECKPOINT_EVERY` commits a passive checkpoint runs in a thread on a connection of its own,
   and the writer's next ``BEGIN`` waits for it (with ``await``: the loop keeps serving). Writing
@@ -29,10 +30,11 @@ dialect uses, and are plugged in with ``create_async_engine(..., async_creator=.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 log = logging.getLogger("paymux.sqlite")
@@ -150,7 +152,7 @@ class InlineConnection:
 
     async def commit(self) -> None:
         if self.raw.in_transaction:
-            self.raw.commit()
+            await _off_the_loop(self.raw.commit)
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._checkpoint_soon()
@@ -181,6 +183,26 @@ class InlineConnection:
         loop = asyncio.get_running_loop()
         self._checkpointing = loop.run_in_executor(None, _checkpoint, self.path)
         self._checkpointing.add_done_callback(_log_failure)
+
+
+# Commits wait for fsync (synchronous=FULL): a quarter of a millisecond or more that the loop spends
+# serving others meanwhile. One thread, so commits stay in order.
+_COMMITS = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paymux-sqlite-commit")
+
+
+async def _off_the_loop(fn: Callable[[], None]) -> None:
+    """Run ``fn`` in the commit thread and wait for it to end, even when cancelled meanwhile: the
+    connection must not be used again while the thread still holds it."""
+    done = asyncio.get_running_loop().run_in_executor(_COMMITS, fn)
+    cancelled = False
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            cancelled = True
+    done.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _log_failure(done: asyncio.Future[None]) -> None:

@@ -15,21 +15,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.db import direct
 from paymux.ledger.models import Account, JournalEntry, Posting
 from paymux.ledger.service import AccountCache, Line, balanced_lines
 
 _entries = cast(Table, JournalEntry.__table__)
 _postings = cast(Table, Posting.__table__)
 _accounts = cast(Table, Account.__table__)
-_INSERT_ENTRIES = insert(_entries).returning(_entries.c.id, sort_by_parameter_order=True)
-_ADD_TO_BALANCE = (
-    update(_accounts)
-    .where(_accounts.c.id == bindparam("aid"))
-    .values(balance=_accounts.c.balance + bindparam("delta"), updated_at=bindparam("now"))
-)
+_ADD_SQLITE = "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE id = ?"
+_ADD_PG = "UPDATE accounts SET balance = balance + $1, updated_at = $2 WHERE id = $3"
 
 
 @dataclass(slots=True)
@@ -66,14 +63,19 @@ class JournalBatch:
             return []
         ids = await accounts.ids(session, {ln.key for e in self._entries for ln in e.lines})
         conn = await session.connection()
-        result = await conn.execute(
-            _INSERT_ENTRIES,
-            [
-                {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
-                for e in self._entries
-            ],
-        )
-        entry_ids = [int(r[0]) for r in result.all()]
+        entry_ids = [
+            int(r[0])
+            for r in await direct.insert(
+                conn,
+                _entries,
+                [
+                    {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
+                    for e in self._entries
+                ],
+                returning=("id",),
+                ordered=True,
+            )
+        ]
         postings: list[dict[str, Any]] = []
         deltas: dict[int, int] = defaultdict(int)
         for eid, e in zip(entry_ids, self._entries, strict=True):
@@ -89,10 +91,17 @@ class JournalBatch:
                         "created_at": e.at,
                     }
                 )
-        await conn.execute(insert(_postings), postings)
+        await direct.insert(conn, _postings, postings)
         now = max(e.at for e in self._entries)
-        changed = [{"aid": aid, "delta": deltas[aid], "now": now} for aid in sorted(deltas) if deltas[aid]]
-        if changed:  # executed in this order (ascending ids): the lock order every writer follows
-            await conn.execute(_ADD_TO_BALANCE, changed)
+        changed = [(deltas[aid], now, aid) for aid in sorted(deltas) if deltas[aid]]
+        # executed in this order (ascending ids): the lock order every writer follows
+        await direct.execute_many(
+            conn,
+            _ADD_SQLITE,
+            _ADD_PG,
+            _accounts,
+            ("balance", "updated_at", "id"),
+            changed,
+        )
         self._entries.clear()
         return entry_ids

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ChannelView
+from paymux.db import direct
 from paymux.db.group_commit import GroupCommitter
 from paymux.errors import Problem
 from paymux.ledger.batch import JournalBatch
@@ -228,15 +228,15 @@ async def _insert(
     inserted: dict[tuple[int, str], NewPayment] = {}
     if not rows:
         return inserted
-    ins = (sqlite.insert(_payments) if hub.sqlite else postgresql.insert(_payments)).on_conflict_do_nothing(
-        index_elements=["channel_id", "external_id"]
-    )
     by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
-    returned = ins.returning(_payments.c.id, _payments.c.channel_id, _payments.c.external_id)
-    inserted = {
-        (ch, ext): NewPayment(id=pid, **by_key[(ch, ext)])
-        for pid, ch, ext in (await conn.execute(returned, rows)).all()
-    }
+    returned = await direct.insert(
+        conn,
+        _payments,
+        rows,
+        returning=("id", "channel_id", "external_id"),
+        on_conflict_do_nothing=("channel_id", "external_id"),
+    )
+    inserted = {(ch, ext): NewPayment(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
     journal = JournalBatch()
     for k, r in inserted.items():
         item, key = chosen[k]

@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.db import direct
 from paymux.db.group_commit import GroupCommitter
 from paymux.ledger.batch import JournalBatch
 from paymux.payments.models import Payment, PaymentAttempt
@@ -43,19 +44,12 @@ class Writes:
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
     def update_payment(self, payment_id: int, values: dict[str, Any]) -> None:
-        self.updates[tuple(sorted(values))].append(
-            {"pid": payment_id, **{f"v_{k}": v for k, v in values.items()}}
-        )
+        self.updates[tuple(sorted(values))].append({"id": payment_id, **values})
 
     async def flush_updates(self) -> None:
         conn = await self.session.connection()
-        for columns, rows in self.updates.items():
-            stmt = (
-                update(_payments)
-                .where(_payments.c.id == bindparam("pid"))
-                .values({c: bindparam(f"v_{c}") for c in columns})
-            )
-            await conn.execute(stmt, rows)
+        for rows in self.updates.values():
+            await direct.update(conn, _payments, rows)
         self.updates.clear()
 
 
@@ -108,6 +102,6 @@ class Recorder(GroupCommitter[Outcome, bool]):
             await w.flush_updates()
             await w.journal.write(session, self.hub.accounts)
             if attempts:
-                await conn.execute(insert(_attempts), attempts)
+                await direct.insert(conn, _attempts, attempts)
             await session.commit()
         return results
