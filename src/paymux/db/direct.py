@@ -23,8 +23,9 @@ the same guarantee SQLAlchemy's ``sort_by_parameter_order`` relies on.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Table
@@ -38,21 +39,36 @@ SQLITE_MAX_PARAMS = 32_766
 _JSON_TYPES = ("JSON", "JSONB")
 
 
-@dataclass(frozen=True, slots=True)
 class _Shape:
     """One statement's columns with their bind processors and, per column, how PostgreSQL takes an
     array of them."""
 
-    columns: tuple[str, ...]
-    processors: tuple[Processor, ...]
-    pg_arrays: tuple[str, ...]  # the element type of each column's array parameter
-    pg_selects: tuple[str, ...]  # each column's expression over unnest's output
+    __slots__ = ("_get", "_processed", "columns", "pg_arrays", "pg_selects", "processors")
+
+    def __init__(
+        self,
+        columns: tuple[str, ...],
+        processors: tuple[Processor, ...],
+        pg_arrays: tuple[str, ...],
+        pg_selects: tuple[str, ...],
+    ) -> None:
+        self.columns = columns
+        self.processors = processors
+        self.pg_arrays = pg_arrays  # the element type of each column's array parameter
+        self.pg_selects = pg_selects  # each column's expression over unnest's output
+        get = operator.itemgetter(*columns)
+        self._get: Callable[[Mapping[str, Any]], Any] = get if len(columns) > 1 else (lambda r: (get(r),))
+        self._processed = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            v if p is None else p(v)
-            for v, p in zip((values[c] for c in self.columns), self.processors, strict=True)
-        )
+        """The row's values in column order, processed."""
+        got: tuple[Any, ...] = self._get(values)  # one C call for every column
+        if not self._processed:
+            return got
+        out = list(got)
+        for i, p in self._processed:
+            out[i] = p(out[i])
+        return tuple(out)
 
 
 _shapes: dict[tuple[str, str, tuple[str, ...]], _Shape] = {}
@@ -169,7 +185,7 @@ async def insert(
             sql = (
                 f"INSERT INTO {q(table.name)} ({cols}) VALUES {', '.join([one] * len(chunk))}{conflict}{ret}"
             )
-            flat = tuple(v for t in chunk for v in t)
+            flat = tuple(itertools.chain.from_iterable(chunk))
             result = await conn.exec_driver_sql(sql, flat)
             out.extend(tuple(r) for r in result.all())
     else:

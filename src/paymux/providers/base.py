@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -138,13 +139,17 @@ def display_url(url: str) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: Any) -> bool:
+    """Whether a key's name looks like it holds a secret (every exchange recorded asks: cached)."""
+    name = str(key).lower()
+    return any(s in name for s in SECRET_KEYS)
+
+
 def mask_secrets(data: Any) -> Any:
     """A copy of ``data`` (dicts/lists/str) with values under secret-looking keys masked."""
     if isinstance(data, dict):
-        return {
-            k: ("***" if any(s in str(k).lower() for s in SECRET_KEYS) else mask_secrets(v))
-            for k, v in data.items()
-        }
+        return {k: ("***" if _secret_key(k) else mask_secrets(v)) for k, v in data.items()}
     if isinstance(data, list):
         return [mask_secrets(v) for v in data]
     return data

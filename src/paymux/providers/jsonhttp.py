@@ -76,7 +76,8 @@ def _format_date(when: dt.datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix, whole seconds (naive datetimes are taken as UTC)."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    u = when if when.tzinfo is dt.UTC else when.astimezone(dt.UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (u.year, u.month, u.day, u.hour, u.minute, u.second)  # noqa: UP031
 
 
 def _parse_json(text: str) -> Any:
