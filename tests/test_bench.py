@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import PG_URL, requires_postgres
+from paymux.bench import procs
 from paymux.bench.load import (
     BENCH_SERVICES,
     HttpError,
@@ -85,6 +86,16 @@ def test_payment_body_matches_the_bench_catalog() -> None:
         minimum, maximum = (int(service[k].replace(".", "")) for k in ("min_amount", "max_amount"))
         assert minimum <= int(body["amount"].replace(".", "")) <= maximum
     assert seen == {s.decode() for s, _ in BENCH_SERVICES}
+
+
+def test_machine_cpu_shares_from_proc_stat() -> None:
+    before = procs.MachineCpu(busy=100, total=1000, steal=10)
+    after = procs.MachineCpu(busy=400, total=2000, steal=60)
+    assert procs.busy_percent(before, after) == 30.0
+    assert procs.steal_percent(before, after) == 5.0
+    assert procs.steal_percent(after, after) == 0.0
+    now = procs.machine_cpu()  # this machine's counters: steal is part of busy, busy of total
+    assert 0 <= now.steal <= now.busy <= now.total
 
 
 def test_payment_id_and_percentile() -> None:
@@ -271,6 +282,7 @@ def _check_section(s: dict[str, Any], levels: tuple[int, ...] = (1, 16)) -> None
         assert lv["p50_ms"] <= lv["p95_ms"] <= lv["p99_ms"] <= lv["max_ms"]
         assert lv["completed_per_s"] <= lv["accepted_per_s"] * 1.05
         assert set(lv["hub_rss_mb_at"]) == {"10%", "50%", "100%"}
+        assert 0 <= lv["machine_cpu_steal_pct"] <= lv["machine_cpu_busy_pct"] <= 100
         assert all(0 < mb <= lv["hub_rss_peak_mb"] for mb in lv["hub_rss_mb_at"].values())
     assert s["accepted_per_s"] == s["levels"]["16"]["accepted_per_s"]
     assert s["p99_ms"] == s["levels"]["16"]["p99_ms"]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -65,18 +65,31 @@ def memory_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def machine_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+class MachineCpu(NamedTuple):
+    """Jiffies of all CPUs since boot, from /proc/stat."""
+
+    busy: int  # everything but idle and iowait (steal included: the CPU was not ours)
+    total: int
+    steal: int  # taken by the hypervisor for other guests: a noisy host shows here
+
+
+def machine_cpu() -> MachineCpu:
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     total = sum(values[:8])
-    return total - idle, total
+    return MachineCpu(total - idle, total, values[7] if len(values) > 7 else 0)
 
 
-def busy_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
-    total = after[1] - before[1]
-    return round(100.0 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
+def busy_percent(before: MachineCpu, after: MachineCpu) -> float:
+    total = after.total - before.total
+    return round(100.0 * (after.busy - before.busy) / total, 1) if total > 0 else 0.0
+
+
+def steal_percent(before: MachineCpu, after: MachineCpu) -> float:
+    """Share of the machine's CPU time the hypervisor gave to others meanwhile."""
+    total = after.total - before.total
+    return round(100.0 * (after.steal - before.steal) / total, 1) if total > 0 else 0.0
 
 
 @dataclass

@@ -725,7 +725,9 @@ class Bench:
                     )
         cpu = sum(p.cpu() for p in hubs) - cpu0
         emu = sum(p.cpu() for p in emulators) - emu0
-        busy = procs.busy_percent(machine0, procs.machine_cpu())
+        machine1 = procs.machine_cpu()
+        busy = procs.busy_percent(machine0, machine1)
+        steal = procs.steal_percent(machine0, machine1)
         end_to_end = (last_final - lg["start_wall"]) if last_final else None
         not_final = lg["ok"] - final_count
         lat = lg["latency_ms"]
@@ -757,6 +759,7 @@ class Bench:
             "emulators_cpu_s": round(emu, 3),
             "loadgen_cpu_s": lg["client_cpu_s"],
             "machine_cpu_busy_pct": busy,
+            "machine_cpu_steal_pct": steal,
             "reconnects": lg["reconnects"],
             "min_id": lo,
             "max_id": hi,
@@ -844,7 +847,7 @@ def table(results: dict[str, Any]) -> str:
         out.append(
             f"{'conc':>5} {'accepted/s':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
             f" {'errors':>6} {'final/s':>9} {'CPU s':>7} {'CPU ms/pay':>10} {'RSS MB':>7}"
-            f" {'busy %':>6} {'vs SQL':>7} {'vs HTTP':>7}"
+            f" {'busy %':>6} {'steal %':>7} {'vs SQL':>7} {'vs HTTP':>7}"
         )
         for c, lv in s["levels"].items():
             out.append(
@@ -853,7 +856,8 @@ def table(results: dict[str, Any]) -> str:
                 f" {_f(lv['max_ms'], '.1f'):>8} {lv['errors']:>6}"
                 f" {_f(lv['completed_per_s']):>9} {_f(lv['hub_cpu_s'], '.2f'):>7}"
                 f" {_f(lv['hub_cpu_ms_per_payment'], '.2f'):>10} {_f(lv['hub_rss_peak_mb'], '.0f'):>7}"
-                f" {_f(lv['machine_cpu_busy_pct'], '.0f'):>6} {_f(lv.get('vs_sql'), '.3f'):>7}"
+                f" {_f(lv['machine_cpu_busy_pct'], '.0f'):>6} {_f(lv.get('machine_cpu_steal_pct'), '.1f'):>7}"
+                f" {_f(lv.get('vs_sql'), '.3f'):>7}"
                 f" {_f(lv.get('vs_http'), '.3f'):>7}"
             )
         c = s.get("ceiling_sql") or {}
