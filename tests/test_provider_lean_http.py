@@ -175,3 +175,20 @@ async def test_https_checks_the_certificate_and_a_failed_handshake_is_a_connect_
             await untrusting.post(f"https://127.0.0.1:{port}/pay", b"{}", {}, **T)
         await untrusting.aclose()
     assert len(seen) == 1  # nothing went out over the refused handshake
+
+
+def test_the_same_on_uvloop() -> None:
+    """`paymux serve` runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[tuple[int, bytes]]:
+        answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"] * 2
+        conns: list[int] = []
+        client = LeanHttp()
+        async with raw_server(serving(answers, [], conns)) as url:
+            got = [await client.post(f"{url}/pay", b"{}", {}, **T) for _ in range(2)]
+        await client.aclose()
+        assert len(conns) == 1
+        return [(s, b) for s, _, b in got]
+
+    assert uvloop.run(main()) == [(200, b"ok"), (200, b"ok")]
