@@ -4,19 +4,14 @@ TLS, and requests it refuses to send. Real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import ssl
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from paymux.providers.lean_http import LeanHttp
+from registers_servers import self_signed
 from test_provider_transport import Handler, raw_server, read_request
 
 T = {"connect_timeout": 5.0, "read_timeout": 5.0, "pool_timeout": 5.0}
@@ -130,43 +125,15 @@ async def test_refused_requests_are_never_sent() -> None:
         await client.post("http://user:pw@127.0.0.1/x", b"", {}, **T)
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_https_checks_the_certificate_and_a_failed_handshake_is_a_connect_error(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
+    cert = self_signed(tmp_path)
+    server_tls = cert.server_context()
     seen: list[bytes] = []
     answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"] * 2
     server = await asyncio.start_server(serving(answers, seen, []), "127.0.0.1", 0, ssl=server_tls)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        trusting = LeanHttp(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        trusting = LeanHttp(ssl_context=ssl.create_default_context(cafile=str(cert.cert_file)))
         status, _, body = await trusting.post(f"https://127.0.0.1:{port}/pay", b"{}", {}, **T)
         await trusting.aclose()
         assert (status, body) == (200, b"secret")
