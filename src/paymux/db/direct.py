@@ -111,31 +111,6 @@ def _columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]
     return tuple(c for c in table.c.keys() if c in given)
 
 
-def with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Fill in, in place, the columns a row leaves out that have a Python-side default (as Core would).
-
-    Callable defaults are called once per row; a default taking Core's execution context is not
-    supported (none of paymux's does)."""
-    if not rows:
-        return
-    given = set(rows[0])
-    for col in table.c:
-        d = col.default
-        if col.name in given or d is None:
-            continue
-        if getattr(d, "is_scalar", False):
-            value = d.arg  # type: ignore[attr-defined]
-            for r in rows:
-                r.setdefault(col.name, value)
-        elif getattr(d, "is_callable", False):
-            fn = d.arg  # type: ignore[attr-defined]
-            for r in rows:
-                if col.name not in r:
-                    r[col.name] = fn(None)
-        else:
-            raise ValueError(f"{table.name}.{col.name}: default {d!r} cannot be applied here")
-
-
 async def insert(
     conn: AsyncConnection,
     table: Table,
@@ -145,7 +120,8 @@ async def insert(
     on_conflict_do_nothing: Sequence[str] = (),
     ordered: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Insert ``rows`` (dicts with the same keys) in the connection's transaction.
+    """Insert ``rows`` (dicts with the same keys) in the connection's transaction. Python-side
+    column defaults are not applied: the rows give every column they write.
 
     Returns the ``returning`` columns of the rows inserted (a row skipped on conflict returns
     nothing). With ``ordered`` (only for ``returning=("id",)`` and no conflict clause) they come back
