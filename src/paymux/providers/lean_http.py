@@ -8,7 +8,8 @@ about a tenth of the hub's main thread at full load. This client keeps only what
   once; an idle connection the server closed is dropped when it closes;
 * the answer parsed by httptools (the HTTP/1.1 parser under uvicorn): ``Content-Length``, chunked,
   or (without either) delimited by the end of the connection; ``1xx`` interim answers skipped;
-* TLS by the standard library (``https``), with the server's name checked;
+* TLS by the standard library (``https``), with the server's name checked; ``user:password@`` in
+  the URL is sent as HTTP Basic authorization;
 * the failure mapping of :mod:`paymux.providers.transport`, which keeps a payment from being paid
   twice: only a failure to *establish* a connection (refused, unreachable, DNS, TLS handshake, connect
   timeout) or to get one from the pool in time is a ``ConnectError`` / ``ConnectTimeout`` /
@@ -22,11 +23,12 @@ content coding a provider sends anyway is decoded by the caller).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import ssl
 from collections import deque
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 import httpx
@@ -41,8 +43,6 @@ def _target(url: str) -> tuple[Origin, bytes]:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         raise httpx.UnsupportedProtocol(f"cannot send to {url!r}: only http:// and https:// URLs")
-    if parts.username or parts.password:
-        raise httpx.UnsupportedProtocol("credentials in a provider URL are not sent; use the token setting")
     default = 443 if scheme == "https" else 80
     port = parts.port or default
     host = parts.hostname
@@ -50,6 +50,9 @@ def _target(url: str) -> tuple[Origin, bytes]:
     shown = f"[{host}]" if ":" in host else host
     authority = shown if port == default else f"{shown}:{port}"
     head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("ascii")
+    if parts.username is not None:  # user:password@ in the URL: HTTP Basic, as aiohttp and httpx send it
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1")
+        head += b"Authorization: Basic " + base64.b64encode(pair) + b"\r\n"
     return (scheme, host, port), head
 
 
@@ -250,7 +253,9 @@ class LeanHttp:
 def _request_bytes(head: bytes, headers: dict[str, str], body: bytes) -> bytes:
     lines = [head]
     for name, value in headers.items():
-        if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+        if name.lower() in ("host", "content-length", "transfer-encoding", "connection") or (
+            name.lower() == "authorization" and b"\r\nAuthorization: " in head
+        ):
             continue  # this client's to set
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             # never sent: the provider cannot have seen it
