@@ -28,6 +28,7 @@ from paymux.bench.load import (
     read_response,
     run_load,
 )
+from paymux.bench.runner import level_timeout
 
 PAYMUX = Path(sys.executable).parent / "paymux"
 CATALOG = Path(__file__).parent.parent / "src" / "paymux" / "bench" / "catalog.yaml"
@@ -86,6 +87,12 @@ def test_payment_body_matches_the_bench_catalog() -> None:
         minimum, maximum = (int(service[k].replace(".", "")) for k in ("min_amount", "max_amount"))
         assert minimum <= int(body["amount"].replace(".", "")) <= maximum
     assert seen == {s.decode() for s, _ in BENCH_SERVICES}
+
+
+def test_long_levels_get_time_for_their_size() -> None:
+    assert level_timeout(5_000) == 600.0
+    assert level_timeout(1_000_000) == 10_000.0  # at least 100 payments/s on average
+    assert level_timeout(10, least=30.0) == 30.0
 
 
 def test_machine_cpu_shares_from_proc_stat() -> None:

@@ -348,12 +348,22 @@ class ConnectionSampler:
             await self._task  # never cancelled mid-query: the connection stays usable
 
 
+LEVEL_SECONDS_MIN = 600.0  # what a level of any size may take
+LEVEL_RATE_MIN = 100  # payments/s a long level must keep up, on average, to finish in time
+
+
+def level_timeout(n: int, least: float = LEVEL_SECONDS_MIN) -> float:
+    """Seconds the load generator may take for ``n`` requests: 10 minutes, and more for long levels
+    (1,000,000 payments at 1,480/s took 676 s on a slow day and were cut off at 600)."""
+    return max(least, n / LEVEL_RATE_MIN)
+
+
 class Bench:
     def __init__(self, opts: BenchOptions, work: Path) -> None:
         self.opts = opts
         self.work = work
         self.started: list[procs.Proc] = []
-        self.request_timeout = 600.0
+        self.request_timeout = LEVEL_SECONDS_MIN
 
     # processes
 
@@ -402,7 +412,7 @@ class Bench:
         for port in ports:
             argv += ["--port", str(port)]
         argv += ["--concurrency", str(concurrency), "--payments", str(n), "--prefix", prefix]
-        argv += ["--timeout", str(self.request_timeout)]
+        argv += ["--timeout", str(level_timeout(n, self.request_timeout))]
         if not ids:
             argv.append("--no-ids")
         env = {**self.env(), KEYS_ENV: ",".join(keys)}
