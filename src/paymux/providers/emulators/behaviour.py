@@ -251,20 +251,13 @@ class EmulatedTxn:
         }
 
 
-def _first_seq() -> int:
-    """Where provider transaction ids start: the time in microseconds, so that an emulator started
-    again against the same hub database (``paymux demo`` twice) never issues an id it issued before,
-    as a real provider would not (the hub keeps them unique per provider)."""
-    return time.time_ns() // 1000
-
-
 class Ledger:
     """Transactions by ``txn_id``, plus how many pay requests arrived for every ``txn_id``."""
 
     def __init__(self) -> None:
         self._txns: dict[str, EmulatedTxn] = {}
         self._calls: dict[str, int] = {}
-        self._seq = _first_seq()
+        self._seq = 0
 
     def get(self, txn_id: str) -> EmulatedTxn | None:
         return self._txns.get(txn_id)
@@ -301,7 +294,7 @@ class Ledger:
     def clear(self) -> None:
         self._txns.clear()
         self._calls.clear()
-        self._seq = _first_seq()
+        self._seq = 0
 
 
 @dataclass(slots=True)
