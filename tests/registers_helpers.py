@@ -27,7 +27,12 @@ def catalog() -> dict[str, Any]:
 
 
 def yesterday(tz: ZoneInfo = TZ) -> Period:
-    return Period("daily", dt.datetime.now(tz).date() - dt.timedelta(days=1), tz)
+    """The last day in ``tz`` whose registers may be built: over for at least the settle time
+    (five minutes) - in the first minutes after midnight in ``tz`` that is the day before."""
+    day = Period("daily", dt.datetime.now(tz).date() - dt.timedelta(days=1), tz)
+    if day.end + dt.timedelta(seconds=300) > dt.datetime.now(dt.UTC):
+        day = Period("daily", day.first - dt.timedelta(days=1), tz)
+    return day
 
 
 async def make_payments(env: Env, n: int) -> list[int]:

@@ -18,7 +18,7 @@ import pytest
 from harness import Env, hub_env
 from paymux.registers.settings import RegisterSettings
 from paymux.registers.worker import RegisterWorker
-from registers_helpers import catalog, expected_rows, make_payments, place_in_period, yesterday
+from registers_helpers import TZ, catalog, expected_rows, make_payments, place_in_period, yesterday
 
 FAST = RegisterSettings(settle_seconds=0, lease_seconds=30)
 PROBLEM = "application/problem+json"
@@ -104,7 +104,7 @@ async def test_template_crud_and_problems(env: Env) -> None:
         headers=env.admin,
     )
     assert r.status_code == 422 and r.json()["type"].endswith("invalid-period")
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = dt.datetime.now(TZ).date().isoformat()  # the provider's day (Moscow), not UTC's
     r = await env.http.post(
         f"/api/v1/admin/register-templates/{tpl['id']}/regenerate", json={"date": today}, headers=env.admin
     )
