@@ -23,7 +23,7 @@ from paymux.audit.models import AuditEvent
 from paymux.registers.models import RegisterTask, RegisterTemplate
 from paymux.registers.settings import RegisterSettings
 from paymux.registers.worker import RegisterWorker
-from registers_helpers import catalog, expected_rows, make_payments, place_in_period, yesterday
+from registers_helpers import TZ, catalog, expected_rows, make_payments, place_in_period, yesterday
 from test_backoffice_ops_support import ops_env
 from test_backoffice_support import Bo, form_token, login, post_form
 
@@ -209,7 +209,7 @@ async def test_tasks_list_file_retry_regenerate_export(site: tuple[Env, Bo]) -> 
     regen = "/backoffice/registers/regenerate"
 
     # regenerate through the form: a period not over yet is refused with the reason
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = dt.datetime.now(TZ).date().isoformat()  # the provider's day (Moscow), not UTC's
     r = await post_form(bo.http, regen, regen, {"template_id": str(good_id), "date": today, "deliver": "1"})
     assert r.status_code == 422 and "not over yet" in r.text
     r = await post_form(bo.http, regen, regen, {"template_id": "", "date": ""})
