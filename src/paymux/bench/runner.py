@@ -363,7 +363,6 @@ class Bench:
         self.opts = opts
         self.work = work
         self.started: list[procs.Proc] = []
-        self.request_timeout = LEVEL_SECONDS_MIN
 
     # processes
 
@@ -412,7 +411,7 @@ class Bench:
         for port in ports:
             argv += ["--port", str(port)]
         argv += ["--concurrency", str(concurrency), "--payments", str(n), "--prefix", prefix]
-        argv += ["--timeout", str(level_timeout(n, self.request_timeout))]
+        argv += ["--timeout", str(level_timeout(n))]
         if not ids:
             argv.append("--no-ids")
         env = {**self.env(), KEYS_ENV: ",".join(keys)}

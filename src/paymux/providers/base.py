@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-import functools
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
@@ -139,7 +138,7 @@ def display_url(url: str) -> str:
     return url
 
 
-@functools.lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)
 def _secret_key(key: Any) -> bool:
     """Whether a key's name looks like it holds a secret (every exchange recorded asks: cached)."""
     name = str(key).lower()

@@ -195,7 +195,7 @@ class LeanHttp:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if not conn.closed:  # set by close() and when the server closed it
                 return conn
             self._open.discard(conn)
         scheme, host, port = origin

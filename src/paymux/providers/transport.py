@@ -48,7 +48,7 @@ async def _send(
     headers: Any,
     body: bytes | None,
     timeouts: aiohttp.ClientTimeout,
-    request: httpx.Request | None,
+    request: httpx.Request,
 ) -> tuple[aiohttp.ClientResponse, bytes]:
     """One request through aiohttp; its failures mapped to httpx's (see the module's docstring)."""
     try:
