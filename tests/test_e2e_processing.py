@@ -261,3 +261,26 @@ async def test_admin_channel_list_masks_hmac_secret(db_url: str) -> None:
         r = await env.http.get("/api/v1/admin/channels", headers=env.admin)
         assert "a-very-secret-value-123" not in r.text
         assert {c["code"]: c["signing"].get("hmac_secret") for c in r.json()}["web"] == "***"
+
+
+async def test_provider_reusing_a_txn_id_is_recorded_and_flagged(db_url: str) -> None:
+    """A provider that numbers its transactions from 1 again (a restart) must not stall delivery on
+    the unique (provider, provider_txn_id): the outcome is recorded, the payment flagged."""
+    async with hub_env(db_url) as env:
+        first = (await env.pay()).json()["id"]
+        assert (await env.wait_final(first))["status"] == "succeeded"
+        env.emulators["p1"].reset()  # the provider forgets its numbering
+        second = (await env.pay(account="9001234568")).json()["id"]
+        final = await env.wait_final(second)
+        assert final["status"] == "succeeded" and final["provider"] == "p1"
+        async with env.hub.read_sessions() as s:
+            rows = {
+                p.id: p for p in (await s.scalars(select(Payment).where(Payment.id.in_([first, second]))))
+            }
+        assert rows[first].provider_txn_id == "EMU-00000001" and not rows[first].needs_attention
+        assert rows[second].provider_txn_id is None and rows[second].needs_attention
+        assert f"EMU-00000001, which payment {first} already has" in (rows[second].error_message or "")
+        d = await env.details(second)
+        assert d["attempts"][-1]["provider_txn_id"] == "EMU-00000001"  # the attempt keeps the provider's id
+        assert env.pay_calls("p1")[str(second)] == 1
+        await _ledger_ok(env)

@@ -117,6 +117,18 @@ def test_pay_is_idempotent_and_counts_calls() -> None:
     assert txn.as_json()["amount"] == "150.00"
 
 
+def test_provider_txn_ids_start_where_configured_and_again_after_reset() -> None:
+    eng = engine({"provider_txn_prefix": "X-", "provider_txn_start": 41})
+    ids = [eng.decide_pay(f"t-{i}", "1001", 100, "RUB", "mobile").txn.provider_txn_id for i in range(2)]  # type: ignore[union-attr]
+    assert ids == ["X-00000041", "X-00000042"]
+    eng.reset()
+    again = eng.decide_pay("t-9", "1001", 100, "RUB", "mobile").txn
+    assert again is not None and again.provider_txn_id == "X-00000041"
+    plain = engine()
+    first = plain.decide_pay("t-1", "1001", 100, "RUB", "mobile").txn
+    assert first is not None and first.provider_txn_id == "EMU-00000001"
+
+
 def test_temporary_attempts_count_towards_pay_calls() -> None:
     eng = engine({"accounts": {"1001": {"pay": "temporary_then_ok:2"}}})
     kinds = [eng.decide_pay("t-1", "1001", 100, "RUB").kind for _ in range(3)]

@@ -36,6 +36,11 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
     async def write(self, batch: list[T]) -> list[R]:
         """Write ``batch`` in one transaction and commit; one result per item, in order."""
 
+    async def write_alone(self, item: T) -> R:
+        """Write one item of a batch that failed as a whole (a subclass may write it more carefully)."""
+        (result,) = await self.write([item])
+        return result
+
     async def submit(self, item: T) -> R:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"paymux {self.name}")
@@ -84,7 +89,7 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
             log.exception("%s of %d items failed; writing them one by one", self.name, len(batch))
             for item, future in batch:
                 try:
-                    (result,) = await self.write([item])
+                    result = await self.write_alone(item)
                 except Exception as e:
                     if not future.done():
                         future.set_exception(e)

@@ -13,12 +13,14 @@ from typing import Any
 
 import typer
 import yaml
+from sqlalchemy import func, select
 
 from paymux.catalog.file import apply_catalog, load_yaml
 from paymux.db.migrate import upgrade
 from paymux.demo.load import run_load
 from paymux.ledger.service import balance
 from paymux.money import format_amount
+from paymux.payments.models import Payment
 from paymux.payments.postings import provider_account
 from paymux.providers.emulators.behaviour import BehaviourEngine, EmulatorConfig
 from paymux.providers.emulators.cyberplat import demo_app as cyberplat_app
@@ -105,8 +107,9 @@ def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
     return data
 
 
-def emulator_config(code: str) -> EmulatorConfig:
+def emulator_config(code: str, txn_start: int = 1) -> EmulatorConfig:
     cfg = dict(EMULATORS[code][1])
+    cfg["provider_txn_start"] = txn_start
     cfg["accounts"] = {
         REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"}
     }
@@ -139,6 +142,15 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
         await session.commit()
     hub.catalog_changed()
     return info
+
+
+async def first_provider_txn_number(hub: Hub) -> int:
+    """Where the emulators number their transactions, so a demo run again on the same database gets
+    ids its earlier runs did not: an emulator takes at most one transaction per payment, so ids
+    above the highest payment id so far are new."""
+    async with hub.sessions() as session:
+        highest = await session.scalar(select(func.max(Payment.id)))
+    return (highest or 0) + 1
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -176,8 +188,9 @@ async def run_demo(
         async with contextlib.AsyncExitStack() as stack:
             urls: dict[str, str] = {}
             engines: dict[str, BehaviourEngine] = {}
+            txn_start = await first_provider_txn_number(hub)
             for code, (wanted, _) in EMULATORS.items():
-                engine = BehaviourEngine(emulator_config(code))
+                engine = BehaviourEngine(emulator_config(code, txn_start))
                 p = wanted if _port_free("127.0.0.1", wanted) else 0
                 urls[code] = await stack.enter_async_context(
                     run_emulator(EMULATOR_APPS.get(code, jsonhttp_app)(engine=engine), port=p)

@@ -186,6 +186,9 @@ class EmulatorConfig(BaseModel):
     seed: int | None = None  # makes the random outcomes reproducible
     token: str | None = None  # when set, requests must carry it (protocol-specific credential)
     provider_txn_prefix: str = "EMU-"
+    # the number of the first provider transaction id; an emulator restarted against a hub that
+    # keeps its database must start after the ids it gave before (a real provider never reuses one)
+    provider_txn_start: int = Field(default=1, ge=1)
     accounts: dict[str, AccountBehaviour] = Field(default_factory=dict)
 
     @field_validator(
@@ -277,8 +280,8 @@ class Ledger:
     def all_pay_calls(self) -> dict[str, int]:
         return dict(self._calls)
 
-    def next_provider_txn_id(self, prefix: str) -> str:
-        self._seq += 1
+    def next_provider_txn_id(self, prefix: str, start: int = 1) -> str:
+        self._seq = max(self._seq + 1, start)
         return f"{prefix}{self._seq:08d}"
 
     def add(self, txn: EmulatedTxn) -> EmulatedTxn:
@@ -490,7 +493,9 @@ class BehaviourEngine:
                 currency=currency,
                 service=service,
                 status=status,
-                provider_txn_id=self.ledger.next_provider_txn_id(self._config.provider_txn_prefix),
+                provider_txn_id=self.ledger.next_provider_txn_id(
+                    self._config.provider_txn_prefix, self._config.provider_txn_start
+                ),
                 created_at=self._now(),
                 pay_calls=calls,
                 txn_date=txn_date,
