@@ -79,6 +79,7 @@ async def post_catalog(
         data = load_yaml(raw)
     except ValueError as e:
         raise invalid("invalid-catalog", str(e)) from None
+
     async def _applied(r: Any) -> Any:
         return {"summary": r.summary(), "changes": r.lines()}
 
@@ -284,6 +285,7 @@ async def add_tariff(
     body: TariffIn, admin: AdminDep, hub: HubDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:
     """Add a tariff version (versions are never overwritten)."""
+
     async def _added(r: Any) -> Any:
         return None if r[0] == "unchanged" else {"id": r[1].id, **body.model_dump(mode="json")}
 

@@ -82,7 +82,9 @@ def upgrade() -> None:
             ["provider_id"], ["providers.id"], name=op.f("fk_register_tasks_provider_id_providers")
         ),
         sa.ForeignKeyConstraint(
-            ["template_id"], ["register_templates.id"], name=op.f("fk_register_tasks_template_id_register_templates")
+            ["template_id"],
+            ["register_templates.id"],
+            name=op.f("fk_register_tasks_template_id_register_templates"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_register_tasks")),
         sa.UniqueConstraint(

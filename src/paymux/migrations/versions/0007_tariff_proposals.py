@@ -46,7 +46,9 @@ def upgrade() -> None:
         sa.Column("version_id", BIGID, nullable=True),
         sa.Column("effective_at", _utc(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["version_id"], ["tariff_versions.id"], name=op.f("fk_tariff_proposals_version_id_tariff_versions")
+            ["version_id"],
+            ["tariff_versions.id"],
+            name=op.f("fk_tariff_proposals_version_id_tariff_versions"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tariff_proposals")),
     )
