@@ -14,9 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from paymux import __version__
 from paymux.errors import Problem, internal_error, invalid_request
+from paymux.payments import fastpath
 from paymux.runtime import Hub
 
 log = logging.getLogger("paymux.api")
@@ -36,6 +38,16 @@ def _telemetry_off() -> dict[str, Any]:
     ):
         return {}
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+
+
+class PaymuxApp(FastAPI):
+    """The FastAPI app, with ``POST /api/v1/payments`` answered ahead of its middleware stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if fastpath.handles(scope):
+            await fastpath.respond(self.state.hub, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
@@ -65,7 +77,7 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
             if hub is None:
                 await h.close()
 
-    app = FastAPI(
+    app = PaymuxApp(
         **_telemetry_off(),
         title="paymux",
         version=__version__,
@@ -74,9 +86,6 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     )
     if hub is not None:
         app.state.hub = hub
-    from paymux.payments.fastpath import PaymentFastPath
-
-    app.add_middleware(PaymentFastPath, hub_of=lambda: app.state.hub)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

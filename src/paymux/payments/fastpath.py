@@ -1,20 +1,20 @@
 """The payment acceptance endpoint as a lean ASGI path.
 
-``POST /api/v1/payments`` is the hub's hot path. :class:`PaymentFastPath` answers it before the
-framework's routing, dependency injection and middleware layers (about a third of the CPU per
-request), with exactly the same rules: :func:`create_payment` is also what the documented FastAPI
+``POST /api/v1/payments`` is the hub's hot path. The app (``api/app.py``) hands it to :func:`respond`
+before any of the framework's middleware, routing and dependency injection (about a third of the
+CPU per request), with exactly the same rules: :func:`create_payment` is also what the documented FastAPI
 route in ``payments/endpoints.py`` calls, so both give the same answers and problem documents.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from paymux.api.deps import channel_for_headers
 from paymux.catalog.snapshot import Snapshot
@@ -57,40 +57,37 @@ class _Headers(dict[str, str]):
         return cls((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
 
 
-class PaymentFastPath:
-    """ASGI middleware: answers ``POST /api/v1/payments`` itself, passes everything else on."""
+def handles(scope: Scope) -> bool:
+    """Whether the request is the one this path answers."""
+    return scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST"
 
-    def __init__(self, app: ASGIApp, hub_of: Callable[[], Hub]) -> None:
-        self.app = app
-        self.hub_of = hub_of
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
-            await self.app(scope, receive, send)
-            return
-        status, payload, media = await self._answer(scope, receive)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", media), (b"content-length", str(len(payload)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+async def respond(hub: Hub, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``POST /api/v1/payments`` (every failure is a problem document, never an exception)."""
+    status, payload, media = await _answer(hub, scope, receive)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", media), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
-        problem = b"application/problem+json"
-        try:
-            body = await _read_body(receive)
-            status, out = await create_payment(self.hub_of(), _Headers.of(scope), body)
-            return status, out.model_dump_json().encode(), b"application/json"
-        except Problem as e:
-            return e.status, orjson.dumps(e.to_dict(instance=PATH)), problem
-        except ValidationError as e:
-            return 422, orjson.dumps(invalid_request(e.errors(include_url=False), PATH)), problem
-        except Exception:
-            log.exception("unhandled error on %s", PATH)
-            return 500, orjson.dumps(internal_error(PATH)), problem
+
+async def _answer(hub: Hub, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
+    problem = b"application/problem+json"
+    try:
+        body = await _read_body(receive)
+        status, out = await create_payment(hub, _Headers.of(scope), body)
+        return status, out.model_dump_json().encode(), b"application/json"
+    except Problem as e:
+        return e.status, orjson.dumps(e.to_dict(instance=PATH)), problem
+    except ValidationError as e:
+        return 422, orjson.dumps(invalid_request(e.errors(include_url=False), PATH)), problem
+    except Exception:
+        log.exception("unhandled error on %s", PATH)
+        return 500, orjson.dumps(internal_error(PATH)), problem
 
 
 async def _read_body(receive: Receive) -> bytes:
