@@ -144,3 +144,73 @@ async def test_the_wal_restarts_instead_of_growing(db_url: str, monkeypatch) -> 
         assert await asyncio.to_thread(frames_in_wal) < 200  # 400 transactions wrote 800 frames or more
     finally:
         await engine.dispose()
+
+
+async def test_quick_commits_run_on_the_loop_and_slow_ones_in_the_commit_thread(  # type: ignore[no-untyped-def]
+    db_url: str, monkeypatch
+) -> None:
+    _sqlite_file(db_url)
+    threads: list[str] = []
+    real = InlineConnection._timed_commit
+
+    def spy(self: InlineConnection) -> None:
+        threads.append(threading.current_thread().name)
+        real(self)
+
+    monkeypatch.setattr(InlineConnection, "_timed_commit", spy)
+    engine = create_engine(db_url)
+    try:
+        async with session_factory(engine)() as s:
+            await s.execute(text("CREATE TABLE IF NOT EXISTS inline_probe (x INTEGER)"))
+            await s.commit()
+        raw = await _raw(engine)
+        assert isinstance(raw, InlineConnection)
+        assert 0 < raw.commit_seconds  # measured
+        assert threads == [threading.current_thread().name]  # the loop's own thread
+
+        # a disk slower than the threshold: the commit goes to the thread, and still lands
+        monkeypatch.setattr(sqlite_inline, "INLINE_COMMIT_UNDER", 0.0)
+        async with session_factory(engine)() as s:
+            await s.execute(text("INSERT INTO inline_probe VALUES (1)"))
+            await s.commit()
+        assert threads[-1].startswith("paymux-sqlite-commit")
+        async with session_factory(engine)() as s:
+            assert (await s.execute(text("SELECT count(*) FROM inline_probe"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_commit_in_the_thread_cancelled_meanwhile_still_lands(  # type: ignore[no-untyped-def]
+    db_url: str, monkeypatch
+) -> None:
+    """The caller is cancelled while the thread commits: the commit finishes before the cancellation
+    is raised, so the connection is never used by two threads at once and nothing is half done."""
+    _sqlite_file(db_url)
+    monkeypatch.setattr(sqlite_inline, "INLINE_COMMIT_UNDER", 0.0)
+    real = InlineConnection._timed_commit
+    in_thread = threading.Event()
+
+    def slow(self: InlineConnection) -> None:
+        in_thread.set()
+        threading.Event().wait(0.2)
+        real(self)
+
+    monkeypatch.setattr(InlineConnection, "_timed_commit", slow)
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS inline_probe (x INTEGER)"))
+            await conn.commit()
+        raw = await _raw(engine)
+        assert isinstance(raw, InlineConnection)
+        raw.raw.execute("BEGIN")
+        raw.raw.execute("INSERT INTO inline_probe VALUES (7)")
+        task = asyncio.create_task(raw.commit())
+        await asyncio.to_thread(in_thread.wait)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not raw.in_transaction  # the commit finished before the cancellation was raised
+        assert raw.raw.execute("SELECT x FROM inline_probe").fetchall() == [(7,)]
+    finally:
+        await engine.dispose()
