@@ -45,7 +45,7 @@ from typing import Any
 log = logging.getLogger("paymux.sqlite")
 
 CHECKPOINT_EVERY = 100  # commits between passive WAL checkpoints (in a thread)
-INLINE_COMMIT_UNDER = 0.001  # seconds: commits quicker than this on average run on the loop's thread
+INLINE_COMMIT_UNDER = 0.002  # seconds: commits quicker than this on average run on the loop's thread
 JOURNAL_SIZE_LIMIT = 64 * 2**20  # bytes the WAL file is trimmed to after it restarts
 
 
