@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+from sqlalchemy import text
 
 from paymux.db.write_turn import WriteTurn
 
@@ -60,3 +62,39 @@ async def test_a_cancelled_waiter_never_strands_the_turn() -> None:
     turn.release()
     assert not turn.held
     await asyncio.wait_for(turn.acquire(), 1)
+
+
+async def test_a_hub_writer_session_hands_the_turn_on_without_a_trip_round_the_loop(db_url: str) -> None:
+    """On SQLite the writer's turn is held until the session is closed; closing must not wait for
+    the loop to come round (SQLAlchemy's own ``async with`` closes in a task), or the writer sits
+    idle for a whole loop iteration under load after every commit."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite only: PostgreSQL writers take no turns")
+    from harness import test_settings
+    from paymux.runtime import Hub
+
+    hub = Hub(test_settings(db_url))
+    try:
+        async with hub.sessions() as s:  # the first one connects
+            await s.execute(text("SELECT 1"))
+        loop_came_round = False
+
+        def mark() -> None:
+            nonlocal loop_came_round
+            loop_came_round = True
+
+        for fail in (False, True):
+            asyncio.get_running_loop().call_soon(mark)
+            with contextlib.suppress(RuntimeError):
+                async with hub.sessions(urgent=True) as s:
+                    await s.execute(text("SELECT count(*) FROM payments"))
+                    if fail:
+                        raise RuntimeError("rolled back")
+                    await s.commit()
+            assert not loop_came_round
+            assert not s.in_transaction()
+            await asyncio.sleep(0)
+            assert loop_came_round
+            loop_came_round = False
+    finally:
+        await hub.close()

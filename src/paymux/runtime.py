@@ -69,8 +69,16 @@ class Hub:
             async with self._write_sessions() as session:
                 yield session
             return
-        async with self._write_turn.turn(urgent), self._write_sessions() as session:
-            yield session
+        async with self._write_turn.turn(urgent):
+            session = self._write_sessions()
+            try:
+                yield session
+            finally:
+                # closed directly, not by the session's own ``async with``: that runs close() in a
+                # task of its own (so a cancellation cannot cut it short), which costs a trip round
+                # the loop, 1.5 to 3.4 ms measured under load, with the writer's turn held and the
+                # writer idle. On the inline writer close() never suspends, so nothing can cut it short.
+                await session.close()
 
     @property
     def http(self) -> httpx.AsyncClient:
