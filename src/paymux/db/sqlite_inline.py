@@ -42,6 +42,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from paymux.db.uncancellable import wait_through_cancellation
+
 log = logging.getLogger("paymux.sqlite")
 
 CHECKPOINT_EVERY = 100  # commits between passive WAL checkpoints (in a thread)
@@ -208,16 +210,7 @@ _COMMITS = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_pref
 async def _off_the_loop(fn: Callable[[], None]) -> None:
     """Run ``fn`` in the commit thread and wait for it to end, even when cancelled meanwhile: the
     connection must not be used again while the thread still holds it."""
-    done = asyncio.get_running_loop().run_in_executor(_COMMITS, fn)
-    cancelled = False
-    while not done.done():
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            cancelled = True
-    done.result()
-    if cancelled:
-        raise asyncio.CancelledError
+    await wait_through_cancellation(asyncio.get_running_loop().run_in_executor(_COMMITS, fn))
 
 
 def _log_failure(done: asyncio.Future[None]) -> None:
