@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from harness import hub_env
 from paymux.ledger.service import verify_ledger
@@ -189,6 +190,54 @@ async def test_prepaid_deposit_exhausted_routes_to_next_provider(db_url: str) ->
         assert third["provider"] == "p1"
         await env.wait_final(third["id"])
         await _ledger_ok(env)
+
+
+async def test_an_acceptance_holding_the_account_locks_lets_foreign_key_checks_through(  # type: ignore[no-untyped-def]
+    db_url: str, monkeypatch
+) -> None:
+    """PostgreSQL: the acceptance batch locks its accounts FOR NO KEY UPDATE, so another
+    transaction posting to those accounts meanwhile (the outcomes' writer inserting postings: a
+    foreign-key check on each account) is not held up until the batch commits."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only: SQLite has one writer")
+    from paymux.payments import acceptor
+
+    async with hub_env(db_url, deposits={"p1": 1000_00}) as env:
+        await env.pay(amount="1.00", external_id="warm")  # the accounts exist
+        holding, release = asyncio.Event(), asyncio.Event()
+        real_insert = acceptor._insert
+
+        async def insert_slowly(*args, **kwargs):  # type: ignore[no-untyped-def]
+            holding.set()  # the batch's accounts are locked by now
+            await release.wait()
+            return await real_insert(*args, **kwargs)
+
+        monkeypatch.setattr(acceptor, "_insert", insert_slowly)
+        paying = asyncio.create_task(env.pay(amount="2.00", external_id="held"))
+        await asyncio.wait_for(holding.wait(), 5)
+        try:
+            async with env.hub.engine.begin() as c:
+                await c.execute(text("SET LOCAL lock_timeout = '1s'"))
+                entry = (
+                    await c.execute(
+                        text(
+                            "INSERT INTO journal_entries (kind, created_at)"
+                            " VALUES ('probe', now()) RETURNING id"
+                        )
+                    )
+                ).scalar_one()
+                for aid in (await c.execute(text("SELECT id FROM accounts"))).scalars().all():
+                    await c.execute(
+                        text(
+                            "INSERT INTO postings (entry_id, account_id, amount, currency, created_at)"
+                            " VALUES (:e, :a, 0, 'RUB', now())"
+                        ),
+                        {"e": entry, "a": aid},
+                    )
+                await c.rollback()
+        finally:
+            release.set()
+        assert (await paying).status_code == 201
 
 
 async def test_no_provider_can_cover_is_503_and_stores_nothing(db_url: str) -> None:

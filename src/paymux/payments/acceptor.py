@@ -8,7 +8,9 @@ that transaction committed, so an accepted payment is durable when the client he
 one fsync serves a whole batch.
 
 Prepaid deposits: every account the batch may touch is locked first, in ascending id order
-(``FOR UPDATE`` on PostgreSQL; SQLite has one writer), the deposits' balances are read, and the
+(``FOR NO KEY UPDATE`` on PostgreSQL: balances change, keys never do, so other transactions'
+foreign-key checks on these accounts are not held up; SQLite has one writer), the deposits'
+balances are read, and the
 batch's payments take them in queue order; a payment whose first choice cannot be covered takes
 its next candidate, exactly as one by one.
 
@@ -166,7 +168,7 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
                 select(_accounts.c.id, _accounts.c.balance)
                 .where(_accounts.c.id.in_(sorted(ids.values())))
                 .order_by(_accounts.c.id)
-                .with_for_update()
+                .with_for_update(key_share=True)
             )
             balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
         rows: list[dict[str, Any]] = []

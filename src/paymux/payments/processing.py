@@ -75,7 +75,9 @@ async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
             .limit(limit)
         )
         if not hub.sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
+            # NO KEY UPDATE: an attempt or entry inserted for a claimed payment (a foreign-key check)
+            # does not wait for the claim's transaction
+            stmt = stmt.with_for_update(skip_locked=True, key_share=True)
         rows = list((await session.scalars(stmt)).all())
         if not rows:
             await session.rollback()

@@ -141,7 +141,7 @@ class Recorder(GroupCommitter[Outcome, bool]):
                 _payments.c.id.in_(sorted({o.payment_id for o in batch}))
             )
             if not self.hub.sqlite:  # SQLite: this transaction is the only writer already
-                held = held.order_by(_payments.c.id).with_for_update()
+                held = held.order_by(_payments.c.id).with_for_update(key_share=True)  # FOR NO KEY UPDATE
             conn = await session.connection()
             owners = dict((await conn.execute(held)).all())
             w = Writes(session, check_txn_ids=check_txn_ids)
