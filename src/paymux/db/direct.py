@@ -214,3 +214,16 @@ async def execute_many(
     params = [tuple(v if p is None else p(v) for v, p in zip(r, procs, strict=True)) for r in rows]
     sql = postgresql_sql if dialect.name == "postgresql" else sqlite_sql
     await conn.exec_driver_sql(sql, params)
+
+
+def pg_unnest(
+    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, first: int = 1
+) -> tuple[str, tuple[str, ...], tuple[list[Any], ...]]:
+    """PostgreSQL: ``unnest($first::type[], ...)`` over the rows' columns (in the table's order,
+    each value processed as Core would), the columns' names and the arrays to pass, for a
+    hand-written ``INSERT ... SELECT`` that does more than :func:`insert` (a CTE, say)."""
+    shape = _shape(table, _columns(table, rows), dialect)
+    tuples = [shape.row(r) for r in rows]
+    params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(shape.pg_arrays, first))
+    arrays = tuple(list(col) for col in zip(*tuples, strict=True))
+    return f"unnest({params})", shape.columns, arrays

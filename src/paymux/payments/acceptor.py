@@ -243,5 +243,5 @@ async def _insert(
     for k, r in inserted.items():
         item, key = chosen[k]
         journal.add("payment_accept", accept_lines(r, key), payment_id=r.id, at=item.now)
-    await journal.write(session, hub.accounts)
+    await journal.write(session, hub.accounts, locked=not hub.sqlite)  # locked in write_batch
     return inserted
