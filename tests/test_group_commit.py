@@ -51,10 +51,15 @@ def entries(draw: st.DrawFn) -> list[Line]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(entries(), min_size=1, max_size=12), singles=st.lists(entries(), max_size=3))
+@given(
+    batch=st.lists(entries(), min_size=1, max_size=12),
+    singles=st.lists(entries(), max_size=3),
+    locked=st.booleans(),
+)
 async def test_a_journal_batch_writes_what_posting_one_by_one_would(
-    session: AsyncSession, batch: list[list[Line]], singles: list[list[Line]]
+    session: AsyncSession, batch: list[list[Line]], singles: list[list[Line]], locked: bool
 ) -> None:
+    """``locked`` (PostgreSQL): the balance updates ride in the inserts' statement."""
     accounts = AccountCache()
     model: dict[AccountKey, int] = defaultdict(int)
     try:
@@ -64,20 +69,23 @@ async def test_a_journal_batch_writes_what_posting_one_by_one_would(
                 for ln in lines:
                     model[ln.key] += ln.amount
         journal = JournalBatch()
-        added = 0
+        added: list[int] = []
         for n, lines in enumerate(batch):
             if not any(ln.amount for ln in lines):
                 with pytest.raises(LedgerError):
                     journal.add("batched", lines, at=utcnow(), payment_id=n)
                 continue
             journal.add("batched", lines, at=utcnow(), payment_id=n)
-            added += 1
+            added.append(n)
             for ln in lines:
                 model[ln.key] += ln.amount
-        ids = await journal.write(session, accounts)
-        assert len(ids) == added and ids == sorted(ids) and len(journal) == 0
-        kinds = (await session.execute(select(JournalEntry.id, JournalEntry.kind))).all()
-        assert sorted(i for i, k in kinds if k == "batched") == ids
+        ids = await journal.write(session, accounts, locked=locked)
+        assert len(ids) == len(added) and ids == sorted(ids) and len(journal) == 0
+        kinds = (
+            await session.execute(select(JournalEntry.id, JournalEntry.kind, JournalEntry.payment_id))
+        ).all()
+        # the ids come back in the order the entries were added, each its own entry's
+        assert [(i, p) for i, k, p in sorted(kinds) if k == "batched"] == list(zip(ids, added, strict=True))
         check = await verify_ledger(session)
         assert check.balanced, check
         rows = await session.execute(
