@@ -54,12 +54,10 @@ def entries(draw: st.DrawFn) -> list[Line]:
 @given(
     batch=st.lists(entries(), min_size=1, max_size=12),
     singles=st.lists(entries(), max_size=3),
-    locked=st.booleans(),
 )
 async def test_a_journal_batch_writes_what_posting_one_by_one_would(
-    session: AsyncSession, batch: list[list[Line]], singles: list[list[Line]], locked: bool
+    session: AsyncSession, batch: list[list[Line]], singles: list[list[Line]]
 ) -> None:
-    """``locked`` (PostgreSQL): the balance updates ride in the inserts' statement."""
     accounts = AccountCache()
     model: dict[AccountKey, int] = defaultdict(int)
     try:
@@ -79,7 +77,7 @@ async def test_a_journal_batch_writes_what_posting_one_by_one_would(
             added.append(n)
             for ln in lines:
                 model[ln.key] += ln.amount
-        ids = await journal.write(session, accounts, locked=locked)
+        ids = await journal.write(session, accounts)
         assert len(ids) == len(added) and ids == sorted(ids) and len(journal) == 0
         kinds = (
             await session.execute(select(JournalEntry.id, JournalEntry.kind, JournalEntry.payment_id))
@@ -225,3 +223,35 @@ async def test_one_batch_may_hand_over_some_payments_and_leave_the_rest_due(db_u
         due = await claim_due(env.hub, "w-other", 20)
         assert len(due) == 9
         assert {c.payment.id for c in due}.isdisjoint(c.payment.id for c in worker._inbox)
+
+
+async def test_a_batch_of_new_payments_and_repeats_posts_only_the_new_ones(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Repeats (of committed payments, and inside the batch) insert nothing and post nothing; the
+    new payments of the same batch get one acceptance entry each, and the balances add up."""
+    async with hub_env(db_url, run_workers=False) as env:
+        first = [await env.pay(external_id=f"old-{i}", amount="10.00") for i in range(3)]
+        assert {r.status_code for r in first} == {201}
+        acceptor = env.hub.acceptor
+        write = acceptor.write
+
+        async def slowly(batch):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.1)  # the others queue meanwhile: they share the next batch
+            return await write(batch)
+
+        monkeypatch.setattr(acceptor, "write", slowly)
+        before = acceptor.batches
+        bodies = [("old-0", "10.00"), ("new-0", "20.00"), ("old-1", "10.00"), ("new-1", "30.00")]
+        bodies += [("new-0", "20.00"), ("old-2", "10.00"), ("new-2", "40.00")]
+        replies = await asyncio.gather(*(env.pay(external_id=e, amount=a) for e, a in bodies))
+        assert acceptor.batches - before <= 2  # the first alone, perhaps; the rest together
+        assert sorted(r.status_code for r in replies) == [200] * 4 + [201] * 3
+        async with env.hub.read_sessions() as s:
+            payments = {p.external_id: p for p in (await s.scalars(select(Payment))).all()}
+            assert sorted(payments) == ["new-0", "new-1", "new-2", "old-0", "old-1", "old-2"]
+            entries = (
+                await s.execute(select(JournalEntry.payment_id).where(JournalEntry.kind == "payment_accept"))
+            ).scalars()
+            assert sorted(entries) == sorted(p.id for p in payments.values())  # one entry each
+            assert (await verify_ledger(s)).balanced
+            collected = await s.scalar(select(Account.balance).where(Account.kind == "channel_collected"))
+            assert collected == sum(p.total for p in payments.values())

@@ -219,11 +219,16 @@ async def execute_many(
 def pg_unnest(
     table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, first: int = 1
 ) -> tuple[str, tuple[str, ...], tuple[list[Any], ...]]:
-    """PostgreSQL: ``unnest($first::type[], ...)`` over the rows' columns (in the table's order,
-    each value processed as Core would), the columns' names and the arrays to pass, for a
-    hand-written ``INSERT ... SELECT`` that does more than :func:`insert` (a CTE, say)."""
+    """PostgreSQL: ``SELECT <the rows' columns> FROM unnest($first::type[], ...) WITH ORDINALITY``
+    (columns in the table's order and named as in the table, each value processed as Core would,
+    JSON cast back from text, and ``ord``: the row's place from 1), the columns' names and the
+    arrays to pass, for a hand-written statement that does more than :func:`insert` (a CTE)."""
     shape = _shape(table, _columns(table, rows), dialect)
     tuples = [shape.row(r) for r in rows]
+    q = dialect.identifier_preparer.quote
     params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(shape.pg_arrays, first))
+    names = ", ".join(q(c) for c in shape.columns)
+    selects = ", ".join(f"{sel} AS {q(c)}" for sel, c in zip(shape.pg_selects, shape.columns, strict=True))
+    select = f"SELECT {selects}, u.ord FROM unnest({params}) WITH ORDINALITY AS u({names}, ord)"
     arrays = tuple(list(col) for col in zip(*tuples, strict=True))
-    return f"unnest({params})", shape.columns, arrays
+    return select, shape.columns, arrays

@@ -57,19 +57,14 @@ class JournalBatch:
         """Queue one entry (raises LedgerError now if it does not balance)."""
         self._entries.append(_Entry(kind, balanced_lines(kind, lines), payment_id, memo, at))
 
-    async def write(
-        self, session: AsyncSession, accounts: AccountCache, *, locked: bool = False
-    ) -> list[int]:
-        """Write the queued entries in ``session``'s transaction; their ids, in the order added.
-
-        ``locked``: the caller holds the locks of every account the entries touch already (on
-        PostgreSQL the balances are then updated in the same statement as the inserts)."""
+    async def write(self, session: AsyncSession, accounts: AccountCache) -> list[int]:
+        """Write the queued entries in ``session``'s transaction; their ids, in the order added."""
         if not self._entries:
             return []
         ids = await accounts.ids(session, {ln.key for e in self._entries for ln in e.lines})
         conn = await session.connection()
         if conn.dialect.name == "postgresql":
-            return await self._write_pg(conn, ids, locked)
+            return await self._write_pg(conn, ids)
         entry_ids = [
             int(r[0])
             for r in await direct.insert(
@@ -113,10 +108,10 @@ class JournalBatch:
         self._entries.clear()
         return entry_ids
 
-    async def _write_pg(self, conn: AsyncConnection, ids: dict[AccountKey, int], locked: bool) -> list[int]:
+    async def _write_pg(self, conn: AsyncConnection, ids: dict[AccountKey, int]) -> list[int]:
         """PostgreSQL: the entries and their postings in one statement (one round trip): the
         entries' ids come back in the order inserted (they grow in that order), and each posting
-        finds its entry by that ordinal; with ``locked``, the balance updates ride along too."""
+        finds its entry by that ordinal. The balances are updated as on SQLite, in id order."""
         dialect = conn.dialect
         q = dialect.identifier_preparer.quote
         entry_rows = [
@@ -145,38 +140,18 @@ class JournalBatch:
         p_select = ", ".join("m.id" if c == "entry_id" else f"v.{q(c)}" for c in p_cols)
         sql = (
             f"WITH e AS (INSERT INTO {q(_entries.name)} ({e_names})"
-            f" SELECT {', '.join(f'u.{q(c)}' for c in e_cols)} FROM {e_src}"
-            f" WITH ORDINALITY AS u({e_names}, ord) ORDER BY ord RETURNING id),"
+            f" SELECT {e_names} FROM ({e_src}) AS u ORDER BY ord RETURNING id),"
             " m AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM e),"
             f" p AS (INSERT INTO {q(_postings.name)} ({p_names})"
-            f" SELECT {p_select} FROM {p_src} AS v({p_names}) JOIN m ON m.ord = v.{q('entry_id')})"
+            f" SELECT {p_select} FROM ({p_src}) AS v JOIN m ON m.ord = v.{q('entry_id')})"
         )
-        args: tuple[list[Any], ...] = (*e_args, *p_args)
-        now = max(e.at for e in self._entries)
-        changed = [(aid, deltas[aid], now) for aid in sorted(deltas) if deltas[aid]]
-        if locked and changed:
-            b_src, b_cols, b_args = direct.pg_unnest(
-                _accounts,
-                [{"id": aid, "balance": d, "updated_at": at} for aid, d, at in changed],
-                dialect,
-                1 + len(args),
-            )
-            b_names = ", ".join(q(c) for c in b_cols)
-            sql += (
-                f", b AS (UPDATE {q(_accounts.name)} AS a SET balance = a.balance + d.balance,"
-                f" updated_at = d.updated_at FROM {b_src} AS d({b_names}) WHERE a.id = d.id)"
-            )
-            args = (*args, *b_args)
         sql += " SELECT id FROM m ORDER BY ord"
-        entry_ids = [int(r[0]) for r in (await conn.exec_driver_sql(sql, args)).all()]
-        if not locked:  # executed in this order (ascending ids): the lock order every writer follows
-            await direct.execute_many(
-                conn,
-                _ADD_SQLITE,
-                _ADD_PG,
-                _accounts,
-                ("balance", "updated_at", "id"),
-                [(d, at, aid) for aid, d, at in changed],
-            )
+        entry_ids = [int(r[0]) for r in (await conn.exec_driver_sql(sql, (*e_args, *p_args))).all()]
+        now = max(e.at for e in self._entries)
+        changed = [(deltas[aid], now, aid) for aid in sorted(deltas) if deltas[aid]]
+        # executed in this order (ascending ids): the lock order every writer follows
+        await direct.execute_many(
+            conn, _ADD_SQLITE, _ADD_PG, _accounts, ("balance", "updated_at", "id"), changed
+        )
         self._entries.clear()
         return entry_ids

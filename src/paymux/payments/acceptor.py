@@ -37,8 +37,8 @@ from paymux.db import direct
 from paymux.db.group_commit import GroupCommitter
 from paymux.errors import Problem
 from paymux.ledger.batch import JournalBatch
-from paymux.ledger.models import Account
-from paymux.ledger.service import AccountKey
+from paymux.ledger.models import Account, Posting
+from paymux.ledger.service import AccountKey, balanced_lines
 from paymux.money import format_amount
 from paymux.payments.models import Payment
 from paymux.payments.postings import accept_lines, provider_account
@@ -50,6 +50,7 @@ log = logging.getLogger("paymux.acceptor")
 
 _payments = cast(Table, Payment.__table__)
 _accounts = cast(Table, Account.__table__)
+_postings = cast(Table, Posting.__table__)
 
 
 @dataclass(slots=True)
@@ -201,7 +202,7 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
                     status="processing", in_doubt=True, lease_owner=worker.lease, next_attempt_at=lease_until
                 )
         try:
-            inserted = await _insert(hub, session, conn, rows, chosen)
+            inserted = await _insert(hub, session, conn, rows, chosen, ids)
             await session.commit()
         except BaseException:
             if worker is not None and slots:
@@ -225,11 +226,14 @@ async def _insert(
     conn: Any,
     rows: list[dict[str, Any]],
     chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
+    ids: dict[AccountKey, int],
 ) -> dict[tuple[int, str], NewPayment]:
     """Insert the payments (skipping taken external ids) and their acceptance entries."""
     inserted: dict[tuple[int, str], NewPayment] = {}
     if not rows:
         return inserted
+    if not hub.sqlite:
+        return await _insert_pg(conn, rows, chosen, ids)
     by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
     returned = await direct.insert(
         conn,
@@ -243,5 +247,57 @@ async def _insert(
     for k, r in inserted.items():
         item, key = chosen[k]
         journal.add("payment_accept", accept_lines(r, key), payment_id=r.id, at=item.now)
-    await journal.write(session, hub.accounts, locked=not hub.sqlite)  # locked in write_batch
+    await journal.write(session, hub.accounts)
     return inserted
+
+
+async def _insert_pg(
+    conn: Any,
+    rows: list[dict[str, Any]],
+    chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
+    ids: dict[AccountKey, int],
+) -> dict[tuple[int, str], NewPayment]:
+    """PostgreSQL: the payments, their acceptance entries and postings and the balance updates in
+    ONE statement (one round trip). Entries, postings and balances count only the payments
+    inserted (an external id taken already inserts nothing). The batch holds the locks of every
+    account touched (taken in id order in :func:`write_batch`), so the update's order is free."""
+    dialect = conn.dialect
+    q = dialect.identifier_preparer.quote
+    lines: list[dict[str, Any]] = []
+    for ordinal, r in enumerate(rows, 1):
+        item, key = chosen[(r["channel_id"], r["external_id"])]
+        for ln in balanced_lines("payment_accept", accept_lines(NewPayment(id=0, **r), key)):
+            # entry_id carries the payment's place in ``rows``: its entry's id is known in the statement
+            lines.append(
+                {
+                    "entry_id": ordinal,
+                    "account_id": ids[ln.key],
+                    "amount": ln.amount,
+                    "currency": ln.key.currency,
+                    "created_at": item.now,
+                }
+            )
+    p_src, p_cols, p_args = direct.pg_unnest(_payments, rows, dialect)
+    l_src, l_cols, l_args = direct.pg_unnest(_postings, lines, dialect, 1 + len(p_args))
+    p_names = ", ".join(q(c) for c in p_cols)
+    l_names = ", ".join(q(c) for c in l_cols)
+    l_select = ", ".join("e.id" if c == "entry_id" else f"l.{q(c)}" for c in l_cols)
+    sql = (
+        f"WITH x AS ({p_src}),"
+        f" pin AS (INSERT INTO payments ({p_names}) SELECT {p_names} FROM x ORDER BY ord"
+        " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING id, channel_id, external_id),"
+        " k AS (SELECT pin.id, x.ord, x.created_at FROM pin JOIN x USING (channel_id, external_id)),"
+        " e AS (INSERT INTO journal_entries (kind, payment_id, created_at)"
+        " SELECT 'payment_accept', k.id, k.created_at FROM k ORDER BY k.ord RETURNING id, payment_id),"
+        f" l AS ({l_src}),"
+        f" po AS (INSERT INTO postings ({l_names}) SELECT {l_select}"
+        " FROM l JOIN k ON k.ord = l.entry_id JOIN e ON e.payment_id = k.id),"
+        " b AS (UPDATE accounts AS a SET balance = a.balance + d.delta, updated_at = d.at"
+        " FROM (SELECT l.account_id, sum(l.amount) AS delta, max(l.created_at) AS at"
+        " FROM l JOIN k ON k.ord = l.entry_id GROUP BY l.account_id) AS d"
+        " WHERE a.id = d.account_id AND d.delta <> 0)"
+        " SELECT id, channel_id, external_id FROM pin"
+    )
+    by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
+    returned = (await conn.exec_driver_sql(sql, (*p_args, *l_args))).all()
+    return {(ch, ext): NewPayment(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
