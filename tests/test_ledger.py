@@ -538,3 +538,31 @@ def test_history_strategy_draws_every_kind_of_history() -> None:
     collect()
     assert seen_finals == set(FINALS)
     assert seen_reroutes > 0
+
+
+async def test_missing_accounts_are_created_in_one_order_whatever_the_order_asked(  # type: ignore[no-untyped-def]
+    session: AsyncSession, monkeypatch
+) -> None:
+    """Two transactions creating the same new accounts in different orders would wait for each
+    other at once (a deadlock on the accounts' unique key); in one order they wait in turn."""
+    from paymux.ledger import service
+
+    created: list[AccountKey] = []
+    real = service._get_or_create
+
+    async def spy(s: AsyncSession, key: AccountKey) -> int:
+        created.append(key)
+        return await real(s, key)
+
+    monkeypatch.setattr(service, "_get_or_create", spy)
+    keys = [
+        AccountKey("revenue_fees", 0, "RUB"),
+        AccountKey("channel_collected", 7, "RUB"),
+        AccountKey("fees_unearned", 0, "EUR"),
+        AccountKey("channel_collected", 3, "RUB"),
+    ]
+    try:
+        got = await AccountCache().ids(session, keys)
+        assert created == sorted(keys) and set(got) == set(keys)
+    finally:
+        await session.rollback()

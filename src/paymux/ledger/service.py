@@ -71,7 +71,9 @@ class AccountCache:
                     if found is not None:
                         out[k] = self._ids[k] = found
             missing = [k for k in missing if k not in out]
-        for k in missing:
+        # created in one order everywhere: two transactions creating the same new accounts (two
+        # workers' first outcomes) then wait for each other in turn, never for each other at once
+        for k in sorted(missing):
             out[k] = await _get_or_create(session, k)
         return out
 
