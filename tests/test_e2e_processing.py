@@ -333,3 +333,38 @@ async def test_provider_reusing_a_txn_id_is_recorded_and_flagged(db_url: str) ->
         assert d["attempts"][-1]["provider_txn_id"] == "EMU-00000001"  # the attempt keeps the provider's id
         assert env.pay_calls("p1")[str(second)] == 1
         await _ledger_ok(env)
+
+
+async def test_a_repeat_racing_its_own_outcome_does_not_deadlock(  # type: ignore[no-untyped-def]
+    db_url: str, monkeypatch
+) -> None:
+    """PostgreSQL: an acceptance batch holds its accounts and inserts a repeat of a payment whose
+    outcome is being recorded. The outcome batch takes the accounts before it updates the payment,
+    so it waits for the acceptance instead of the two waiting for each other (a deadlock, broken
+    after a second and retried one by one)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only: SQLite has one writer")
+    from paymux.payments import acceptor
+
+    async with hub_env(db_url, run_workers=False) as env:
+        assert (await env.pay(external_id="race")).status_code == 201
+        (claimed,) = await claim_due(env.hub, "test-worker", 10)
+        holding, release = asyncio.Event(), asyncio.Event()
+        real_insert = acceptor._insert
+
+        async def insert_when_released(*args, **kwargs):  # type: ignore[no-untyped-def]
+            holding.set()  # the batch's accounts are locked by now
+            await release.wait()
+            return await real_insert(*args, **kwargs)
+
+        monkeypatch.setattr(acceptor, "_insert", insert_when_released)
+        repeat = asyncio.create_task(env.pay(external_id="race"))
+        await asyncio.wait_for(holding.wait(), 5)
+        delivering = asyncio.create_task(process(env.hub, claimed))
+        await asyncio.sleep(0.5)  # the outcome batch reaches the accounts' locks
+        release.set()
+        assert (await repeat).status_code == 200
+        await delivering
+        assert env.hub.acceptor.failed_batches == 0 and env.hub.recorder.failed_batches == 0
+        assert (await env.wait_final(claimed.payment.id, within=5))["status"] == "succeeded"
+        await _ledger_ok(env)

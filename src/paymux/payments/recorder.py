@@ -7,8 +7,9 @@ records everything queued so far in ONE transaction:
 
 * the leases of the batch's payments are read at once (locked, on PostgreSQL); an outcome whose
   lease was taken over writes nothing;
-* payment updates with the same columns go out as one ``executemany``; attempt rows, journal
-  entries and postings are inserted together; balances are updated once each, in id order.
+* journal entries and postings are inserted together and balances updated once each, in id
+  order; then payment updates with the same columns go out as one ``executemany``, then the
+  attempt rows.
 
 If a batch fails as a whole (a database error), its outcomes are recorded one by one; one that still
 fails is left to the lease: the payment is claimed again when it runs out, in doubt, and settled by
@@ -154,8 +155,11 @@ class Recorder(GroupCommitter[Outcome, bool]):
                 await item.apply(w)
                 if item.attempt is not None:
                     attempts.append(item.attempt)
-            await w.flush_updates()
+            # the entries (their balance updates take the accounts' locks) before the payments'
+            # updates: an acceptance batch holding those accounts and inserting a repeat of one of
+            # these payments would otherwise wait on the updated payment while this waits on it
             await w.journal.write(session, self.hub.accounts)
+            await w.flush_updates()
             if attempts:
                 await direct.insert(conn, _attempts, attempts)
             await session.commit()
