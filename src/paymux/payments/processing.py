@@ -2,7 +2,7 @@
 
 The rules that keep a payment from being lost or paid twice:
 
-* A worker claims due payments in one transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
+* A worker claims due payments in one transaction (``FOR NO KEY UPDATE SKIP LOCKED`` on PostgreSQL),
   moving ``next_attempt_at`` a lease ahead and marking them ``in_doubt``: from then on the
   payment may have reached its provider. If the worker dies, the lease runs out, another worker
   claims it and, seeing ``in_doubt``, asks that same provider for the status first.
