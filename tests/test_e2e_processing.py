@@ -192,6 +192,22 @@ async def test_prepaid_deposit_exhausted_routes_to_next_provider(db_url: str) ->
         await _ledger_ok(env)
 
 
+def _hold_acceptances_after_their_lock(monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:  # type: ignore[no-untyped-def]
+    """Acceptance batches stop after locking their accounts (``holding`` is set) until ``release``."""
+    from paymux.payments import acceptor
+
+    holding, release = asyncio.Event(), asyncio.Event()
+    real_insert = acceptor._insert
+
+    async def insert_when_released(*args, **kwargs):  # type: ignore[no-untyped-def]
+        holding.set()
+        await release.wait()
+        return await real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(acceptor, "_insert", insert_when_released)
+    return holding, release
+
+
 async def test_an_acceptance_holding_the_account_locks_lets_foreign_key_checks_through(  # type: ignore[no-untyped-def]
     db_url: str, monkeypatch
 ) -> None:
@@ -200,19 +216,9 @@ async def test_an_acceptance_holding_the_account_locks_lets_foreign_key_checks_t
     foreign-key check on each account) is not held up until the batch commits."""
     if db_url.startswith("sqlite"):
         pytest.skip("PostgreSQL only: SQLite has one writer")
-    from paymux.payments import acceptor
-
     async with hub_env(db_url, deposits={"p1": 1000_00}) as env:
         await env.pay(amount="1.00", external_id="warm")  # the accounts exist
-        holding, release = asyncio.Event(), asyncio.Event()
-        real_insert = acceptor._insert
-
-        async def insert_slowly(*args, **kwargs):  # type: ignore[no-untyped-def]
-            holding.set()  # the batch's accounts are locked by now
-            await release.wait()
-            return await real_insert(*args, **kwargs)
-
-        monkeypatch.setattr(acceptor, "_insert", insert_slowly)
+        holding, release = _hold_acceptances_after_their_lock(monkeypatch)
         paying = asyncio.create_task(env.pay(amount="2.00", external_id="held"))
         await asyncio.wait_for(holding.wait(), 5)
         try:
@@ -344,20 +350,10 @@ async def test_a_repeat_racing_its_own_outcome_does_not_deadlock(  # type: ignor
     after a second and retried one by one)."""
     if db_url.startswith("sqlite"):
         pytest.skip("PostgreSQL only: SQLite has one writer")
-    from paymux.payments import acceptor
-
     async with hub_env(db_url, run_workers=False) as env:
         assert (await env.pay(external_id="race")).status_code == 201
         (claimed,) = await claim_due(env.hub, "test-worker", 10)
-        holding, release = asyncio.Event(), asyncio.Event()
-        real_insert = acceptor._insert
-
-        async def insert_when_released(*args, **kwargs):  # type: ignore[no-untyped-def]
-            holding.set()  # the batch's accounts are locked by now
-            await release.wait()
-            return await real_insert(*args, **kwargs)
-
-        monkeypatch.setattr(acceptor, "_insert", insert_when_released)
+        holding, release = _hold_acceptances_after_their_lock(monkeypatch)
         repeat = asyncio.create_task(env.pay(external_id="race"))
         await asyncio.wait_for(holding.wait(), 5)
         delivering = asyncio.create_task(process(env.hub, claimed))

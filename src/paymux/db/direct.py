@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Table
@@ -216,19 +217,30 @@ async def execute_many(
     await conn.exec_driver_sql(sql, params)
 
 
-def pg_unnest(
-    table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, first: int = 1
-) -> tuple[str, tuple[str, ...], tuple[list[Any], ...]]:
+@dataclass(frozen=True, slots=True)
+class Unnested:
+    """Rows as a PostgreSQL ``SELECT ... FROM unnest(...)`` (see :func:`pg_unnest`)."""
+
+    select: str  # SELECT <the columns>, ord FROM unnest($n::type[], ...) WITH ORDINALITY ...
+    names: str  # the columns, quoted, comma separated
+    columns: tuple[str, ...]
+    args: tuple[list[Any], ...]  # one array per column, to pass as the statement's parameters
+
+    def pick(self, alias: str, **instead: str) -> str:
+        """The columns as ``alias.column``, with ``instead`` giving other expressions for some."""
+        return ", ".join(instead.get(c) or f"{alias}.{c}" for c in self.columns)
+
+
+def pg_unnest(table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect, first: int = 1) -> Unnested:
     """PostgreSQL: ``SELECT <the rows' columns> FROM unnest($first::type[], ...) WITH ORDINALITY``
     (columns in the table's order and named as in the table, each value processed as Core would,
-    JSON cast back from text, and ``ord``: the row's place from 1), the columns' names and the
-    arrays to pass, for a hand-written statement that does more than :func:`insert` (a CTE)."""
+    JSON cast back from text, and ``ord``: the row's place from 1), for a hand-written statement
+    that does more than :func:`insert` (a CTE). Column names must need no quoting."""
     shape = _shape(table, _columns(table, rows), dialect)
     tuples = [shape.row(r) for r in rows]
-    q = dialect.identifier_preparer.quote
     params = ", ".join(f"${i}::{t}[]" for i, t in enumerate(shape.pg_arrays, first))
-    names = ", ".join(q(c) for c in shape.columns)
-    selects = ", ".join(f"{sel} AS {q(c)}" for sel, c in zip(shape.pg_selects, shape.columns, strict=True))
+    names = ", ".join(shape.columns)
+    selects = ", ".join(f"{sel} AS {c}" for sel, c in zip(shape.pg_selects, shape.columns, strict=True))
     select = f"SELECT {selects}, u.ord FROM unnest({params}) WITH ORDINALITY AS u({names}, ord)"
     arrays = tuple(list(col) for col in zip(*tuples, strict=True))
-    return select, shape.columns, arrays
+    return Unnested(select, names, shape.columns, arrays)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymux.db import direct
 from paymux.ledger.models import Account, JournalEntry, Posting
-from paymux.ledger.service import AccountCache, AccountKey, Line, balanced_lines
+from paymux.ledger.service import AccountCache, AccountKey, Line, balanced_lines, posting_rows
 
 _entries = cast(Table, JournalEntry.__table__)
 _postings = cast(Table, Posting.__table__)
@@ -113,40 +113,27 @@ class JournalBatch:
         entries' ids come back in the order inserted (they grow in that order), and each posting
         finds its entry by that ordinal. The balances are updated as on SQLite, in id order."""
         dialect = conn.dialect
-        q = dialect.identifier_preparer.quote
         entry_rows = [
             {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
             for e in self._entries
         ]
-        posting_rows: list[dict[str, Any]] = []
+        posting_list: list[dict[str, Any]] = []
         deltas: dict[int, int] = defaultdict(int)
         for ordinal, e in enumerate(self._entries, 1):
             for ln in e.lines:
-                aid = ids[ln.key]
-                deltas[aid] += ln.amount
-                posting_rows.append(
-                    {
-                        "entry_id": ordinal,  # the entry's place; its id is known inside the statement
-                        "account_id": aid,
-                        "amount": ln.amount,
-                        "currency": ln.key.currency,
-                        "created_at": e.at,
-                    }
-                )
-        e_src, e_cols, e_args = direct.pg_unnest(_entries, entry_rows, dialect)
-        p_src, p_cols, p_args = direct.pg_unnest(_postings, posting_rows, dialect, 1 + len(e_args))
-        e_names = ", ".join(q(c) for c in e_cols)
-        p_names = ", ".join(q(c) for c in p_cols)
-        p_select = ", ".join("m.id" if c == "entry_id" else f"v.{q(c)}" for c in p_cols)
+                deltas[ids[ln.key]] += ln.amount
+            posting_list += posting_rows(ordinal, e.lines, ids, e.at)
+        ents = direct.pg_unnest(_entries, entry_rows, dialect)
+        posts = direct.pg_unnest(_postings, posting_list, dialect, 1 + len(ents.args))
         sql = (
-            f"WITH e AS (INSERT INTO {q(_entries.name)} ({e_names})"
-            f" SELECT {e_names} FROM ({e_src}) AS u ORDER BY ord RETURNING id),"
+            f"WITH e AS (INSERT INTO journal_entries ({ents.names})"
+            f" SELECT {ents.names} FROM ({ents.select}) AS u ORDER BY ord RETURNING id),"
             " m AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM e),"
-            f" p AS (INSERT INTO {q(_postings.name)} ({p_names})"
-            f" SELECT {p_select} FROM ({p_src}) AS v JOIN m ON m.ord = v.{q('entry_id')})"
+            f" p AS (INSERT INTO postings ({posts.names}) SELECT {posts.pick('v', entry_id='m.id')}"
+            f" FROM ({posts.select}) AS v JOIN m ON m.ord = v.entry_id)"
+            " SELECT id FROM m ORDER BY ord"
         )
-        sql += " SELECT id FROM m ORDER BY ord"
-        entry_ids = [int(r[0]) for r in (await conn.exec_driver_sql(sql, (*e_args, *p_args))).all()]
+        entry_ids = [int(r[0]) for r in (await conn.exec_driver_sql(sql, (*ents.args, *posts.args))).all()]
         now = max(e.at for e in self._entries)
         changed = [(deltas[aid], now, aid) for aid in sorted(deltas) if deltas[aid]]
         # executed in this order (ascending ids): the lock order every writer follows

@@ -11,7 +11,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +76,23 @@ class AccountCache:
         for k in sorted(missing):
             out[k] = await _get_or_create(session, k)
         return out
+
+
+def posting_rows(
+    entry_id: int, lines: Iterable[Line], ids: dict[AccountKey, int], at: dt.datetime
+) -> list[dict[str, Any]]:
+    """The posting rows of one entry. ``entry_id`` is its id, or, in a PostgreSQL statement that
+    inserts the entries too, its place among them (from 1): the id is known only inside."""
+    return [
+        {
+            "entry_id": entry_id,
+            "account_id": ids[ln.key],
+            "amount": ln.amount,
+            "currency": ln.key.currency,
+            "created_at": at,
+        }
+        for ln in lines
+    ]
 
 
 def _account_query(key: AccountKey) -> Select[int]:
@@ -157,19 +174,7 @@ async def post_entry(
             _INSERT_ENTRY, {"kind": kind, "payment_id": payment_id, "memo": memo, "created_at": now}
         )
     ).scalar_one()
-    await conn.execute(
-        _INSERT_POSTING,
-        [
-            {
-                "entry_id": entry_id,
-                "account_id": ids[ln.key],
-                "amount": ln.amount,
-                "currency": ln.key.currency,
-                "created_at": now,
-            }
-            for ln in lines
-        ],
-    )
+    await conn.execute(_INSERT_POSTING, posting_rows(entry_id, lines, ids, now))
     deltas: dict[int, int] = defaultdict(int)
     key_of: dict[int, AccountKey] = {}
     for ln in lines:

@@ -38,7 +38,7 @@ from paymux.db.group_commit import GroupCommitter
 from paymux.errors import Problem
 from paymux.ledger.batch import JournalBatch
 from paymux.ledger.models import Account, Posting
-from paymux.ledger.service import AccountKey, balanced_lines
+from paymux.ledger.service import AccountKey, balanced_lines, posting_rows
 from paymux.money import format_amount
 from paymux.payments.models import Payment
 from paymux.payments.postings import accept_lines, provider_account
@@ -262,35 +262,22 @@ async def _insert_pg(
     inserted (an external id taken already inserts nothing). The batch holds the locks of every
     account touched (taken in id order in :func:`write_batch`), so the update's order is free."""
     dialect = conn.dialect
-    q = dialect.identifier_preparer.quote
     lines: list[dict[str, Any]] = []
     for ordinal, r in enumerate(rows, 1):
         item, key = chosen[(r["channel_id"], r["external_id"])]
-        for ln in balanced_lines("payment_accept", accept_lines(NewPayment(id=0, **r), key)):
-            # entry_id carries the payment's place in ``rows``: its entry's id is known in the statement
-            lines.append(
-                {
-                    "entry_id": ordinal,
-                    "account_id": ids[ln.key],
-                    "amount": ln.amount,
-                    "currency": ln.key.currency,
-                    "created_at": item.now,
-                }
-            )
-    p_src, p_cols, p_args = direct.pg_unnest(_payments, rows, dialect)
-    l_src, l_cols, l_args = direct.pg_unnest(_postings, lines, dialect, 1 + len(p_args))
-    p_names = ", ".join(q(c) for c in p_cols)
-    l_names = ", ".join(q(c) for c in l_cols)
-    l_select = ", ".join("e.id" if c == "entry_id" else f"l.{q(c)}" for c in l_cols)
+        accepted = balanced_lines("payment_accept", accept_lines(NewPayment(id=0, **r), key))
+        lines += posting_rows(ordinal, accepted, ids, item.now)  # entry_id: the payment's place
+    p = direct.pg_unnest(_payments, rows, dialect)
+    po = direct.pg_unnest(_postings, lines, dialect, 1 + len(p.args))
     sql = (
-        f"WITH x AS ({p_src}),"
-        f" pin AS (INSERT INTO payments ({p_names}) SELECT {p_names} FROM x ORDER BY ord"
+        f"WITH x AS ({p.select}),"
+        f" pin AS (INSERT INTO payments ({p.names}) SELECT {p.names} FROM x ORDER BY ord"
         " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING id, channel_id, external_id),"
         " k AS (SELECT pin.id, x.ord, x.created_at FROM pin JOIN x USING (channel_id, external_id)),"
         " e AS (INSERT INTO journal_entries (kind, payment_id, created_at)"
         " SELECT 'payment_accept', k.id, k.created_at FROM k ORDER BY k.ord RETURNING id, payment_id),"
-        f" l AS ({l_src}),"
-        f" po AS (INSERT INTO postings ({l_names}) SELECT {l_select}"
+        f" l AS ({po.select}),"
+        f" po AS (INSERT INTO postings ({po.names}) SELECT {po.pick('l', entry_id='e.id')}"
         " FROM l JOIN k ON k.ord = l.entry_id JOIN e ON e.payment_id = k.id),"
         " b AS (UPDATE accounts AS a SET balance = a.balance + d.delta, updated_at = d.at"
         " FROM (SELECT l.account_id, sum(l.amount) AS delta, max(l.created_at) AS at"
@@ -299,5 +286,5 @@ async def _insert_pg(
         " SELECT id, channel_id, external_id FROM pin"
     )
     by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
-    returned = (await conn.exec_driver_sql(sql, (*p_args, *l_args))).all()
+    returned = (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all()
     return {(ch, ext): NewPayment(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
