@@ -222,9 +222,13 @@ class Unnested:
     """Rows as a PostgreSQL ``SELECT ... FROM unnest(...)`` (see :func:`pg_unnest`)."""
 
     select: str  # SELECT <the columns>, ord FROM unnest($n::type[], ...) WITH ORDINALITY ...
-    names: str  # the columns, quoted, comma separated
     columns: tuple[str, ...]
     args: tuple[list[Any], ...]  # one array per column, to pass as the statement's parameters
+
+    @property
+    def names(self) -> str:
+        """The columns, comma separated."""
+        return ", ".join(self.columns)
 
     def pick(self, alias: str, **instead: str) -> str:
         """The columns as ``alias.column``, with ``instead`` giving other expressions for some."""
@@ -243,4 +247,4 @@ def pg_unnest(table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect,
     selects = ", ".join(f"{sel} AS {c}" for sel, c in zip(shape.pg_selects, shape.columns, strict=True))
     select = f"SELECT {selects}, u.ord FROM unnest({params}) WITH ORDINALITY AS u({names}, ord)"
     arrays = tuple(list(col) for col in zip(*tuples, strict=True))
-    return Unnested(select, names, shape.columns, arrays)
+    return Unnested(select, shape.columns, arrays)

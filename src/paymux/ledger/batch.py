@@ -63,37 +63,27 @@ class JournalBatch:
             return []
         ids = await accounts.ids(session, {ln.key for e in self._entries for ln in e.lines})
         conn = await session.connection()
-        if conn.dialect.name == "postgresql":
-            return await self._write_pg(conn, ids)
-        entry_ids = [
-            int(r[0])
-            for r in await direct.insert(
-                conn,
-                _entries,
-                [
-                    {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
-                    for e in self._entries
-                ],
-                returning=("id",),
-                ordered=True,
-            )
+        entry_rows = [
+            {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
+            for e in self._entries
         ]
-        postings: list[dict[str, Any]] = []
+        if conn.dialect.name == "postgresql":
+            entry_ids = await self._insert_pg(conn, entry_rows, ids)
+        else:
+            entry_ids = [
+                int(r[0])
+                for r in await direct.insert(conn, _entries, entry_rows, returning=("id",), ordered=True)
+            ]
+            postings = [
+                row
+                for eid, e in zip(entry_ids, self._entries, strict=True)
+                for row in posting_rows(eid, e.lines, ids, e.at)
+            ]
+            await direct.insert(conn, _postings, postings)
         deltas: dict[int, int] = defaultdict(int)
-        for eid, e in zip(entry_ids, self._entries, strict=True):
+        for e in self._entries:
             for ln in e.lines:
-                aid = ids[ln.key]
-                deltas[aid] += ln.amount
-                postings.append(
-                    {
-                        "entry_id": eid,
-                        "account_id": aid,
-                        "amount": ln.amount,
-                        "currency": ln.key.currency,
-                        "created_at": e.at,
-                    }
-                )
-        await direct.insert(conn, _postings, postings)
+                deltas[ids[ln.key]] += ln.amount
         now = max(e.at for e in self._entries)
         changed = [(deltas[aid], now, aid) for aid in sorted(deltas) if deltas[aid]]
         # executed in this order (ascending ids): the lock order every writer follows
@@ -108,23 +98,17 @@ class JournalBatch:
         self._entries.clear()
         return entry_ids
 
-    async def _write_pg(self, conn: AsyncConnection, ids: dict[AccountKey, int]) -> list[int]:
+    async def _insert_pg(
+        self, conn: AsyncConnection, entry_rows: list[dict[str, Any]], ids: dict[AccountKey, int]
+    ) -> list[int]:
         """PostgreSQL: the entries and their postings in one statement (one round trip): the
         entries' ids come back in the order inserted (they grow in that order), and each posting
-        finds its entry by that ordinal. The balances are updated as on SQLite, in id order."""
-        dialect = conn.dialect
-        entry_rows = [
-            {"kind": e.kind, "payment_id": e.payment_id, "memo": e.memo, "created_at": e.at}
-            for e in self._entries
+        finds its entry by that ordinal."""
+        postings = [
+            row for place, e in enumerate(self._entries, 1) for row in posting_rows(place, e.lines, ids, e.at)
         ]
-        posting_list: list[dict[str, Any]] = []
-        deltas: dict[int, int] = defaultdict(int)
-        for ordinal, e in enumerate(self._entries, 1):
-            for ln in e.lines:
-                deltas[ids[ln.key]] += ln.amount
-            posting_list += posting_rows(ordinal, e.lines, ids, e.at)
-        ents = direct.pg_unnest(_entries, entry_rows, dialect)
-        posts = direct.pg_unnest(_postings, posting_list, dialect, 1 + len(ents.args))
+        ents = direct.pg_unnest(_entries, entry_rows, conn.dialect)
+        posts = direct.pg_unnest(_postings, postings, conn.dialect, 1 + len(ents.args))
         sql = (
             f"WITH e AS (INSERT INTO journal_entries ({ents.names})"
             f" SELECT {ents.names} FROM ({ents.select}) AS u ORDER BY ord RETURNING id),"
@@ -133,12 +117,4 @@ class JournalBatch:
             f" FROM ({posts.select}) AS v JOIN m ON m.ord = v.entry_id)"
             " SELECT id FROM m ORDER BY ord"
         )
-        entry_ids = [int(r[0]) for r in (await conn.exec_driver_sql(sql, (*ents.args, *posts.args))).all()]
-        now = max(e.at for e in self._entries)
-        changed = [(deltas[aid], now, aid) for aid in sorted(deltas) if deltas[aid]]
-        # executed in this order (ascending ids): the lock order every writer follows
-        await direct.execute_many(
-            conn, _ADD_SQLITE, _ADD_PG, _accounts, ("balance", "updated_at", "id"), changed
-        )
-        self._entries.clear()
-        return entry_ids
+        return [int(r[0]) for r in (await conn.exec_driver_sql(sql, (*ents.args, *posts.args))).all()]

@@ -10,9 +10,8 @@ one fsync serves a whole batch.
 Prepaid deposits: every account the batch may touch is locked first, in ascending id order
 (``FOR NO KEY UPDATE`` on PostgreSQL: balances change, keys never do, so other transactions'
 foreign-key checks on these accounts are not held up; SQLite has one writer), the deposits'
-balances are read, and the
-batch's payments take them in queue order; a payment whose first choice cannot be covered takes
-its next candidate, exactly as one by one.
+balances are read, and the batch's payments take them in queue order; a payment whose first choice
+cannot be covered takes its next candidate, exactly as one by one.
 
 If a batch fails as a whole (a database error), its payments are retried one by one, each in its
 own transaction, so one bad payment cannot fail the others.
@@ -262,11 +261,13 @@ async def _insert_pg(
     inserted (an external id taken already inserts nothing). The batch holds the locks of every
     account touched (taken in id order in :func:`write_batch`), so the update's order is free."""
     dialect = conn.dialect
+    new = {(r["channel_id"], r["external_id"]): NewPayment(id=0, **r) for r in rows}  # ids: below
     lines: list[dict[str, Any]] = []
-    for ordinal, r in enumerate(rows, 1):
-        item, key = chosen[(r["channel_id"], r["external_id"])]
-        accepted = balanced_lines("payment_accept", accept_lines(NewPayment(id=0, **r), key))
-        lines += posting_rows(ordinal, accepted, ids, item.now)  # entry_id: the payment's place
+    for place, r in enumerate(rows, 1):
+        k = (r["channel_id"], r["external_id"])
+        item, key = chosen[k]
+        accepted = balanced_lines("payment_accept", accept_lines(new[k], key))
+        lines += posting_rows(place, accepted, ids, item.now)  # entry_id: the payment's place
     p = direct.pg_unnest(_payments, rows, dialect)
     po = direct.pg_unnest(_postings, lines, dialect, 1 + len(p.args))
     sql = (
@@ -285,6 +286,8 @@ async def _insert_pg(
         " WHERE a.id = d.account_id AND d.delta <> 0)"
         " SELECT id, channel_id, external_id FROM pin"
     )
-    by_key = {(r["channel_id"], r["external_id"]): r for r in rows}
-    returned = (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all()
-    return {(ch, ext): NewPayment(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
+    inserted: dict[tuple[int, str], NewPayment] = {}
+    for pid, ch, ext in (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all():
+        payment = inserted[(ch, ext)] = new[(ch, ext)]
+        payment.id = pid
+    return inserted
