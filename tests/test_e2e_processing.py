@@ -288,6 +288,27 @@ async def test_crash_after_claim_is_settled_by_status_then_paid_once(db_url: str
         await _ledger_ok(env)
 
 
+async def test_a_claim_reads_every_column_as_the_orm_does_and_leases_the_payment(db_url: str) -> None:
+    async with hub_env(db_url, run_workers=False) as env:
+        pid = (await env.pay()).json()["id"]
+        async with env.hub.read_sessions() as s:
+            before = await s.get(Payment, pid)
+        assert before is not None and before.status == "accepted"
+        (claimed,) = await claim_due(env.hub, "w-claims", 10)
+        got = vars(claimed.payment)
+        for column in Payment.__table__.columns:
+            assert got[column.key] == getattr(before, column.key), column.key
+        assert got["fields"] == {} and got["tried_provider_ids"] == []
+        assert got["created_at"].tzinfo is not None
+        assert claimed.was_in_doubt is False
+        async with env.hub.read_sessions() as s:
+            after = await s.get(Payment, pid)
+        assert after is not None
+        assert (after.status, after.lease_owner, after.in_doubt) == ("processing", "w-claims", True)
+        assert after.next_attempt_at is not None and after.next_attempt_at > before.created_at
+        assert await claim_due(env.hub, "w-other", 10) == []
+
+
 async def test_payment_without_any_tariff_succeeds(db_url: str) -> None:
     from harness import BASE_CATALOG
 

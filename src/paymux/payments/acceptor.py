@@ -39,7 +39,7 @@ from paymux.ledger.batch import JournalBatch
 from paymux.ledger.models import Account, Posting
 from paymux.ledger.service import AccountKey, balanced_lines, posting_rows
 from paymux.money import format_amount
-from paymux.payments.models import Payment
+from paymux.payments.models import Payment, PaymentValues
 from paymux.payments.postings import accept_lines, provider_account
 from paymux.payments.schemas import PaymentIn
 from paymux.routing.engine import Option, Plan
@@ -65,28 +65,6 @@ class Pending:
     @property
     def key(self) -> tuple[int, str]:
         return (self.channel.id, self.body.external_id)
-
-
-class NewPayment:
-    """A payment row just inserted, built from the values written (nothing is read back)."""
-
-    provider_txn_id = None
-    error_code = None
-    error_message = None
-    final_at = None
-    # the columns the ledger lines and the API view read (all set from the written values)
-    channel_id: int
-    currency: str
-    amount: int
-    fee: int
-    total: int
-    remuneration: int
-    commission: int
-    lease_owner: str | None = None
-
-    def __init__(self, id: int, **values: Any) -> None:
-        self.id = id
-        self.__dict__.update(values)
 
 
 @dataclass(slots=True)
@@ -226,9 +204,9 @@ async def _insert(
     rows: list[dict[str, Any]],
     chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
     ids: dict[AccountKey, int],
-) -> dict[tuple[int, str], NewPayment]:
+) -> dict[tuple[int, str], PaymentValues]:
     """Insert the payments (skipping taken external ids) and their acceptance entries."""
-    inserted: dict[tuple[int, str], NewPayment] = {}
+    inserted: dict[tuple[int, str], PaymentValues] = {}
     if not rows:
         return inserted
     if not hub.sqlite:
@@ -241,7 +219,7 @@ async def _insert(
         returning=("id", "channel_id", "external_id"),
         on_conflict_do_nothing=("channel_id", "external_id"),
     )
-    inserted = {(ch, ext): NewPayment(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
+    inserted = {(ch, ext): PaymentValues(id=pid, **by_key[(ch, ext)]) for pid, ch, ext in returned}
     journal = JournalBatch()
     for k, r in inserted.items():
         item, key = chosen[k]
@@ -255,13 +233,13 @@ async def _insert_pg(
     rows: list[dict[str, Any]],
     chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
     ids: dict[AccountKey, int],
-) -> dict[tuple[int, str], NewPayment]:
+) -> dict[tuple[int, str], PaymentValues]:
     """PostgreSQL: the payments, their acceptance entries and postings and the balance updates in
     ONE statement (one round trip). Entries, postings and balances count only the payments
     inserted (an external id taken already inserts nothing). The batch holds the locks of every
     account touched (taken in id order in :func:`write_batch`), so the update's order is free."""
     dialect = conn.dialect
-    new = {(r["channel_id"], r["external_id"]): NewPayment(id=0, **r) for r in rows}  # ids: below
+    new = {(r["channel_id"], r["external_id"]): PaymentValues(id=0, **r) for r in rows}  # ids: below
     lines: list[dict[str, Any]] = []
     for place, r in enumerate(rows, 1):
         k = (r["channel_id"], r["external_id"])
@@ -286,7 +264,7 @@ async def _insert_pg(
         " WHERE a.id = d.account_id AND d.delta <> 0)"
         " SELECT id, channel_id, external_id FROM pin"
     )
-    inserted: dict[tuple[int, str], NewPayment] = {}
+    inserted: dict[tuple[int, str], PaymentValues] = {}
     for pid, ch, ext in (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all():
         payment = inserted[(ch, ext)] = new[(ch, ext)]
         payment.id = pid

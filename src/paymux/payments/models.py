@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
@@ -68,6 +69,39 @@ class Payment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     final_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PaymentValues:
+    """A payment's column values without ORM state (same attribute names as :class:`Payment`): a
+    row a batch just inserted, built from the values written, or a row a claim read."""
+
+    provider_txn_id = None
+    error_code = None
+    error_message = None
+    final_at = None
+    # the columns the ledger lines, the API view and a claim read (all set from the row's values)
+    channel_id: int
+    service_id: int
+    provider_id: int
+    in_doubt: bool
+    currency: str
+    amount: int
+    fee: int
+    total: int
+    remuneration: int
+    commission: int
+    lease_owner: str | None = None
+
+    def __init__(self, id: int, **values: Any) -> None:
+        self.id = id
+        self.__dict__.update(values)
+
+    @classmethod
+    def of_row(cls, names: Sequence[str], row: Sequence[Any]) -> PaymentValues:
+        """From a row of ``names`` (which include ``id``)."""
+        obj = cls.__new__(cls)
+        obj.__dict__ = dict(zip(names, row, strict=True))
+        return obj
 
 
 class PaymentAttempt(Base):

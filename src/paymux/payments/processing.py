@@ -27,14 +27,15 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 
 from paymux.catalog.snapshot import ProviderView, Snapshot
+from paymux.db import direct
 from paymux.db.base import utcnow
 from paymux.ledger.service import InsufficientFunds, post_entry
-from paymux.payments.models import Payment
+from paymux.payments.models import Payment, PaymentValues
 from paymux.payments.postings import (
     accept_lines,
     deposit_floor,
@@ -51,50 +52,53 @@ from paymux.runtime import Hub
 log = logging.getLogger("paymux.processing")
 
 BREAKER_FAILURES = ("unreachable", "unknown", "temporary")
+_payments = cast(Table, Payment.__table__)
 
 
 @dataclass(slots=True)
 class Claimed:
     """A payment as it was when claimed (before the claim marked it in doubt)."""
 
-    payment: Any  # a Payment row, or the values of a payment inserted already claimed
+    payment: Any  # PaymentValues: read by a claim, or inserted already claimed; or a Payment row
     was_in_doubt: bool
     lease: str
     due_again: bool = False  # its recorded outcome makes it due again at once (failover, resend)
 
 
 async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due payments for this worker, in one short transaction."""
+    """Claim up to ``limit`` due payments for this worker, in one short transaction.
+
+    Rows are read with Core into :class:`PaymentValues` (a claim of a hundred payments built ORM
+    objects for a third of its time) and leased with one statement per row of the same shape."""
     now = utcnow()
     lease_until = now + dt.timedelta(seconds=hub.settings.lease_seconds)
     async with hub.sessions() as session:
+        conn = await session.connection()
         stmt = (
-            select(Payment)
-            .where(Payment.next_attempt_at <= now)
-            .order_by(Payment.next_attempt_at)
+            select(_payments)
+            .where(_payments.c.next_attempt_at <= now)
+            .order_by(_payments.c.next_attempt_at)
             .limit(limit)
         )
         if not hub.sqlite:
             # NO KEY UPDATE: an attempt or entry inserted for a claimed payment (a foreign-key check)
             # does not wait for the claim's transaction
             stmt = stmt.with_for_update(skip_locked=True, key_share=True)
-        rows = list((await session.scalars(stmt)).all())
+        result = await conn.execute(stmt)
+        names = tuple(result.keys())
+        rows = [PaymentValues.of_row(names, r) for r in result.all()]
         if not rows:
             await session.rollback()
             return []
         claimed = [Claimed(p, p.in_doubt, lease_owner) for p in rows]
-        session.expunge_all()
-        await session.execute(
-            update(Payment)
-            .where(Payment.id.in_([p.id for p in rows]))
-            .values(
-                next_attempt_at=lease_until,
-                lease_owner=lease_owner,
-                status="processing",
-                in_doubt=True,
-                updated_at=now,
-            )
-        )
+        lease = {
+            "next_attempt_at": lease_until,
+            "lease_owner": lease_owner,
+            "status": "processing",
+            "in_doubt": True,
+            "updated_at": now,
+        }
+        await direct.update(conn, _payments, [{**lease, "id": pid} for pid in sorted(r.id for r in rows)])
         await session.commit()
     return claimed
 
@@ -161,7 +165,7 @@ async def process(hub: Hub, c: Claimed) -> None:
         log.warning("payment %s: lease lost, outcome left to the new owner", p.id)
 
 
-def _still_routable(snap: Snapshot, p: Payment, provider: ProviderView) -> bool:
+def _still_routable(snap: Snapshot, p: Payment | PaymentValues, provider: ProviderView) -> bool:
     if not provider.enabled:
         return False
     return any(c.provider_id == provider.id and c.enabled for c in snap.routes.get(p.service_id, ()))

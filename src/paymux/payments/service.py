@@ -20,8 +20,8 @@ from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
 from paymux.ledger.service import post_entry
 from paymux.money import MoneyError, format_amount, parse_amount
-from paymux.payments.acceptor import NewPayment, Pending
-from paymux.payments.models import Payment
+from paymux.payments.acceptor import Pending
+from paymux.payments.models import Payment, PaymentValues
 from paymux.payments.postings import accept_lines, provider_account, reverse
 from paymux.payments.schemas import CheckIn, PaymentIn
 from paymux.routing.engine import plan_route
@@ -125,7 +125,7 @@ def request_hash(channel_id: int, v: Validated, account: str) -> str:
 
 
 # a payment: the ORM row, or the values a batch just wrote (same attribute names)
-PaymentRecord = Payment | NewPayment
+PaymentRecord = Payment | PaymentValues
 
 
 async def accept(hub: Hub, channel: ChannelView, body: PaymentIn) -> tuple[PaymentRecord, bool]:
