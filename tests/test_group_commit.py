@@ -140,6 +140,32 @@ async def test_group_committer_close_drains_what_is_queued() -> None:
     assert [p.result() for p in pending] == [2 * x for x in range(9)]
 
 
+async def _trickle(c: Doubler, items: list[int], gap: float) -> list[int]:
+    """Submit ``items`` one every ``gap`` seconds; their results."""
+    waiting = []
+    for x in items:
+        waiting.append(asyncio.ensure_future(c.submit(x)))
+        await asyncio.sleep(gap)
+    return list(await asyncio.gather(*waiting))
+
+
+async def test_a_lingering_committer_waits_for_company_only_when_the_batch_is_small() -> None:
+    eager = Doubler()
+    assert await _trickle(eager, [1, 2, 3], 0.002) == [2, 4, 6]
+    assert eager.writes[0] == [1]  # written at once, alone
+    lingering = Doubler()
+    lingering.linger_seconds, lingering.linger_below = 0.2, 3
+    assert await _trickle(lingering, [1, 2, 3], 0.002) == [2, 4, 6]
+    assert lingering.writes == [[1, 2, 3]]  # the first waited for the other two
+    lingering.writes.clear()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.gather(*(lingering.submit(x) for x in (4, 5, 6, 7))) == [8, 10, 12, 14]
+    assert lingering.writes == [[4, 5, 6, 7]] and loop.time() - started < 0.15  # large enough: no wait
+    await eager.close()
+    await lingering.close()
+
+
 # -- delivery outcomes ------------------------------------------------------------------------------
 
 

@@ -4,6 +4,11 @@ Callers :meth:`GroupCommitter.submit` an item and wait; one committer task per p
 everything queued so far (up to ``max_batch``) and writes it in one transaction. Every caller is
 answered only after that transaction committed. If a batch fails as a whole, its items are written
 one by one, so one bad item cannot fail the others; an item that still fails gets the exception.
+
+A committer whose callers can wait a little (nobody's answer depends on it) may *linger*: a batch
+smaller than ``linger_below`` waits ``linger_seconds`` for company before it is written. A batch
+costs about as much for one item as for twenty (the transaction, its statements and the commit),
+so lingering spends less of the process's time per item when items trickle in.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ R = TypeVar("R")
 
 class GroupCommitter(abc.ABC, Generic[T, R]):
     name = "group commit"
+    linger_seconds = 0.0  # how long a small batch waits for more items (0: written at once)
+    linger_below = 0  # batches of at least this many items never wait
 
     def __init__(self, max_batch: int = 256) -> None:
         self.max_batch = max_batch
@@ -74,6 +81,8 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self.linger_seconds and 0 < len(self._queue) < self.linger_below:
+                await asyncio.sleep(self.linger_seconds)
             while self._queue:
                 batch = self._inflight = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
