@@ -59,7 +59,7 @@ _payments = cast(Table, Payment.__table__)
 class Claimed:
     """A payment as it was when claimed (before the claim marked it in doubt)."""
 
-    payment: Any  # PaymentValues: read by a claim, or inserted already claimed; or a Payment row
+    payment: Any  # PaymentValues: read by a claim, or inserted already claimed by the acceptor
     was_in_doubt: bool
     lease: str
     due_again: bool = False  # its recorded outcome makes it due again at once (failover, resend)
@@ -165,7 +165,7 @@ async def process(hub: Hub, c: Claimed) -> None:
         log.warning("payment %s: lease lost, outcome left to the new owner", p.id)
 
 
-def _still_routable(snap: Snapshot, p: Payment | PaymentValues, provider: ProviderView) -> bool:
+def _still_routable(snap: Snapshot, p: PaymentValues, provider: ProviderView) -> bool:
     if not provider.enabled:
         return False
     return any(c.provider_id == provider.id and c.enabled for c in snap.routes.get(p.service_id, ()))
