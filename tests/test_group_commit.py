@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from harness import hub_env
 from paymux.db.base import utcnow
-from paymux.db.group_commit import GroupCommitter
+from paymux.db.group_commit import GroupCommitter, next_may_start
 from paymux.ledger.batch import JournalBatch
 from paymux.ledger.models import Account, JournalEntry
 from paymux.ledger.service import (
@@ -166,6 +166,58 @@ async def test_a_lingering_committer_waits_for_company_only_when_the_batch_is_sm
     await lingering.close()
 
 
+class Pipelined(GroupCommitter[int, int]):
+    """Each batch "takes its locks" (a short sleep), lets the next batch start, then "commits"."""
+
+    pipeline = True
+
+    def __init__(self) -> None:
+        super().__init__(max_batch=3)
+        self.writing = 0
+        self.most_at_once = 0
+        self.locked: list[list[int]] = []  # batches in the order they took their locks
+
+    async def write(self, batch: list[int]) -> list[int]:
+        self.writing += 1
+        self.most_at_once = max(self.most_at_once, self.writing)
+        try:
+            await asyncio.sleep(0.005)
+            if 13 in batch:
+                raise RuntimeError("fails before it lets the next batch start")
+            self.locked.append(list(batch))
+            next_may_start()
+            next_may_start()  # a second call changes nothing
+            await asyncio.sleep(0.02)
+            return [2 * x for x in batch]
+        finally:
+            self.writing -= 1
+
+
+async def test_a_pipelined_committer_starts_the_next_batch_once_the_running_one_lets_it() -> None:
+    c = Pipelined()
+    results = await asyncio.gather(*(c.submit(x) for x in range(9)), return_exceptions=True)
+    assert results == [2 * x for x in range(9)]
+    assert c.locked == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # in order, each after the last let it
+    assert c.most_at_once == 2  # the next overlapped the running one, never a third
+    # a batch that fails before letting the next start still lets it (its transaction is over)
+    results = await asyncio.gather(*(c.submit(x) for x in (12, 13, 14, 15)), return_exceptions=True)
+    assert results[0] == 24 and isinstance(results[1], RuntimeError) and results[2:] == [28, 30]
+    assert c.failed_batches == 1
+    # close drains the batches in flight and what is queued
+    pending = [asyncio.ensure_future(c.submit(x)) for x in range(20, 27)]
+    await asyncio.sleep(0)
+    await c.close()
+    assert [p.result() for p in pending] == [2 * x for x in range(20, 27)]
+
+
+async def test_a_committer_that_does_not_pipeline_writes_one_batch_at_a_time() -> None:
+    c = Pipelined()
+    c.pipeline = False
+    assert await asyncio.gather(*(c.submit(x) for x in range(7))) == [2 * x for x in range(7)]
+    assert c.most_at_once == 1
+    await c.close()
+
+
 # -- delivery outcomes ------------------------------------------------------------------------------
 
 
@@ -281,3 +333,41 @@ async def test_a_batch_of_new_payments_and_repeats_posts_only_the_new_ones(db_ur
             assert (await verify_ledger(s)).balanced
             collected = await s.scalar(select(Account.balance).where(Account.kind == "channel_collected"))
             assert collected == sum(p.total for p in payments.values())
+
+
+async def test_acceptance_batches_overlap_on_postgresql_and_each_payment_is_accepted_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the next acceptance batch starts while the running one still writes (it waits
+    for the accounts' locks in the database); repeats across overlapping batches still insert and
+    post nothing. SQLite writes one batch at a time."""
+    async with hub_env(db_url, run_workers=False) as env:
+        acceptor = env.hub.acceptor
+        acceptor.max_batch = 5
+        write = acceptor.write
+        at_once = [0, 0]
+
+        async def counted(batch):  # type: ignore[no-untyped-def]
+            at_once[0] += 1
+            at_once[1] = max(at_once[1], at_once[0])
+            try:
+                return await write(batch)
+            finally:
+                at_once[0] -= 1
+
+        monkeypatch.setattr(acceptor, "write", counted)
+        keys = [f"ov-{i % 30}" for i in range(40)]  # ten repeats, some in other batches
+        replies = await asyncio.gather(*(env.pay(external_id=k, amount="10.00") for k in keys))
+        assert sorted(r.status_code for r in replies) == [200] * 10 + [201] * 30
+        assert {r.json()["id"] for r in replies} == {r.json()["id"] for r in replies if r.status_code == 201}
+        assert at_once[1] == (1 if env.hub.sqlite else 2)
+        async with env.hub.read_sessions() as s:
+            payments = (await s.scalars(select(Payment))).all()
+            assert len(payments) == 30
+            entries = (
+                await s.execute(select(JournalEntry.payment_id).where(JournalEntry.kind == "payment_accept"))
+            ).scalars()
+            assert sorted(entries) == sorted(p.id for p in payments)
+            assert (await verify_ledger(s)).balanced
+            collected = await s.scalar(select(Account.balance).where(Account.kind == "channel_collected"))
+            assert collected == sum(p.total for p in payments)

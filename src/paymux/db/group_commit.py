@@ -9,12 +9,21 @@ A committer whose callers can wait a little (nobody's answer depends on it) may 
 smaller than ``linger_below`` waits ``linger_seconds`` for company before it is written. A batch
 costs about as much for one item as for twenty (the transaction, its statements and the commit),
 so lingering spends less of the process's time per item when items trickle in.
+
+A committer may *pipeline* (``pipeline = True``): its :meth:`write` calls :func:`next_may_start`
+once the batch holds what the next batch would wait for (its row locks, on PostgreSQL), and the
+next batch starts then, in a transaction of its own, instead of after the commit. The next batch's
+first round trips (``BEGIN``, its lock request) then overlap the running batch's last ones, and its
+locks are granted inside the database the moment the running batch commits. At most two batches
+are in flight: the next starts once the newest has called :func:`next_may_start` (or ended) and
+the oldest has ended.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import logging
 from typing import Generic, TypeVar
 
@@ -23,16 +32,31 @@ log = logging.getLogger("paymux.group_commit")
 T = TypeVar("T")
 R = TypeVar("R")
 
+# the gate of the batch whose write() runs in this task (set by GroupCommitter._commit)
+_gate: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
+    "paymux_batch_gate", default=None
+)
+
+
+def next_may_start() -> None:
+    """In a pipelining committer's :meth:`GroupCommitter.write`: the next batch may start now.
+    Elsewhere (or called twice) it does nothing."""
+    gate = _gate.get()
+    if gate is not None:
+        gate.set()
+
 
 class GroupCommitter(abc.ABC, Generic[T, R]):
     name = "group commit"
     linger_seconds = 0.0  # how long a small batch waits for more items (0: written at once)
     linger_below = 0  # batches of at least this many items never wait
+    pipeline = False  # may the next batch start before this one commits (see next_may_start)?
 
     def __init__(self, max_batch: int = 256) -> None:
         self.max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._inflight: list[tuple[T, asyncio.Future[R]]] = []
+        self._inflight: list[tuple[T, asyncio.Future[R]]] = []  # items of the batches being written
+        self._writing: set[asyncio.Task[None]] = set()  # pipelined batches' tasks
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -64,13 +88,13 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
             if loop.time() >= deadline:
                 break
             await asyncio.sleep(0.005)
-        if self._task is not None:
-            self._task.cancel()
+        for task in [*self._writing, *([self._task] if self._task is not None else [])]:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
+        self._task = None
         for _, future in self._inflight + self._queue:
             if not future.done():
                 future.cancel()
@@ -84,16 +108,36 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
             if self.linger_seconds and 0 < len(self._queue) < self.linger_below:
                 await asyncio.sleep(self.linger_seconds)
             while self._queue:
-                batch = self._inflight = self._queue[: self.max_batch]
+                if len(self._writing) >= 2:  # the oldest must end before a third starts
+                    await asyncio.wait(self._writing, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                await self._commit(batch)
-                self._inflight = []
+                self._inflight += batch
+                gate = asyncio.Event()
+                if not self.pipeline:
+                    await self._commit(batch, gate)
+                    continue
+                task = asyncio.create_task(self._commit(batch, gate), name=f"paymux {self.name} batch")
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
+                await gate.wait()
 
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]], gate: asyncio.Event) -> None:
+        _gate.set(gate)
+        try:
+            await self._write_batch(batch)
+        finally:
+            gate.set()
+            done = {id(f) for _, f in batch}
+            self._inflight = [x for x in self._inflight if id(x[1]) not in done]
+
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
         try:
             results = await self.write(items)
         except Exception:
+            next_may_start()  # its transaction is over
             self.failed_batches += 1
             log.exception("%s of %d items failed; writing them one by one", self.name, len(batch))
             for item, future in batch:

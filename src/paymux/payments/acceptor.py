@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ChannelView
 from paymux.db import direct
-from paymux.db.group_commit import GroupCommitter
+from paymux.db.group_commit import GroupCommitter, next_may_start
 from paymux.errors import Problem
 from paymux.ledger.batch import JournalBatch
 from paymux.ledger.models import Account, Posting
@@ -83,6 +83,9 @@ class Acceptor(GroupCommitter[Pending, "Accepted"]):
     def __init__(self, hub: Hub, max_batch: int = 256) -> None:
         super().__init__(max_batch)
         self.hub = hub
+        # PostgreSQL: the next batch starts once this one holds its accounts' locks (SQLite has
+        # one writer: a second batch would only wait for the writer's turn)
+        self.pipeline = not hub.sqlite
 
     async def write(self, batch: list[Pending]) -> list[Accepted]:
         results = await write_batch(self.hub, batch)
@@ -149,6 +152,7 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
                 .with_for_update(key_share=True)
             )
             balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
+            next_may_start()  # the next batch waits for these locks in the database
         rows: list[dict[str, Any]] = []
         chosen: dict[tuple[int, str], tuple[Pending, AccountKey]] = {}
         for item in primaries:
