@@ -18,8 +18,13 @@ from paymux.db.write_turn import WriteTurn
 from paymux.ledger.service import AccountCache
 from paymux.providers.base import Protocol, protocol_class
 from paymux.providers.transport import provider_client
+from paymux.refresh_ahead import RefreshAhead
 from paymux.routing.breaker import BreakerBoard
 from paymux.settings import Settings, get_settings
+
+# how long a channel's API key is trusted without reading it again (a revoked key works this long at
+# most in another process; in this one, revoking clears the cache)
+CHANNEL_KEY_SECONDS = 5
 
 if TYPE_CHECKING:
     from paymux.payments.acceptor import Acceptor
@@ -56,7 +61,8 @@ class Hub:
         self._http: httpx.AsyncClient | None = None
         self._provider_http: dict[int, httpx.AsyncClient] = {}
         self._protocols: dict[int, tuple[str, Protocol]] = {}
-        self.channel_keys: dict[str, tuple[int, int]] = {}  # key hash -> (channel id, expires ns)
+        # key hash -> channel id (see channel_for_headers)
+        self.channel_keys: RefreshAhead[str, int] = RefreshAhead("channel keys", CHANNEL_KEY_SECONDS)
         self._acceptor: Acceptor | None = None
         self._recorder: Recorder | None = None
         self.local_worker: Worker | None = None  # takes payments accepted here straight away
@@ -138,6 +144,8 @@ class Hub:
         self.channel_keys.clear()
 
     async def close(self) -> None:
+        await self.catalog.close()
+        await self.channel_keys.close()
         if self._acceptor is not None:
             await self._acceptor.close()
         if self._recorder is not None:

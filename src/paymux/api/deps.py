@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
@@ -16,8 +15,6 @@ from paymux.auth.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureErr
 from paymux.catalog.snapshot import ChannelView
 from paymux.errors import Problem
 from paymux.runtime import Hub
-
-KEY_CACHE_NS = 5_000_000_000
 
 
 async def get_hub(request: Request) -> Hub:
@@ -75,15 +72,12 @@ async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes 
     """
     key = bearer_token(headers.get("authorization"))
     h = digest(key)
-    now = time.monotonic_ns()
-    cached = hub.channel_keys.get(h)
-    if cached is not None and cached[1] > now:
-        channel_id: int | None = cached[0]
-    else:
+
+    async def read() -> int | None:
         async with hub.read_sessions() as session:
-            channel_id = await channel_for_key(session, key)
-        if channel_id is not None:
-            hub.channel_keys[h] = (channel_id, now + KEY_CACHE_NS)
+            return await channel_for_key(session, key)
+
+    channel_id = await hub.channel_keys.get(h, read)
     if channel_id is None:
         raise Problem(401, "unauthorized", "Invalid API key", "the API key is unknown or revoked")
     snap = await hub.catalog.get()

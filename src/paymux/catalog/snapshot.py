@@ -1,16 +1,14 @@
 """An immutable in-memory view of the catalog, routes and tariffs for the payment hot path.
 
-Loaded in a few queries, cached for ``PAYMUX_CATALOG_CACHE_SECONDS`` and replaced at once when
-this process changes the catalog (``CatalogCache.invalidate``). Other processes see a change
-within the cache time.
+Loaded in a few queries, cached for ``PAYMUX_CATALOG_CACHE_SECONDS`` (read again in the background
+ahead of that, while the old snapshot is served) and replaced at once when this process changes the
+catalog (``CatalogCache.invalidate``). Other processes see a change within the cache time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
+from paymux.refresh_ahead import RefreshAhead
 from paymux.routing.models import RouteCandidate
 from paymux.tariffs.calc import TariffRule, rule_from_json
 from paymux.tariffs.models import TariffVersion
@@ -244,28 +243,26 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
 
 
 class CatalogCache:
-    """Holds the current snapshot; reloads it when older than ``ttl_seconds`` or invalidated."""
+    """Holds the current snapshot; reads it again ahead of ``ttl_seconds`` (in the background, while
+    the old one is served) or at once when invalidated (see :mod:`paymux.refresh_ahead`)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_seconds: int) -> None:
         self._sessions = sessions
-        self._ttl_ns = ttl_seconds * 1_000_000_000
-        self._snap: Snapshot | None = None
-        self._loaded_ns = 0
-        self._lock = asyncio.Lock()
+        self._cache: RefreshAhead[None, Snapshot] = RefreshAhead("catalog", ttl_seconds)
 
     def invalidate(self) -> None:
-        self._snap = None
+        self._cache.clear()
+
+    async def close(self) -> None:
+        await self._cache.close()
 
     async def get(self) -> Snapshot:
-        snap = self._snap
-        if snap is not None and time.monotonic_ns() - self._loaded_ns < self._ttl_ns:
-            return snap
-        async with self._lock:
-            if self._snap is not None and time.monotonic_ns() - self._loaded_ns < self._ttl_ns:
-                return self._snap
-            async with self._sessions() as session:
-                fresh = await load_snapshot(session)
-                await session.rollback()
-            self._snap = fresh
-            self._loaded_ns = time.monotonic_ns()
-            return fresh
+        snap = await self._cache.get(None, self._load)
+        assert snap is not None
+        return snap
+
+    async def _load(self) -> Snapshot:
+        async with self._sessions() as session:
+            fresh = await load_snapshot(session)
+            await session.rollback()
+        return fresh
