@@ -159,12 +159,14 @@ class Recorder(GroupCommitter[Outcome, bool]):
                 await item.apply(w)
                 if item.attempt is not None:
                     attempts.append(item.attempt)
+            # the attempts first: they take no lock an acceptance batch waits for, so the accounts'
+            # locks (below) are held one round trip less
+            if attempts:
+                await direct.insert(conn, _attempts, attempts)
             # the entries (their balance updates take the accounts' locks) before the payments'
             # updates: an acceptance batch holding those accounts and inserting a repeat of one of
             # these payments would otherwise wait on the updated payment while this waits on it
             await w.journal.write(session, self.hub.accounts)
             await w.flush_updates()
-            if attempts:
-                await direct.insert(conn, _attempts, attempts)
             await session.commit()
         return results
