@@ -7,7 +7,6 @@ import hmac
 import io
 
 import pyotp
-import segno
 
 STEP = 30
 DRIFT_STEPS = 1  # accept the previous and next code too (clock drift)
@@ -23,6 +22,8 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
 
 def qr_svg(uri: str) -> str:
     """The QR code of ``uri`` as an inline SVG element (rendered on the server)."""
+    import segno  # imported when needed: the server does not hold it idle
+
     buf = io.BytesIO()
     segno.make(uri, error="m").save(buf, kind="svg", scale=4, xmldecl=False, svgns=True, title="TOTP")
     return buf.getvalue().decode()

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
-from openpyxl import Workbook
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,6 +120,8 @@ class ListPage:
         return self.url(sort=key, dir="asc" if self.sort == key and self.desc else "desc", page=1)
 
     def xlsx(self, _: Translator, tz_format: Callable[[dt.datetime], str]) -> Response:
+        from openpyxl import Workbook  # imported when needed: 6 MB the server does not hold idle
+
         wb = Workbook()
         ws = wb.active
         assert ws is not None

@@ -6,17 +6,17 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.money import exponent
 from paymux.reconciliation.models import CLASSES, Reconciliation, ReconciliationLine
 from paymux.reconciliation.service import summary
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 PAGE = 5000
 LINE_COLUMNS = (
@@ -44,6 +44,8 @@ LINE_COLUMNS = (
 def _money(ws: WriteOnlyWorksheet, minor: int | None, currency: str) -> Any:
     if minor is None:
         return None
+    from openpyxl.cell import WriteOnlyCell
+
     digits = exponent(currency)
     cell = WriteOnlyCell(ws, value=Decimal(minor).scaleb(-digits))
     cell.number_format = "0." + "0" * digits if digits else "0"
@@ -56,6 +58,8 @@ def _naive(v: dt.datetime | None) -> dt.datetime | None:
 
 async def write_report(session: AsyncSession, recon: Reconciliation, path: Path) -> None:
     """Write the report of ``recon`` to ``path`` (xlsx)."""
+    from openpyxl import Workbook  # imported when needed: the server does not hold openpyxl idle
+
     info = await summary(session, recon)
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("Summary")

@@ -6,8 +6,6 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,6 +51,9 @@ async def build_statement(
 
 
 def to_xlsx(st: Statement) -> bytes:
+    from openpyxl import Workbook  # imported when needed: the server does not hold openpyxl idle
+    from openpyxl.styles import Font
+
     wb = Workbook()
     ws = wb.active
     assert ws is not None

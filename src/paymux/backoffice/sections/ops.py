@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from openpyxl import Workbook
 from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -123,6 +122,8 @@ def workbook(
     """An Excel file with one sheet per (title, header msgids, rows); datetimes in the user's timezone."""
     _ = translator(language_of(request))
     tz = timezone_of(request)
+    from openpyxl import Workbook  # imported when needed: 6 MB the server does not hold idle
+
     wb = Workbook()
     first = True
     for title, header, rows in sheets:

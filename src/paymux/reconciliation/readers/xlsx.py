@@ -7,15 +7,15 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from openpyxl import load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
-
 from paymux.reconciliation.mapping import MappingConfig
 from paymux.reconciliation.readers import FileFormatError, Row, Table, shape
 
 
 @contextlib.contextmanager
 def read_xlsx(path: Path, cfg: MappingConfig) -> Iterator[Table]:
+    from openpyxl import load_workbook  # imported when needed: the server does not hold openpyxl idle
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
