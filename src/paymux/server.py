@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 
 from paymux.api.app import create_app
+from paymux.http_protocol import CoalescingHttpToolsProtocol
 from paymux.runtime import Hub
 from paymux.settings import Settings
 
@@ -21,6 +22,7 @@ def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -
         port=port,
         log_level=log_level,
         access_log=False,
+        http=CoalescingHttpToolsProtocol,  # an answer's start and body leave in one write
         lifespan="on",
         timeout_graceful_shutdown=10,
         # the app sees the real TCP peer: gateways and the back office decide themselves which

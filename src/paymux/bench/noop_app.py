@@ -3,17 +3,22 @@
 The same stack as ``paymux serve`` (FastAPI on uvicorn, uvloop and httptools when installed, no
 access log) and the same request body model, but no authentication, no database and no business
 logic: the body is parsed and validated as a :class:`~paymux.payments.schemas.PaymentIn` and a
-small JSON answer is returned with status 201. Run it as ``paymux serve`` runs the hub::
+small JSON answer is returned with status 201. Run it as ``paymux serve`` runs the hub (uvicorn
+with the hub's HTTP protocol, :mod:`paymux.http_protocol`, and the same settings)::
 
-    python -m uvicorn paymux.bench.noop_app:app --port 8000 --no-access-log --lifespan on
+    python -m paymux.bench.noop_app --port 8000
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+from collections.abc import Sequence
 
+import uvicorn
 from fastapi import FastAPI
 
+from paymux.http_protocol import CoalescingHttpToolsProtocol
 from paymux.payments.schemas import PaymentIn
 
 app = FastAPI(title="paymux bench no-op", docs_url=None, redoc_url=None)
@@ -37,3 +42,25 @@ async def create_payment(body: PaymentIn) -> dict[str, object]:
 @app.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the no-op app with the settings ``paymux serve`` gives uvicorn."""
+    parser = argparse.ArgumentParser(prog="python -m paymux.bench.noop_app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        http=CoalescingHttpToolsProtocol,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from paymux.http_protocol import CoalescingHttpToolsProtocol
+
 SHUTDOWN_TIMEOUT = 5  # seconds a stopping server waits for requests in progress before cancelling them
 
 
@@ -98,6 +100,7 @@ def _config(app: ASGIApp, log_level: str, **kwargs: Any) -> uvicorn.Config:
         log_level=log_level,
         access_log=log_level in ("debug", "trace"),
         ws="none",
+        http=CoalescingHttpToolsProtocol,  # an answer's start and body leave in one write
         lifespan="auto",
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         **kwargs,
