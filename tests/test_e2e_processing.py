@@ -193,17 +193,11 @@ async def test_prepaid_deposit_exhausted_routes_to_next_provider(db_url: str) ->
 
 
 def _hold_acceptances_after_their_lock(monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:  # type: ignore[no-untyped-def]
-    """Acceptance batches stop after locking their accounts (``holding`` is set) until ``release``.
-    On PostgreSQL they take the path that locks first (as after a deposit was taken meanwhile)."""
+    """Acceptance batches stop after locking their accounts (``holding`` is set) until ``release``."""
     from paymux.payments import acceptor
 
     holding, release = asyncio.Event(), asyncio.Event()
     real_insert = acceptor._insert
-
-    async def no_connection_outside_a_transaction(conn):  # type: ignore[no-untyped-def]
-        return None
-
-    monkeypatch.setattr(acceptor, "_outside_transaction", no_connection_outside_a_transaction)
 
     async def insert_when_released(*args, **kwargs):  # type: ignore[no-untyped-def]
         holding.set()

@@ -373,84 +373,8 @@ async def test_acceptance_batches_overlap_on_postgresql_and_each_payment_is_acce
             assert collected == sum(p.total for p in payments)
 
 
-async def test_on_postgresql_an_acceptance_writes_its_rows_before_it_locks_the_accounts(db_url: str) -> None:
-    """PostgreSQL: the batch's one statement inserts the payments, entries and postings, and only
-    then waits for an account another transaction holds (the outcome recorder, say): its inserts
-    are done while it waits, so the locks are held for the update and the commit alone."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL only: SQLite has one writer")
-    async with hub_env(db_url, run_workers=False) as env:
-        assert (await env.pay(external_id="warm", amount="1.00")).status_code == 201  # accounts exist
-        tally = env.hub.acceptor.tally
-        before = tally.locks_last
-        async with env.hub.engine.connect() as other:
-            await other.begin()
-            await other.execute(
-                text("SELECT id FROM accounts WHERE kind = 'channel_collected' FOR NO KEY UPDATE")
-            )
-            paying = asyncio.create_task(env.pay(external_id="held", amount="2.00"))
-            waiting: list[str] = []
-            for _ in range(200):  # the batch's backend, waiting for a lock
-                async with env.hub.engine.connect() as look:  # a new transaction: fresh statistics
-                    rows = (
-                        await look.execute(
-                            text(
-                                "SELECT a.pid, c.relname FROM pg_stat_activity a"
-                                " JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.locktype = 'relation'"
-                                " JOIN pg_class c ON c.oid = l.relation"
-                                " WHERE a.wait_event_type = 'Lock' AND a.query LIKE 'WITH x AS%'"
-                            )
-                        )
-                    ).all()
-                if rows:
-                    waiting = sorted({r.relname for r in rows})
-                    break
-                await asyncio.sleep(0.025)
-            assert not paying.done()
-            await other.rollback()
-        assert (await paying).status_code == 201
-        assert {"payments", "journal_entries", "postings"} <= set(waiting)  # written before the wait
-        assert tally.locks_last > before and tally.relocked == 0
-        async with env.hub.read_sessions() as s:
-            assert (await verify_ledger(s)).balanced
-
-
-async def test_a_deposit_taken_meanwhile_sends_the_batch_again_with_its_locks_first(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """PostgreSQL reads the deposits without a lock: when the statement finds that a deposit would
-    go below its floor (here the read is made to see more than there is), it fails and writes
-    nothing, and the batch is written again with its accounts locked first: the payment goes to
-    the next provider and the deposit keeps its floor."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL only")
-    from paymux.payments import acceptor as acceptor_module
-
-    async with hub_env(db_url, run_workers=False, deposits={"p1": 150_00}) as env:
-        assert (await env.pay(external_id="first", amount="100.00")).json()["provider"] == "p1"
-        monkeypatch.setattr(
-            acceptor_module,
-            "_READ_DEPOSITS",
-            "SELECT id, balance + 100000000 FROM accounts WHERE id = ANY($1::bigint[])",
-        )
-        tally = env.hub.acceptor.tally
-        r = await env.pay(external_id="second", amount="100.00")
-        assert r.status_code == 201 and r.json()["provider"] == "p2"
-        assert tally.relocked == 1
-        assert "p1: deposit cannot cover" in (await env.details(r.json()["id"]))["route_reason"]
-        async with env.hub.read_sessions() as s:
-            deposit = await s.scalar(select(Account.balance).where(Account.kind == "provider_deposit"))
-            assert deposit == 50_00  # 150.00 less the first payment: the failed statement wrote nothing
-            assert await s.scalar(select(func.count()).select_from(Payment)) == 2
-            accepts = await s.scalar(
-                select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == "payment_accept")
-            )
-            assert accepts == 2
-            assert (await verify_ledger(s)).balanced
-
-
 async def test_overlapping_acceptance_batches_never_take_a_deposit_below_its_floor(db_url: str) -> None:
-    """Two batches in flight read the same deposit (on PostgreSQL without a lock): together they
+    """Batches of four, two in flight on PostgreSQL, take from the same deposit: together they
     never take it below its floor; the payments it cannot cover go to the next provider."""
     async with hub_env(db_url, run_workers=False, deposits={"p1": 1000_00}) as env:
         env.hub.acceptor.max_batch = 4

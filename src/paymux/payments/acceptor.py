@@ -75,18 +75,6 @@ class Accepted:
     problem: Problem | None = None
 
 
-@dataclass(slots=True)
-class Tally:
-    """How the batches were written on PostgreSQL."""
-
-    locks_last: int = 0  # in one statement outside a transaction, the accounts' locks taken last
-    relocked: int = 0  # of those, written again with the locks first (a deposit was taken meanwhile)
-
-
-class DepositShort(Exception):
-    """A deposit would have gone below its floor: the statement failed and wrote nothing."""
-
-
 class Acceptor(GroupCommitter[Pending, "Accepted"]):
     """Batches pending payments into as few transactions as the database allows."""
 
@@ -98,10 +86,9 @@ class Acceptor(GroupCommitter[Pending, "Accepted"]):
         # PostgreSQL: the next batch starts once this one holds its accounts' locks (SQLite has
         # one writer: a second batch would only wait for the writer's turn)
         self.pipeline = not hub.sqlite
-        self.tally = Tally()
 
     async def write(self, batch: list[Pending]) -> list[Accepted]:
-        results = await write_batch(self.hub, batch, self.tally)
+        results = await write_batch(self.hub, batch)
         return [results[id(item)] for item in batch]
 
 
@@ -131,9 +118,8 @@ def _choose(
     )
 
 
-async def write_batch(hub: Hub, batch: list[Pending], tally: Tally | None = None) -> dict[int, Accepted]:
+async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
     """Accept ``batch`` in one transaction; results by ``id(item)``."""
-    tally = Tally() if tally is None else tally
     out: dict[int, Accepted] = {}
     first: dict[tuple[int, str], Pending] = {}
     primaries: list[Pending] = []
@@ -149,55 +135,60 @@ async def write_batch(hub: Hub, batch: list[Pending], tally: Tally | None = None
         keys.add(AccountKey("fees_unearned", 0, cur))
         for o in item.plan.options:
             keys.add(provider_account(o.provider.id, o.provider.settlement, cur))
-    worker = hub.local_worker
-    inserted: dict[tuple[int, str], PaymentValues] | None = None
     async with hub.sessions(urgent=True) as session:
         ids = await hub.accounts.ids(session, sorted(keys))
         conn = await session.connection()
         prepaid = sorted({ids[k] for k in keys if k.kind == "provider_deposit"})
-        pg = None if hub.sqlite else await _outside_transaction(conn)
-        if pg is not None:  # PostgreSQL, every account known: the accounts' locks come last
-            next_may_start()  # this batch holds nothing the next would wait for
-            balances = {aid: bal for aid, bal in await pg.fetch(_READ_DEPOSITS, prepaid)} if prepaid else {}
-            rows, chosen, floors = _plan(primaries, balances, ids, out)
-            slots = _lease(hub, rows, batch[-1].now)
-            tally.locks_last += 1
-            try:
-                inserted = await _insert_pg_locks_last(pg, conn.dialect, rows, chosen, ids, floors)
-            except DepositShort:
-                # a deposit was taken meanwhile: nothing was written; again, with the locks first
-                if worker is not None and slots:
-                    worker.hand_over((), reserved=slots)
-                tally.relocked += 1
-                out.clear()
-            except BaseException:
-                if worker is not None and slots:
-                    worker.hand_over((), reserved=slots)
-                raise
-        if inserted is None:
-            balances = {}
-            if hub.sqlite:  # the only writer: only the deposits' balances need reading
-                if prepaid:
-                    read = select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(prepaid))
-                    balances = {aid: bal for aid, bal in (await conn.execute(read)).all()}
-            else:  # lock every account the batch may touch, in id order, before reading the deposits
-                locked = (
-                    select(_accounts.c.id, _accounts.c.balance)
-                    .where(_accounts.c.id.in_(sorted(ids.values())))
-                    .order_by(_accounts.c.id)
-                    .with_for_update(key_share=True)
+        balances: dict[int, int] = {}
+        if hub.sqlite:  # the only writer: only the deposits' balances need reading
+            if prepaid:
+                read = select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(prepaid))
+                balances = {aid: bal for aid, bal in (await conn.execute(read)).all()}
+        else:  # lock every account the batch may touch, in id order, before reading the deposits
+            locked = (
+                select(_accounts.c.id, _accounts.c.balance)
+                .where(_accounts.c.id.in_(sorted(ids.values())))
+                .order_by(_accounts.c.id)
+                .with_for_update(key_share=True)
+            )
+            balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
+            next_may_start()  # the next batch waits for these locks in the database
+        rows: list[dict[str, Any]] = []
+        chosen: dict[tuple[int, str], tuple[Pending, AccountKey]] = {}
+        for item in primaries:
+            pick = _choose(item, balances, ids)
+            if isinstance(pick, Problem):
+                out[id(item)] = Accepted(None, pick)
+                continue
+            option, key, reason = pick
+            rows.append(
+                {
+                    **item.values,
+                    "provider_id": option.provider.id,
+                    "provider_service_code": option.candidate.provider_service_code,
+                    "remuneration": option.remuneration,
+                    "remuneration_tariff_id": option.remuneration_tariff_id,
+                    "route_reason": reason,
+                    "lease_owner": None,
+                }
+            )
+            chosen[item.key] = (item, key)
+        worker = hub.local_worker
+        slots = worker.take_slots(len(rows)) if worker is not None else 0
+        if slots:
+            lease_until = batch[-1].now + dt.timedelta(seconds=hub.settings.lease_seconds)
+            assert worker is not None
+            for r in rows[:slots]:
+                r.update(
+                    status="processing", in_doubt=True, lease_owner=worker.lease, next_attempt_at=lease_until
                 )
-                balances = {aid: bal for aid, bal in (await conn.execute(locked)).all() if aid in prepaid}
-                next_may_start()  # the next batch waits for these locks in the database
-            rows, chosen, _ = _plan(primaries, balances, ids, out)
-            slots = _lease(hub, rows, batch[-1].now)
-            try:
-                inserted = await _insert(hub, session, conn, rows, chosen, ids)
-                await session.commit()
-            except BaseException:
-                if worker is not None and slots:
-                    worker.hand_over((), reserved=slots)
-                raise
+        try:
+            inserted = await _insert(hub, session, conn, rows, chosen, ids)
+            await session.commit()
+        except BaseException:
+            if worker is not None and slots:
+                worker.hand_over((), reserved=slots)
+            raise
     if worker is not None and slots:
         worker.hand_over((r for r in inserted.values() if r.lease_owner == worker.lease), reserved=slots)
     if len(rows) > slots:  # due now, for whichever worker claims first
@@ -208,52 +199,6 @@ async def write_batch(hub: Hub, batch: list[Pending], tally: Tally | None = None
         if id(item) not in out:  # its external_id was taken (before or in this batch)
             out[id(item)] = Accepted(None)
     return out
-
-
-def _plan(
-    primaries: list[Pending], balances: dict[int, int], ids: dict[AccountKey, int], out: dict[int, Accepted]
-) -> tuple[list[dict[str, Any]], dict[tuple[int, str], tuple[Pending, AccountKey]], dict[int, int]]:
-    """Each payment's provider, in queue order (refusals go to ``out``): the payment rows, each
-    key's payment and provider account, and the floor of every deposit taken from."""
-    rows: list[dict[str, Any]] = []
-    chosen: dict[tuple[int, str], tuple[Pending, AccountKey]] = {}
-    floors: dict[int, int] = {}
-    for item in primaries:
-        pick = _choose(item, balances, ids)
-        if isinstance(pick, Problem):
-            out[id(item)] = Accepted(None, pick)
-            continue
-        option, key, reason = pick
-        p = option.provider
-        if p.settlement == "prepaid":
-            floors[ids[key]] = -int(p.overdraft.get(key.currency, 0))
-        rows.append(
-            {
-                **item.values,
-                "provider_id": p.id,
-                "provider_service_code": option.candidate.provider_service_code,
-                "remuneration": option.remuneration,
-                "remuneration_tariff_id": option.remuneration_tariff_id,
-                "route_reason": reason,
-                "lease_owner": None,
-            }
-        )
-        chosen[item.key] = (item, key)
-    return rows, chosen, floors
-
-
-def _lease(hub: Hub, rows: list[dict[str, Any]], now: dt.datetime) -> int:
-    """Insert as many payments as this process's worker has room for already claimed by it."""
-    worker = hub.local_worker
-    slots = worker.take_slots(len(rows)) if worker is not None else 0
-    if slots:
-        assert worker is not None
-        lease_until = now + dt.timedelta(seconds=hub.settings.lease_seconds)
-        for r in rows[:slots]:
-            r.update(
-                status="processing", in_doubt=True, lease_owner=worker.lease, next_attempt_at=lease_until
-            )
-    return slots
 
 
 async def _insert(
@@ -287,17 +232,17 @@ async def _insert(
     return inserted
 
 
-def _pg_arrays(
-    dialect: Any,
+async def _insert_pg(
+    conn: Any,
     rows: list[dict[str, Any]],
     chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
     ids: dict[AccountKey, int],
-) -> tuple[dict[tuple[int, str], PaymentValues], direct.Unnested, direct.Unnested]:
-    """The payments and their acceptance postings as arrays (the postings' ``entry_id``: the place
-    of their payment among ``rows``). Rows go in key order: two batches in flight that both hold
-    repeats of the same payments insert them in the same order, so neither waits for the other
-    on one while the other waits on another."""
-    rows.sort(key=lambda r: (r["channel_id"], r["external_id"]))
+) -> dict[tuple[int, str], PaymentValues]:
+    """PostgreSQL: the payments, their acceptance entries and postings and the balance updates in
+    ONE statement (one round trip). Entries, postings and balances count only the payments
+    inserted (an external id taken already inserts nothing). The batch holds the locks of every
+    account touched (taken in id order in :func:`write_batch`), so the update's order is free."""
+    dialect = conn.dialect
     new = {(r["channel_id"], r["external_id"]): PaymentValues(id=0, **r) for r in rows}  # ids: below
     lines: list[dict[str, Any]] = []
     for place, r in enumerate(rows, 1):
@@ -307,112 +252,24 @@ def _pg_arrays(
         lines += posting_rows(place, accepted, ids, item.now)  # entry_id: the payment's place
     p = direct.pg_unnest(_payments, rows, dialect)
     po = direct.pg_unnest(_postings, lines, dialect, 1 + len(p.args))
-    return new, p, po
-
-
-def _inserted(
-    new: dict[tuple[int, str], PaymentValues], returned: Any
-) -> dict[tuple[int, str], PaymentValues]:
-    """The payments inserted (``returned``: their id, channel and external id), with their ids."""
+    sql = (
+        f"WITH x AS ({p.select}),"
+        f" pin AS (INSERT INTO payments ({p.names}) SELECT {p.names} FROM x ORDER BY ord"
+        " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING id, channel_id, external_id),"
+        " k AS (SELECT pin.id, x.ord, x.created_at FROM pin JOIN x USING (channel_id, external_id)),"
+        " e AS (INSERT INTO journal_entries (kind, payment_id, created_at)"
+        " SELECT 'payment_accept', k.id, k.created_at FROM k ORDER BY k.ord RETURNING id, payment_id),"
+        f" l AS ({po.select}),"
+        f" po AS (INSERT INTO postings ({po.names}) SELECT {po.pick('l', entry_id='e.id')}"
+        " FROM l JOIN k ON k.ord = l.entry_id JOIN e ON e.payment_id = k.id),"
+        " b AS (UPDATE accounts AS a SET balance = a.balance + d.delta, updated_at = d.at"
+        " FROM (SELECT l.account_id, sum(l.amount) AS delta, max(l.created_at) AS at"
+        " FROM l JOIN k ON k.ord = l.entry_id GROUP BY l.account_id) AS d"
+        " WHERE a.id = d.account_id AND d.delta <> 0)"
+        " SELECT id, channel_id, external_id FROM pin"
+    )
     inserted: dict[tuple[int, str], PaymentValues] = {}
-    for pid, ch, ext in returned:
+    for pid, ch, ext in (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all():
         payment = inserted[(ch, ext)] = new[(ch, ext)]
         payment.id = pid
     return inserted
-
-
-# the payments, their entries (in the batch's order) and their postings: the head of both statements
-_PG_HEAD = (
-    "WITH x AS ({p}),"
-    " pin AS (INSERT INTO payments ({names}) SELECT {names} FROM x ORDER BY ord"
-    " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING id, channel_id, external_id),"
-    " k AS (SELECT pin.id, x.ord, x.created_at FROM pin JOIN x USING (channel_id, external_id)),"
-    " e AS (INSERT INTO journal_entries (kind, payment_id, created_at)"
-    " SELECT 'payment_accept', k.id, k.created_at FROM k ORDER BY k.ord RETURNING id, payment_id),"
-    " l AS ({po}),"
-    " po AS (INSERT INTO postings ({po_names}) SELECT {po_pick}"
-    " FROM l JOIN k ON k.ord = l.entry_id JOIN e ON e.payment_id = k.id"
-    " RETURNING account_id, amount, created_at),"
-)
-
-
-def _head(p: direct.Unnested, po: direct.Unnested) -> str:
-    return _PG_HEAD.format(
-        p=p.select, names=p.names, po=po.select, po_names=po.names, po_pick=po.pick("l", entry_id="e.id")
-    )
-
-
-async def _insert_pg(
-    conn: Any,
-    rows: list[dict[str, Any]],
-    chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
-    ids: dict[AccountKey, int],
-) -> dict[tuple[int, str], PaymentValues]:
-    """PostgreSQL, in the batch's transaction: the payments, their acceptance entries and postings
-    and the balance updates in ONE statement (one round trip). Entries, postings and balances count
-    only the payments inserted (an external id taken already inserts nothing). The batch holds the
-    locks of every account touched (taken in id order in :func:`write_batch`), so the update's
-    order is free."""
-    new, p, po = _pg_arrays(conn.dialect, rows, chosen, ids)
-    sql = _head(p, po) + (
-        " b AS (UPDATE accounts AS a SET balance = a.balance + d.delta, updated_at = d.at"
-        " FROM (SELECT account_id, sum(amount) AS delta, max(created_at) AS at FROM po"
-        " GROUP BY account_id) AS d WHERE a.id = d.account_id AND d.delta <> 0)"
-        " SELECT id, channel_id, external_id FROM pin"
-    )
-    return _inserted(new, (await conn.exec_driver_sql(sql, (*p.args, *po.args))).all())
-
-
-_READ_DEPOSITS = "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[])"
-
-
-async def _outside_transaction(conn: Any) -> Any | None:
-    """The asyncpg connection under ``conn`` when no transaction has begun on it (nothing was
-    executed yet), else None."""
-    raw = await conn.get_raw_connection()
-    pg = raw.driver_connection
-    return None if pg is None or pg.is_in_transaction() else pg
-
-
-async def _insert_pg_locks_last(
-    pg: Any,
-    dialect: Any,
-    rows: list[dict[str, Any]],
-    chosen: dict[tuple[int, str], tuple[Pending, AccountKey]],
-    ids: dict[AccountKey, int],
-    floors: dict[int, int],
-) -> dict[tuple[int, str], PaymentValues]:
-    """PostgreSQL: the batch in ONE statement sent outside a transaction, so the statement is the
-    transaction: one round trip for all of it, commit included, and the accounts are locked last.
-
-    The rows are written first; then the touched accounts are locked in id order (``lk``: it reads
-    the summed postings, so it runs after them; the balance update reads it, so it runs before
-    that) and their balances updated. The locks are held for the update and the commit, not for
-    the batch's inserts and round trips, and the other acceptance batch in flight and the outcome
-    recorder wait for them that much less. The deposits were read without a lock: a deposit that
-    the update would take below its floor (``floors``: account id -> the lowest balance allowed)
-    gets a NULL balance, which its NOT NULL column refuses, and the whole statement with it
-    (:class:`DepositShort`: nothing written; the caller writes the batch again, locks first)."""
-    import asyncpg  # PostgreSQL only: not loaded by a hub on SQLite
-
-    new, p, po = _pg_arrays(dialect, rows, chosen, ids)
-    n = len(p.args) + len(po.args)
-    sql = _head(p, po) + (
-        " d AS (SELECT account_id, sum(amount) AS delta, max(created_at) AS at FROM po"
-        " GROUP BY account_id HAVING sum(amount) <> 0),"
-        " lk AS (SELECT id FROM accounts WHERE id IN (SELECT account_id FROM d)"
-        " ORDER BY id FOR NO KEY UPDATE),"
-        f" fl AS (SELECT * FROM unnest(${n + 1}::bigint[], ${n + 2}::bigint[]) AS f(id, floor)),"
-        " b AS (UPDATE accounts AS a SET balance = CASE WHEN d.delta < 0 AND a.balance + d.delta < fl.floor"
-        " THEN NULL ELSE a.balance + d.delta END, updated_at = d.at"
-        " FROM d JOIN lk ON lk.id = d.account_id LEFT JOIN fl ON fl.id = d.account_id"
-        " WHERE a.id = d.account_id)"
-        " SELECT id, channel_id, external_id FROM pin"
-    )
-    try:
-        returned = await pg.fetch(sql, *p.args, *po.args, list(floors), list(floors.values()))
-    except asyncpg.NotNullViolationError as e:
-        if e.table_name == "accounts" and e.column_name == "balance":
-            raise DepositShort(str(e)) from None
-        raise
-    return _inserted(new, returned)
