@@ -371,7 +371,9 @@ async def test_pay_repeat_and_conflict_credit_once_and_deliver(db_url: str) -> N
         # the same amount written differently is the same payment
         assert (await c.pay("5001", amount="150.5")).prv_txn == first.prv_txn
 
-        # a repeat with another sum or account is refused with 300, nothing stored
+        # a repeat with another sum or account is refused with 300, nothing stored (counted once the
+        # payment is final: its delivery writes an entry of its own)
+        await wait_status(env, first.prv_txn)
         before = await stored(env)
         other_sum = await c.pay("5001", amount="150.51")
         assert other_sum.result == 300 and first.prv_txn in other_sum.elements["comment"]
