@@ -15,7 +15,7 @@ from harness import hub_env
 from paymux.db.base import utcnow
 from paymux.db.group_commit import GroupCommitter, next_may_start
 from paymux.ledger.batch import JournalBatch
-from paymux.ledger.models import Account, JournalEntry
+from paymux.ledger.models import Account, JournalEntry, Posting
 from paymux.ledger.service import (
     SYSTEM,
     AccountCache,
@@ -330,6 +330,16 @@ async def test_a_batch_of_new_payments_and_repeats_posts_only_the_new_ones(db_ur
                 await s.execute(select(JournalEntry.payment_id).where(JournalEntry.kind == "payment_accept"))
             ).scalars()
             assert sorted(entries) == sorted(p.id for p in payments.values())  # one entry each
+            # and each entry carries its own payment's postings (what the channel collected for it)
+            collected_by_entry = (
+                await s.execute(
+                    select(JournalEntry.payment_id, Posting.amount)
+                    .join(Posting, Posting.entry_id == JournalEntry.id)
+                    .join(Account, Account.id == Posting.account_id)
+                    .where(JournalEntry.kind == "payment_accept", Account.kind == "channel_collected")
+                )
+            ).all()
+            assert sorted(collected_by_entry) == sorted((p.id, p.total) for p in payments.values())
             assert (await verify_ledger(s)).balanced
             collected = await s.scalar(select(Account.balance).where(Account.kind == "channel_collected"))
             assert collected == sum(p.total for p in payments.values())
