@@ -300,6 +300,13 @@ def bench(
             " register (time, peak memory); 0 skips it"
         ),
     ] = 0,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="run each level and each ceiling this many times and report the median run, with the"
+            " spread (a noisy machine)"
+        ),
+    ] = 1,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -319,6 +326,7 @@ def bench(
             work_dir=work_dir,
             keep=keep,
             files=files,
+            repeat=repeat,
         )
         opts.resolve()
     except ValueError as e:

@@ -57,6 +57,7 @@ class BenchOptions:
     work_dir: Path | None = None
     keep: bool = False
     files: int = 0  # payments in the register / lines in the provider's register (0: not run)
+    repeat: int = 1  # runs of each level and ceiling; the median run is reported
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -73,6 +74,8 @@ class BenchOptions:
             raise ValueError("payments must be >= 1, warmup >= 0 and ceiling payments >= the batch")
         if self.scale and not self.postgres:
             raise ValueError("--scale needs --postgres URL (several processes share one database)")
+        if self.repeat < 1:
+            raise ValueError("--repeat must be at least 1 (runs of each level and ceiling)")
         if self.files < 0:
             raise ValueError("--files must be 0 (skip) or the number of payments in the files")
 
@@ -453,25 +456,31 @@ class Bench:
                 await self.loadgen(ports, min(16, opts.warmup), opts.warmup, [], "hw-", ids=False)
             levels: dict[str, Any] = {}
             for c in opts.levels:
-                cpu0 = sum(p.cpu() for p in noop)
-                lg = await self.loadgen(ports, c, max(opts.pay(), HTTP_CEILING_MIN), [], f"h{c}-", ids=False)
-                cpu = sum(p.cpu() for p in noop) - cpu0
-                levels[str(c)] = {
-                    "concurrency": c,
-                    "requests": lg["requests"],
-                    "errors": lg["errors"],
-                    "error_samples": lg["error_samples"],
-                    "per_s": lg["rate_per_s"],
-                    "p50_ms": lg["latency_ms"]["p50"],
-                    "p99_ms": lg["latency_ms"]["p99"],
-                    "server_cpu_s": round(cpu, 3),
-                    "loadgen_cpu_s": lg["client_cpu_s"],
-                    "duration_s": lg["duration_s"],
-                }
-                say(
-                    f"  HTTP ceiling, concurrency {c:>3}: {lg['rate_per_s']:>9,.0f} req/s,"
-                    f" errors {lg['errors']}"
-                )
+                runs: list[dict[str, Any]] = []
+                for r in range(opts.repeat):
+                    cpu0 = sum(p.cpu() for p in noop)
+                    n = max(opts.pay(), HTTP_CEILING_MIN)
+                    lg = await self.loadgen(ports, c, n, [], f"h{c}-{_run_tag(r)}", ids=False)
+                    cpu = sum(p.cpu() for p in noop) - cpu0
+                    runs.append(
+                        {
+                            "concurrency": c,
+                            "requests": lg["requests"],
+                            "errors": lg["errors"],
+                            "error_samples": lg["error_samples"],
+                            "per_s": lg["rate_per_s"],
+                            "p50_ms": lg["latency_ms"]["p50"],
+                            "p99_ms": lg["latency_ms"]["p99"],
+                            "server_cpu_s": round(cpu, 3),
+                            "loadgen_cpu_s": lg["client_cpu_s"],
+                            "duration_s": lg["duration_s"],
+                        }
+                    )
+                    say(
+                        f"  HTTP ceiling, concurrency {c:>3}: {lg['rate_per_s']:>9,.0f} req/s,"
+                        f" errors {lg['errors']}"
+                    )
+                levels[str(c)] = combine_runs(runs, "per_s", ("per_s", "p99_ms"))
             return {"servers": servers, "app": "paymux.bench.noop_app:app", "levels": levels}
         finally:
             self.stop(noop)
@@ -589,14 +598,20 @@ class Bench:
                 )
             levels: dict[str, Any] = {}
             for c in opts.levels:
-                vacuum = await poller.maintenance()
-                say(f"[{label}] concurrency {c}: {opts.pay()} payments ...")
-                lv = await self.level(
-                    label, hubs, emulators, poller, api_ports, c, opts.pay(), keys, f"c{c}-"
-                )
-                lv["vacuum_before_s"] = vacuum
+                runs = []
+                for r in range(opts.repeat):
+                    vacuum = await poller.maintenance()
+                    say(f"[{label}] concurrency {c}: {opts.pay()} payments{_run_note(r, opts.repeat)} ...")
+                    run = await self.level(
+                        label, hubs, emulators, poller, api_ports, c, opts.pay(), keys, f"c{c}-{_run_tag(r)}"
+                    )
+                    run["vacuum_before_s"] = vacuum
+                    runs.append(run)
+                lv = combine_runs(runs, "accepted_per_s", REPEAT_KEYS)
+                lv["hub_rss_peak_mb"] = max(run["hub_rss_peak_mb"] for run in runs)
                 h = http["levels"].get(str(c))
                 lv["ceiling_http_per_s"] = h["per_s"] if h else None
+                lv["ceiling_http_runs"] = [r["per_s"] for r in h["runs"]] if h else []
                 lv["vs_http"] = _ratio(lv["accepted_per_s"], lv["ceiling_http_per_s"])
                 levels[str(c)] = lv
                 say(
@@ -631,26 +646,33 @@ class Bench:
                 f"[{label}] SQL ceiling: {opts.ceiling_payments} payments,"
                 f" {opts.ceiling_batch} per transaction"
             )
-            if db_path is not None:
-                scratch = self.work / f"{label}-ceiling.db"
-                src, dst = sqlite3.connect(str(db_path)), sqlite3.connect(str(scratch))
-                try:
-                    src.backup(dst)
-                finally:
-                    src.close()
-                    dst.close()
-                ceiling = await asyncio.to_thread(
-                    sqlite_ceiling, scratch, opts.ceiling_payments, opts.ceiling_batch, per_payment
+            ceilings: list[dict[str, Any]] = []
+            for r in range(opts.repeat):
+                if db_path is not None:  # each run in a fresh copy of the hub's database
+                    scratch = self.work / f"{label}-ceiling{r + 1}.db"
+                    src, dst = sqlite3.connect(str(db_path)), sqlite3.connect(str(scratch))
+                    try:
+                        src.backup(dst)
+                    finally:
+                        src.close()
+                        dst.close()
+                    one = await asyncio.to_thread(
+                        sqlite_ceiling, scratch, opts.ceiling_payments, opts.ceiling_batch, per_payment
+                    )
+                    for f in (scratch, *scratch.parent.glob(scratch.name + "-*")):
+                        f.unlink(missing_ok=True)
+                    one["driver"] = "sqlite3 (WAL, synchronous=FULL), a copy of the hub's database"
+                else:
+                    await _pg_vacuum(dsn)
+                    one = await postgres_ceiling(dsn, opts.ceiling_payments, opts.ceiling_batch, per_payment)
+                    one["driver"] = "asyncpg, one connection, the hub's database after its run"
+                one["per_s"] = one["batched"]["per_s"]
+                ceilings.append(one)
+                say(
+                    f"[{label}] SQL ceiling: {one['batched']['per_s']:,.0f} payments/s batched,"
+                    f" {one['per_payment']['per_s']:,.0f}/s one per transaction"
                 )
-                ceiling["driver"] = "sqlite3 (WAL, synchronous=FULL), a copy of the hub's database"
-            else:
-                await _pg_vacuum(dsn)
-                ceiling = await postgres_ceiling(dsn, opts.ceiling_payments, opts.ceiling_batch, per_payment)
-                ceiling["driver"] = "asyncpg, one connection, the hub's database after its run"
-            say(
-                f"[{label}] SQL ceiling: {ceiling['batched']['per_s']:,.0f} payments/s batched,"
-                f" {ceiling['per_payment']['per_s']:,.0f}/s one per transaction"
-            )
+            ceiling = combine_runs(ceilings, "per_s", ("per_s",))
 
         head = levels.get(str(opts.headline), {})
         return {
@@ -669,6 +691,7 @@ class Bench:
             "ceiling_sql_per_s": ceiling["batched"]["per_s"] if ceiling else None,
             "ceiling_sql_txn_per_s": ceiling["per_payment"]["per_s"] if ceiling else None,
             "ceiling_http_per_s": head.get("ceiling_http_per_s"),
+            "ceiling_http_runs": head.get("ceiling_http_runs", []),
             "ratio": None,  # filled in once the SQL ceiling is known (scale: PostgreSQL's)
             "ratio_http": head.get("vs_http"),
             "idle_rss_mb": round(idle_kb / MB, 1),
@@ -786,6 +809,34 @@ class Bench:
         return final, await poller.statuses(lo, hi), await poller.last_final(lo, hi), time.monotonic() - t0
 
 
+REPEAT_KEYS = ("accepted_per_s", "p99_ms", "completed_per_s", "hub_cpu_ms_per_payment", "errors")
+
+
+def _run_tag(r: int) -> str:
+    """The external-id prefix part of run ``r`` (0-based): none for the first, as without --repeat."""
+    return "" if r == 0 else f"r{r + 1}-"
+
+
+def _run_note(r: int, repeat: int) -> str:
+    return f" (run {r + 1} of {repeat})" if repeat > 1 else ""
+
+
+def combine_runs(runs: Sequence[dict[str, Any]], by: str, keep: Sequence[str]) -> dict[str, Any]:
+    """Several runs of one measurement as one: the run whose ``by`` is the median (the lower middle
+    of an even number), so that its figures (rate, latencies, CPU) come from the same run; errors
+    summed over every run; ``runs`` lists each run's ``keep`` figures in the order they ran, and
+    ``<by>_range`` their lowest and highest ``by``."""
+    ordered = sorted(runs, key=lambda run: run[by] if run[by] is not None else float("-inf"))
+    out = dict(ordered[(len(ordered) - 1) // 2])
+    if "errors" in out:
+        out["errors"] = sum(run["errors"] for run in runs)
+        out["error_samples"] = [s for run in runs for s in run.get("error_samples", [])][:10]
+    values = [run[by] for run in runs if run[by] is not None]
+    out["runs"] = [{k: run.get(k) for k in keep} for run in runs]
+    out[f"{by}_range"] = [min(values), max(values)] if values else None
+    return out
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     """a / b to 4 significant digits (None when either is unknown)."""
     return float(f"{a / b:.4g}") if a is not None and b else None
@@ -861,7 +912,26 @@ def table(results: dict[str, Any]) -> str:
                 f" {_f(lv.get('vs_sql'), '.3f'):>7}"
                 f" {_f(lv.get('vs_http'), '.3f'):>7}"
             )
+        for c, lv in s["levels"].items():
+            runs = lv.get("runs", [])
+            if len(runs) > 1:
+                out.append(
+                    f"  {len(runs)} runs at {c}: accepted/s "
+                    + ", ".join(_f(r["accepted_per_s"]) for r in runs)
+                    + "; p99 ms "
+                    + ", ".join(_f(r["p99_ms"], ".1f") for r in runs)
+                    + " (the median run above)"
+                )
         c = s.get("ceiling_sql") or {}
+        if len(c.get("runs", [])) > 1:
+            out.append("  SQL ceiling runs: " + ", ".join(_f(r["per_s"]) for r in c["runs"]) + " payments/s")
+        http_runs = s.get("ceiling_http_runs") or []
+        if len(http_runs) > 1:
+            out.append(
+                f"  HTTP ceiling runs at {s['headline_concurrency']}: "
+                + ", ".join(_f(v) for v in http_runs)
+                + " requests/s"
+            )
         sql_note = (
             f" ({c['batched']['batch']} per transaction; one per transaction:"
             f" {_f(c['per_payment']['per_s'])}/s)"
@@ -990,6 +1060,7 @@ def run_bench(opts: BenchOptions) -> int:
             "provider_latency_ms": opts.provider_latency_ms,
             "ceiling_payments": opts.ceiling_payments,
             "ceiling_batch": opts.ceiling_batch,
+            "repeat": opts.repeat,
             "settings": _settings_overrides(),
         },
         "machine": procs.machine_info(work),
