@@ -151,8 +151,11 @@ class TinyServer:
         self.requests = 0
         self.closed = 0
         self.bad_auth = 0
+        self.connections = 0
+        self.asked_to_close = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 try:
@@ -163,6 +166,8 @@ class TinyServer:
                 body = await reader.readexactly(length)
                 if b"Authorization: Bearer k1" not in head and b"Authorization: Bearer k2" not in head:
                     self.bad_auth += 1
+                if b"\r\nConnection: close\r\n" in head:
+                    self.asked_to_close += 1
                 self.requests += 1
                 n = int(json.loads(body)["external_id"].split("-")[1])
                 answer = json.dumps({"id": 1000 + n, "status": "accepted"}).encode()
@@ -219,6 +224,31 @@ async def test_load_generator_against_a_tiny_server(tiny: tuple[TinyServer, int]
     lat = result["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert result["rate_per_s"] > 0 and result["duration_s"] > 0
+
+
+async def test_load_generator_with_a_new_connection_per_request(tiny: tuple[TinyServer, int]) -> None:
+    """--new-connections: every request asks for Connection: close and goes on a connection of its
+    own (the server here keeps most open: the client closes them itself)."""
+    server, port = tiny
+    result = await run_load(
+        host="127.0.0.1",
+        ports=[port],
+        concurrency=4,
+        total=60,
+        keys=["k1"],
+        prefix="n-",
+        within=30,
+        new_connections=True,
+    )
+    assert server.requests == 60 and server.asked_to_close == 60
+    assert server.connections == 60 == result["connections_opened"]
+    assert result["new_connections"] is True and result["reconnects"] == 0
+    assert result["ok"] == 54 and result["errors"] == 6  # the tiny server refuses n % 10 == 3
+    await asyncio.sleep(0.05)
+    kept = await run_load(
+        host="127.0.0.1", ports=[port], concurrency=4, total=60, keys=["k1"], prefix="k-", within=30
+    )
+    assert kept["connections_opened"] == 4 + kept["reconnects"]  # kept alive, reopened when the server closes
 
 
 async def test_load_generator_counts_transport_errors() -> None:
@@ -321,9 +351,12 @@ def _check_section(s: dict[str, Any], levels: tuple[int, ...] = (1, 16)) -> None
 
 
 def test_bench_quick_sqlite(tmp_path: Path) -> None:
-    r = _bench(tmp_path, "--files", "300", "--repeat", "2")
+    r = _bench(tmp_path, "--files", "300", "--repeat", "2", "--new-connections")
     _check_section(r["sqlite"])
     assert r["options"]["repeat"] == 2
+    assert r["options"]["new_connections"] is True
+    for c, lv in r["sqlite"]["levels"].items():  # a connection of its own for every request
+        assert lv["connections_opened"] == lv["payments"] and lv["reconnects"] == 0, c
     for lv in r["sqlite"]["levels"].values():  # two runs of each level, the slower one reported
         assert len(lv["runs"]) == 2 and all(run["errors"] == 0 for run in lv["runs"])
         rates = [run["accepted_per_s"] for run in lv["runs"]]

@@ -1,4 +1,5 @@
-"""The long-running commands' event loop: uvloop when installed, asyncio's when asked for."""
+"""The long-running commands' event loop: uvloop (accepting in bulk) when installed, asyncio's when
+asked for."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import uvloop
 
 from paymux import event_loop
+from paymux.bulk_accept import BulkAcceptLoop
 from paymux.settings import Settings
 
 
@@ -16,8 +18,9 @@ async def _loop_type() -> type:
 
 
 def test_auto_and_uvloop_run_on_uvloop() -> None:
-    assert event_loop.run(_loop_type(), "auto") is uvloop.Loop
-    assert event_loop.run(_loop_type(), "uvloop") is uvloop.Loop
+    for kind in ("auto", "uvloop"):
+        loop_type = event_loop.run(_loop_type(), kind)
+        assert loop_type is BulkAcceptLoop and issubclass(loop_type, uvloop.Loop)
 
 
 def test_asyncio_runs_on_asyncios_own_loop() -> None:

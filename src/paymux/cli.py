@@ -307,6 +307,13 @@ def bench(
             " spread (a noisy machine)"
         ),
     ] = 1,
+    new_connections: Annotated[
+        bool,
+        typer.Option(
+            help="every request on a connection of its own (clients that do not keep connections"
+            " alive); the HTTP ceiling too"
+        ),
+    ] = False,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -327,6 +334,7 @@ def bench(
             keep=keep,
             files=files,
             repeat=repeat,
+            new_connections=new_connections,
         )
         opts.resolve()
     except ValueError as e:

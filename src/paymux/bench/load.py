@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 keep-alive load generator for ``paymux bench`` (run it as its own process).
+"""A lean HTTP/1.1 load generator for ``paymux bench`` (run it as its own process).
 
 ``python -m paymux.bench.load --port 8000 --concurrency 64 --payments 5000 --prefix c64-`` opens
 ``concurrency`` connections (spread over the given ports), then every connection sends
@@ -16,6 +16,10 @@ The client is deliberately minimal: pre-built request heads, ``asyncio`` streams
 is installed), a status line and headers parsed by hand, bodies read by ``Content-Length`` (or
 chunked, or until the connection closes). A connection that fails or is closed by the server is
 opened again.
+
+Connections are kept alive; with ``--new-connections`` every request goes on a connection of its own
+(``Connection: close``), opened inside the request's measured time, as clients that do not keep
+connections alive behave.
 """
 
 from __future__ import annotations
@@ -143,9 +147,11 @@ def payment_body(prefix: bytes, i: int) -> bytes:
     )
 
 
-def request_head(method: str, path: str, host: str, port: int, key: str | None) -> bytes:
+def request_head(method: str, path: str, host: str, port: int, key: str | None, close: bool = False) -> bytes:
     """Everything of a request before the Content-Length value."""
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    if close:
+        auth += "Connection: close\r\n"
     return (
         f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
         "Content-Type: application/json\r\nContent-Length: "
@@ -186,6 +192,7 @@ class LoadState:
     errors: int = 0
     reconnects: int = 0
     connected: int = 0
+    opened: int = 0  # connections opened in all
     statuses: dict[int, int] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
     latencies_ns: list[int] = field(default_factory=list)
@@ -210,9 +217,13 @@ async def _connection(
     head: bytes,
     make_body: Callable[[int], bytes],
     want_ids: bool,
+    fresh: bool = False,
 ) -> None:
+    """One client: requests one after the other; ``fresh``: each on a new connection."""
     reader, writer = await asyncio.open_connection(host, port)
     state.connected += 1
+    state.opened += 1
+    is_open = True
     await start.wait()
     perf = time.perf_counter_ns
     latencies = state.latencies_ns
@@ -224,6 +235,10 @@ async def _connection(
             request = b"%s%d\r\n\r\n%s" % (head, len(body), body)
             t0 = perf()
             try:
+                if not is_open:  # a new connection for this request, within its time
+                    reader, writer = await asyncio.open_connection(host, port)
+                    state.opened += 1
+                    is_open = True
                 writer.write(request)
                 status, answer, close = await read_response(reader)
             except (
@@ -237,7 +252,7 @@ async def _connection(
                 state.error(f"transport: {type(e).__name__}: {e}")
                 writer.close()
                 state.reconnects += 1
-                reader, writer = await asyncio.open_connection(host, port)
+                is_open = False
                 continue
             t1 = perf()
             latencies.append(t1 - t0)
@@ -255,10 +270,11 @@ async def _connection(
                             state.max_id = pid
             else:
                 state.error(f"HTTP {status}: {answer[:400].decode('utf-8', 'replace')}")
-            if close:
+            if close or fresh:
                 writer.close()
-                state.reconnects += 1
-                reader, writer = await asyncio.open_connection(host, port)
+                is_open = False
+                if not fresh:  # the server closed a connection meant to stay open
+                    state.reconnects += 1
     finally:
         writer.close()
 
@@ -275,6 +291,7 @@ async def run_load(
     expect: int = 201,
     within: float = 600.0,
     want_ids: bool = True,
+    new_connections: bool = False,
 ) -> dict[str, Any]:
     """Send ``total`` payment requests over ``concurrency`` connections; returns the result dict."""
     state = LoadState(total=total, expect=expect)
@@ -288,8 +305,12 @@ async def run_load(
     for j in range(max(1, concurrency)):
         port = ports[j % len(ports)]
         key = keys[(j // len(ports)) % len(keys)] if keys else None
-        head = request_head("POST", path, host, port, key)
-        tasks.append(asyncio.ensure_future(_connection(state, start, host, port, head, make_body, want_ids)))
+        head = request_head("POST", path, host, port, key, close=new_connections)
+        tasks.append(
+            asyncio.ensure_future(
+                _connection(state, start, host, port, head, make_body, want_ids, fresh=new_connections)
+            )
+        )
     # every connection is open before the clock starts (each waits for `start` once connected)
     while state.connected < len(tasks):
         failed = [t for t in tasks if t.done()]
@@ -329,6 +350,8 @@ async def run_load(
         "error_samples": state.error_samples,
         "statuses": {str(k): v for k, v in sorted(state.statuses.items())},
         "reconnects": state.reconnects,
+        "new_connections": new_connections,
+        "connections_opened": state.opened,
         "concurrency": concurrency,
         "duration_s": round(duration, 6),
         "rate_per_s": round(state.ok / duration, 3),
@@ -367,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--expect", type=int, default=201, help="the status counted as success")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole run")
     ap.add_argument("--no-ids", action="store_true", help="do not look for payment ids in the answers")
+    ap.add_argument("--new-connections", action="store_true", help="every request on a connection of its own")
     args = ap.parse_args(argv)
     keys = [k for k in os.environ.get(KEYS_ENV, "").split(",") if k]
     result = _run(
@@ -381,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             expect=args.expect,
             within=args.timeout,
             want_ids=not args.no_ids,
+            new_connections=args.new_connections,
         )
     )
     sys.stdout.write(json.dumps(result) + "\n")

@@ -1,6 +1,6 @@
 """The HTTP ceiling of ``paymux bench``: a no-op payment endpoint on the hub's server stack.
 
-The same stack as ``paymux serve`` (FastAPI on uvicorn, uvloop and httptools when installed, no
+The same stack as ``paymux serve`` (FastAPI on uvicorn, its event loop and httptools, no
 access log) and the same request body model, but no authentication, no database and no business
 logic: the body is parsed and validated as a :class:`~paymux.payments.schemas.PaymentIn` and a
 small JSON answer is returned with status 201. Run it as ``paymux serve`` runs the hub (uvicorn
@@ -18,8 +18,10 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from paymux import event_loop
 from paymux.http_protocol import CoalescingHttpToolsProtocol
 from paymux.payments.schemas import PaymentIn
+from paymux.settings import Settings
 
 app = FastAPI(title="paymux bench no-op", docs_url=None, redoc_url=None)
 _ids = itertools.count(1)
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    # the hub's event loop (PAYMUX_EVENT_LOOP), its servers accepting connections as the hub's do
+    event_loop.run(uvicorn.Server(config).serve(), Settings().event_loop)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class BenchOptions:
     keep: bool = False
     files: int = 0  # payments in the register / lines in the provider's register (0: not run)
     repeat: int = 1  # runs of each level and ceiling; the median run is reported
+    new_connections: bool = False  # every request on a connection of its own (no keep-alive)
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -417,6 +418,8 @@ class Bench:
         argv += ["--timeout", str(level_timeout(n))]
         if not ids:
             argv.append("--no-ids")
+        if self.opts.new_connections:
+            argv.append("--new-connections")
         env = {**self.env(), KEYS_ENV: ",".join(keys)}
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -785,6 +788,7 @@ class Bench:
             "machine_cpu_busy_pct": busy,
             "machine_cpu_steal_pct": steal,
             "reconnects": lg["reconnects"],
+            "connections_opened": lg["connections_opened"],
             "min_id": lo,
             "max_id": hi,
         }
@@ -888,6 +892,7 @@ def table(results: dict[str, Any]) -> str:
     out.append(
         f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
         f" providers emulated with {o.get('provider_latency_ms')} ms latency;"
+        f"{' every request on a new connection;' if o.get('new_connections') else ''}"
         f" machine {m.get('busy_before_pct', '?')} % busy before the run"
     )
     for key in ("sqlite", "postgresql", "postgresql_scale"):
@@ -1061,6 +1066,7 @@ def run_bench(opts: BenchOptions) -> int:
             "ceiling_payments": opts.ceiling_payments,
             "ceiling_batch": opts.ceiling_batch,
             "repeat": opts.repeat,
+            "new_connections": opts.new_connections,
             "settings": _settings_overrides(),
         },
         "machine": procs.machine_info(work),
