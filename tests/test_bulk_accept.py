@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from paymux import bulk_accept, event_loop
-from paymux.bulk_accept import BulkAcceptLoop, BulkAcceptServer
+from paymux.bulk_accept import BulkAcceptServer
 
 BURST = 50
 
@@ -47,14 +47,6 @@ async def _echo(port: int, data: bytes) -> bytes:
     answer = await reader.readexactly(len(data))
     writer.close()
     return answer
-
-
-def test_the_long_running_commands_run_on_the_bulk_accepting_loop() -> None:
-    async def kind() -> type:
-        return type(asyncio.get_running_loop())
-
-    assert event_loop.run(kind(), "auto") is BulkAcceptLoop
-    assert event_loop.run(kind(), "uvloop") is BulkAcceptLoop
 
 
 def test_a_burst_of_connections_is_let_in_at_once() -> None:
@@ -106,7 +98,7 @@ def test_close_stops_listening_and_leaves_connections_made() -> None:
     _on_bulk_loop(main)
 
 
-def test_a_given_socket_is_served_and_tls_stays_with_uvloop() -> None:
+def test_a_given_socket_is_served_and_other_options_stay_with_uvloop() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         sock = socket.socket()

@@ -167,7 +167,7 @@ class BulkAcceptLoop(uvloop.Loop):
         start_serving: bool = True,
         **kwargs: Any,
     ) -> asyncio.AbstractServer:
-        if ssl is not None or kwargs or (sock is not None and sock.type != socket.SOCK_STREAM):
+        if ssl is not None or kwargs:
             uv: Any = super()  # uvloop's own server (its overloads do not take these types as one)
             server: asyncio.AbstractServer = await uv.create_server(
                 protocol_factory,
