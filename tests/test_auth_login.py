@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
+import threading
 
+import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
 from paymux.audit.models import AuditEvent
+from paymux.auth import passwords
 from paymux.auth.sessions import COOKIE, session_hash
 from paymux.auth.user_models import User, UserSession
 from test_backoffice_support import PASSWORD, bo_app, form_token, login, post_form
@@ -59,24 +62,54 @@ async def test_security_headers_and_plain_http_cookie_setting(db_url: str) -> No
         assert "Secure" not in r.headers["set-cookie"]
 
 
-async def test_wrong_password_unknown_user_and_locked_get_the_same_answer(db_url: str) -> None:
-    async with bo_app(db_url) as bo:
-        await bo.user("bob")
-        t0 = time.perf_counter()
+class _CountingHasher:
+    """The real Argon2 hasher, counting what it is asked to do and on which thread."""
+
+    def __init__(self) -> None:
+        self.real = PasswordHasher()
+        self.calls: list[tuple[str, str, bool]] = []  # (method, hash parameters, on the loop's thread)
+
+    def _note(self, method: str, stored: str) -> None:
+        params = stored.split("$")[3] if stored.count("$") >= 4 else stored
+        self.calls.append((method, params, threading.current_thread() is threading.main_thread()))
+
+    def hash(self, password: str) -> str:
+        out = self.real.hash(password)
+        self._note("hash", out)
+        return out
+
+    def verify(self, stored: str, password: str) -> bool:
+        self._note("verify", stored)
+        return self.real.verify(stored, password)
+
+    def check_needs_rehash(self, stored: str) -> bool:
+        return self.real.check_needs_rehash(stored)
+
+
+async def test_wrong_password_unknown_user_and_locked_get_the_same_answer(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = _CountingHasher()
+    monkeypatch.setattr(passwords, "hasher", lambda: counting)
+    passwords.dummy_hash.cache_clear()
+    async with bo_app(db_url) as bo, bo.app.router.lifespan_context(bo.app):
+        bob = await bo.user("bob")
+        params = bob.password_hash.split("$")[3]
+        counting.calls.clear()  # start-up made the dummy hash; bob's hash was made above
         unknown = await login(bo.http, "nobody", "whatever-password-1")
-        t_unknown = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        assert counting.calls == [("verify", params, False)]
+        counting.calls.clear()
         wrong = await login(bo.http, "bob", "whatever-password-1")
-        t_wrong = time.perf_counter() - t0
+        # each spends one Argon2 verification with the same cost (none on the event loop's thread)
+        assert counting.calls == [("verify", params, False)]
         assert unknown.status_code == wrong.status_code == 401
         assert "Wrong user name or password." in unknown.text and "Wrong user name or password." in wrong.text
-        # both spend an Argon2 verification: neither is several times faster than the other
-        assert t_unknown > t_wrong / 4 and t_wrong > t_unknown / 4
         events = await _audit(bo.hub)
         assert [(e.target, e.outcome, e.after["reason"]) for e in events] == [
             ("user:nobody", "failed", "unknown user"),
             ("user:bob", "failed", "wrong password"),
         ]
+    passwords.dummy_hash.cache_clear()  # the next test's hasher is the real one again
 
 
 async def test_lockout_after_ten_failures_for_thirty_minutes(db_url: str) -> None:

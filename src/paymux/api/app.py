@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from paymux import __version__
+from paymux.auth import passwords
 from paymux.errors import Problem, internal_error, invalid_request
 from paymux.payments import fastpath
 from paymux.runtime import Hub
@@ -57,6 +58,7 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         h = hub or Hub()
         app.state.hub = h
+        await passwords.warm_up()
         worker_task = None
         worker = None
         background = contextlib.AsyncExitStack()

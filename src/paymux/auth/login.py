@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
 from paymux.auth.access import ip_allowed, within_hours
-from paymux.auth.passwords import hash_password, needs_rehash, verify_password
+from paymux.auth.passwords import hash_password_off_loop, needs_rehash, verify_password_off_loop
 from paymux.auth.user_models import Role, User
 from paymux.auth.users import user_by_name
 from paymux.backoffice.settings import BackofficeSettings
@@ -97,7 +97,7 @@ async def password_login(
 ) -> LoginOutcome:
     """Check a user name and password (the caller commits, also after a failure: it is audited)."""
     user = await user_by_name(session, username) if username.strip() else None
-    good = verify_password(user.password_hash if user is not None else None, password)
+    good = await verify_password_off_loop(user.password_hash if user is not None else None, password)
     target = f"user:{username.strip()[:100]}"
     if user is None:
         await _login_refused(session, _actor(username), target, "password", "unknown user", ip)
@@ -110,7 +110,7 @@ async def password_login(
         await _login_refused(session, _actor(user.username), target, "password", "wrong password", ip)
         return LoginOutcome(False, error=WRONG_CREDENTIALS)
     if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password_off_loop(password)
     return await _admitted(session, user, "password", ip=ip, now=now)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -26,17 +27,33 @@ def hash_password(password: str) -> str:
     return hasher().hash(password)
 
 
+async def hash_password_off_loop(password: str) -> str:
+    """``hash_password`` in a thread: Argon2 takes tens of milliseconds the event loop must not wait."""
+    return await asyncio.to_thread(hash_password, password)
+
+
 @lru_cache(maxsize=1)
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
+    """What an unknown user's password is checked against (made once: see ``warm_up``)."""
     return hasher().hash("not a real password, used to even out timing")
+
+
+async def warm_up() -> None:
+    """Make the dummy hash at start-up, so the first unknown user's login costs no extra hash."""
+    await asyncio.to_thread(dummy_hash)
 
 
 def verify_password(stored: str | None, password: str) -> bool:
     """True if ``password`` matches; with no stored hash, spends the same time and returns False."""
     try:
-        return hasher().verify(stored or _dummy_hash(), password) and stored is not None
+        return hasher().verify(stored or dummy_hash(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+async def verify_password_off_loop(stored: str | None, password: str) -> bool:
+    """``verify_password`` in a thread (argon2-cffi lets go of the GIL while it hashes)."""
+    return await asyncio.to_thread(verify_password, stored, password)
 
 
 def needs_rehash(stored: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymux.auth.passwords import check_policy, hash_password
+from paymux.auth.passwords import check_policy, hash_password_off_loop
 from paymux.auth.permissions import PREDEFINED_ROLES
 from paymux.auth.user_models import ApiToken, Organization, Role, User, UserSession
 from paymux.db.base import utcnow
@@ -77,7 +77,7 @@ async def create_user(
         phone=phone or None,
         role_id=role.id,
         organization_id=organization.id,
-        password_hash=hash_password(password) if password is not None else None,
+        password_hash=await hash_password_off_loop(password) if password is not None else None,
         password_changed_at=utcnow() if password is not None else None,
         timezone=timezone,
         language=language,
@@ -93,7 +93,7 @@ async def create_user(
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
     check_policy(password, username=user.username)
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password_off_loop(password)
     user.password_changed_at = utcnow()
     user.failed_logins = 0
     user.locked_until = None

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from paymux import audit
 from paymux.auth import permissions as P
-from paymux.auth.passwords import PasswordPolicyError, verify_password
+from paymux.auth.passwords import PasswordPolicyError, verify_password_off_loop
 from paymux.auth.principal import Principal
 from paymux.auth.tokens import issue_token, revoke
 from paymux.auth.user_models import ApiToken, Role, User, UserSession
@@ -108,7 +108,7 @@ async def account_password(
     password: Annotated[str, Form()] = "",
 ) -> Response:
     user = await _me(session, me)
-    if not verify_password(user.password_hash, current):
+    if not await verify_password_off_loop(user.password_hash, current):
         return await _page(request, session, me, error="The current password is wrong.", status=422)
     try:
         await set_password(session, user, password)
