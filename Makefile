@@ -29,8 +29,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/paymux demo
 
+# two pytest-xdist workers (TEST_WORKERS=0 runs the suite in one process); under PostgreSQL each
+# worker has its own database (see tests/conftest.py)
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -2,7 +2,9 @@
 
 SQLite (default): the migrations run once into a template file, each test gets a copy.
 PostgreSQL (``PAYMUX_TEST_DATABASE_URL`` set): the schema is rebuilt through the migrations once
-per session and every table is truncated before each test.
+per session and every table is truncated before each test. Under pytest-xdist each worker has a
+database of its own, named after the given one and the worker (``test_gw0``, ``test_gw1``...),
+created on first use.
 """
 
 from __future__ import annotations
@@ -15,18 +17,42 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from paymux.db.engine import create_engine, session_factory
 from paymux.db.migrate import upgrade
 from paymux.db.models import Base
 
-PG_URL = os.environ.get("PAYMUX_TEST_DATABASE_URL", "")
+BASE_PG_URL = os.environ.get("PAYMUX_TEST_DATABASE_URL", "")
+
+
+def _worker_url(url: str) -> str:
+    """The database of this xdist worker (the given one when not under xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker:
+        return url
+    u = make_url(url)
+    return u.set(database=f"{u.database}_{worker}").render_as_string(hide_password=False)
+
+
+PG_URL = _worker_url(BASE_PG_URL)
+if PG_URL:
+    os.environ["PAYMUX_TEST_DATABASE_URL"] = PG_URL  # what subprocesses started by the tests see
 
 requires_postgres = pytest.mark.skipif(not PG_URL, reason="PAYMUX_TEST_DATABASE_URL is not set")
 
 
 def _reset_postgres(url: str) -> None:
+    async def create_database() -> None:
+        name = make_url(url).database
+        engine = create_engine(BASE_PG_URL, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await engine.dispose()
+
     async def run() -> None:
         engine = create_engine(url)
         async with engine.begin() as conn:
@@ -34,6 +60,8 @@ def _reset_postgres(url: str) -> None:
             await conn.execute(text("CREATE SCHEMA public"))
         await engine.dispose()
 
+    if url != BASE_PG_URL:
+        asyncio.run(create_database())
     asyncio.run(run())
     upgrade(url)
 
