@@ -20,6 +20,7 @@ from paymux.audit.models import AuditEvent
 from paymux.auth.permissions import PERMISSIONS, PREDEFINED_ROLES
 from paymux.auth.user_models import Organization, Role, User
 from paymux.backoffice.framework import SECTIONS
+from paymux.reports.turnover import TITLES as REPORT_TITLES
 from test_backoffice_support import PASSWORD, bo_app, form_token, login, post_form
 
 
@@ -220,6 +221,7 @@ def test_every_message_is_translated() -> None:
     load()
     msgids: set[str] = set(PREDEFINED_ROLES.values()) | {p.title for p in PERMISSIONS.values()}
     msgids |= {m.title for s in SECTIONS.values() for m in s.menu}
+    msgids |= set(REPORT_TITLES.values())  # column heads the reports' templates and workbooks translate
     root = Path(str(files("paymux.backoffice").joinpath("templates")))
     for path in root.rglob("*.html"):
         msgids |= set(re.findall(r'_\("((?:[^"\\]|\\.)*)"', path.read_text("utf-8")))

@@ -183,6 +183,11 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{A}/reconciliations/{{recon_id}}/report"): P.RECON_READ,
     ("GET", f"{A}/reconciliation-fetches"): P.RECON_READ,
     ("POST", f"{A}/reconciliation-fetches/{{fetch_id}}/retry"): P.RECON_IMPORT,
+    # reports (reports/endpoints.py, section reports)
+    ("GET", f"{B}/reports"): P.REPORTS_READ,
+    ("GET", f"{B}/reports/comparison"): P.REPORTS_READ,
+    ("GET", f"{A}/reports/turnover"): P.REPORTS_READ,
+    ("GET", f"{A}/reports/comparison"): P.REPORTS_READ,
     # settlement (settlement/endpoints.py, sections balances and settlement)
     ("GET", f"{B}/balances"): P.BALANCES_READ,
     ("GET", f"{B}/balances/{{code}}"): P.BALANCES_READ,

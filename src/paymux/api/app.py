@@ -137,6 +137,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     from paymux.tariffs.proposal_endpoints import router as tariff_proposals_router
 
     app.include_router(tariff_proposals_router)
+    from paymux.reports.endpoints import router as reports_router
+
+    app.include_router(reports_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

@@ -95,6 +95,7 @@ TOPUPS_WRITE = define("topups.write", "Record provider top-ups", (CFO, FINANCIAL
 PAYMENTS_READ = define(
     "payments.read", "View payments", (*FIN, CASHIER, *OVERSIGHT, SUPPORT, OPERATOR, AGENT)
 )
+REPORTS_READ = define("reports.read", "View turnover reports", (*FIN, OPERATOR, AGENT))
 MONITORING_READ = define("monitoring.read", "View system health", (OPERATOR, ANTI_FRAUD, CFO))
 
 # --- registers and inbound gateways (their modules map their admin routes in auth.admin_api) ----------

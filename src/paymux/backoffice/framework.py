@@ -194,6 +194,31 @@ def require(permission: str | None) -> Callable[..., Coroutine[Any, Any, Princip
     return dependency
 
 
+def require_before_reading(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Like ``require``, but the writable session it signs the user in with is closed before the page
+    runs: for pages that only read, for long (reports), through ``ReadDbDep``. On SQLite a writable
+    session holds the process's writer turn, which payments are waiting for."""
+
+    async def dependency(request: Request) -> Principal:
+        async with request.app.state.hub.sessions() as session:
+            principal = await authenticated(request, session, await open_session(request, session))
+        if not principal.can(permission):
+            raise Forbidden(permission)
+        return principal
+
+    dependency.__name__ = f"require_before_reading_{permission}".replace(".", "_")
+    return dependency
+
+
+async def read_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only session (committed data; on SQLite it reads beside the writer)."""
+    async with request.app.state.hub.read_sessions() as session:
+        yield session
+
+
+ReadDbDep = Annotated[AsyncSession, Depends(read_db)]
+
+
 # --- rendering ---------------------------------------------------------------------------------------------
 
 _env = jinja2.Environment(

@@ -24,6 +24,7 @@ SECTION_MODULES = (
     "balances",
     "settlement",
     "registers",
+    "reports",
 )
 
 

@@ -1,0 +1,208 @@
+"""Reports: turnover and remuneration by any combination of provider, service, channel, channel group
+and agent, per day or month, in each provider's timezone or the viewer's; and the comparison of a
+period with the periods before it. Both export to Excel (``?export=xlsx``).
+
+Agent users see only their channels' payments, without providers or the operator's remuneration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.auth import permissions as P
+from paymux.auth.access import zone
+from paymux.auth.principal import Principal, channel_scope
+from paymux.backoffice.framework import (
+    MenuEntry,
+    ReadDbDep,
+    Section,
+    language_of,
+    register,
+    render,
+    require_before_reading,
+    section_router,
+)
+from paymux.backoffice.i18n import translator
+from paymux.backoffice.sections.ops import code_choices, money_for, plain_money_for
+from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
+from paymux.reports.comparison import MAX_EARLIER, compare
+from paymux.reports.params import build_query
+from paymux.reports.turnover import (
+    DIMENSIONS,
+    MEASURES,
+    PROVIDER_TZ,
+    TITLES,
+    ReportError,
+    Turnover,
+    TurnoverQuery,
+    measures_for,
+    turnover,
+)
+from paymux.reports.xlsx import XLSX, comparison_xlsx, turnover_xlsx
+from paymux.settlement.chart import Series, line_chart
+
+router = section_router()
+register(
+    Section(
+        "reports",
+        router,
+        menu=(
+            MenuEntry("Reports", "/backoffice/reports", P.REPORTS_READ, 36),
+            MenuEntry("Period comparison", "/backoffice/reports/comparison", P.REPORTS_READ, 37),
+        ),
+        permissions=(P.REPORTS_READ,),
+    )
+)
+
+Reader = Annotated[Principal, Depends(require_before_reading(P.REPORTS_READ))]
+
+MODELS: dict[str, Any] = {
+    "provider": Provider,
+    "service": Service,
+    "channel": Channel,
+    "channel_group": ChannelGroup,
+    "agent": Agent,
+}
+
+
+async def _form(
+    request: Request, session: AsyncSession, me: Principal
+) -> tuple[TurnoverQuery | None, dict[str, Any]]:
+    """The query the page's form asks for (None and a message if it cannot be answered), and the form."""
+    params = request.query_params
+    scope = await channel_scope(session, me)
+    dims = [d for d in DIMENSIONS if not (scope is not None and d == "provider")]
+    default_tz = PROVIDER_TZ if scope is None else me.timezone
+    tz = params.get("timezone", default_tz)
+    if tz not in (PROVIDER_TZ, me.timezone, "UTC") or (scope is not None and tz == PROVIDER_TZ):
+        tz = default_tz
+    choices = {
+        d: await code_choices(session, MODELS[d], scope if d == "channel" else None)
+        for d in dims
+        if not (scope is not None and d == "agent")
+    }
+    form: dict[str, Any] = {
+        "first": params.get("first", ""),
+        "last": params.get("last", ""),
+        "group_by": params.getlist("group_by"),
+        "grain": params.get("grain", ""),
+        "timezone": tz,
+        "filters": {d: params.get(d, "") for d in choices},
+        "dims": dims,
+        "choices": choices,
+        "error": "",
+        "zones": [z for z in ((PROVIDER_TZ if scope is None else ""), me.timezone, "UTC") if z],
+    }
+    try:
+        q = build_query(
+            first=form["first"],
+            last=form["last"],
+            today=dt.datetime.now(zone(me.timezone)).date(),
+            group_by=form["group_by"],
+            grain=form["grain"],
+            timezone=tz,
+            filters=form["filters"],
+            channels=None if scope is None else frozenset(scope),
+        )
+    except ReportError as e:
+        form["error"] = str(e)
+        return None, form
+    form["first"], form["last"] = q.first.isoformat(), q.last.isoformat()
+    return q, form
+
+
+def _chart(request: Request, report: Turnover) -> list[Markup]:
+    """A line per currency of the amount by period (with a day or month grain)."""
+    if not report.query.grain:
+        return []
+    t = translator(language_of(request))
+    periods = sorted({r.period for r in report.rows})
+    charts = []
+    for total in report.totals:
+        sums = dict.fromkeys(periods, 0)
+        for r in report.rows:
+            if r.currency == total.currency:
+                sums[r.period] += r.amount
+        charts.append(
+            line_chart(
+                periods,
+                [Series(t("Amount"), list(sums.values()))],
+                total.currency,
+                title=f"{t('Amount')}, {total.currency}",
+                amount=plain_money_for(request),
+            )
+        )
+    return charts
+
+
+def _xlsx(body: bytes, name: str) -> Response:
+    return Response(body, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/reports")
+async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Response:
+    q, form = await _form(request, session, me)
+    measures = measures_for(me.agent_scoped)
+    report = await turnover(session, q) if q is not None else None
+    t = translator(language_of(request))
+    if report is not None and request.query_params.get("export") == "xlsx":
+        return _xlsx(
+            turnover_xlsx(report, measures, t), f"turnover-{report.query.first}-{report.query.last}.xlsx"
+        )
+    return render(
+        request,
+        "reports/turnover.html",
+        status_code=200 if q is not None else 422,
+        form=form,
+        report=report,
+        measures=measures,
+        titles=TITLES,
+        charts=_chart(request, report) if report is not None else [],
+        money=money_for(request),
+        export=request.url.include_query_params(export="xlsx").query,
+    )
+
+
+@router.get("/reports/comparison")
+async def comparison_page(request: Request, session: ReadDbDep, me: Reader) -> Response:
+    q, form = await _form(request, session, me)
+    measures = measures_for(me.agent_scoped)
+    measure = request.query_params.get("measure", "amount")
+    if measure not in measures:
+        measure = "amount"
+    try:
+        earlier = min(max(int(request.query_params.get("earlier", "3")), 1), MAX_EARLIER)
+    except ValueError:
+        earlier = 3
+    form.update(measure=measure, earlier=earlier, grain="")
+    report = None
+    if q is not None:
+        try:
+            report = await compare(
+                session, dataclasses.replace(q, grain=""), earlier=earlier, measure=measure
+            )
+        except ReportError as e:
+            form["error"] = str(e)
+    t = translator(language_of(request))
+    if report is not None and request.query_params.get("export") == "xlsx":
+        return _xlsx(comparison_xlsx(report, t), f"comparison-{report.query.first}-{report.query.last}.xlsx")
+    return render(
+        request,
+        "reports/comparison.html",
+        status_code=200 if report is not None else 422,
+        form=form,
+        report=report,
+        measures=measures,
+        titles=TITLES,
+        money=money_for(request),
+        export=request.url.include_query_params(export="xlsx").query,
+        max_earlier=MAX_EARLIER,
+        all_measures=MEASURES,
+    )
