@@ -28,6 +28,13 @@ class Payment(Base):
             sqlite_where=text("next_attempt_at IS NOT NULL"),
         ),
         Index("ix_payments_created", "created_at"),
+        # final payments by the time they became final: registers, debts, statements, reports
+        Index(
+            "ix_payments_final",
+            "final_at",
+            postgresql_where=text("final_at IS NOT NULL"),
+            sqlite_where=text("final_at IS NOT NULL"),
+        ),
         Index("ix_payments_service_created", "service_id", "created_at"),
     )
 

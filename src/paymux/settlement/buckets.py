@@ -21,7 +21,7 @@ QUARTER = 900
 def quarter_of(dialect: str, column: Any) -> ColumnElement[Any]:
     """SQL: the 15-minute bucket number (epoch seconds // 900) of a UTC timestamp column."""
     if dialect == "sqlite":
-        return cast(func.strftime("%s", column), Integer) / QUARTER
+        return cast(func.strftime("%s", column), Integer) // QUARTER  # integer division (/ is true division)
     return cast(func.floor(func.extract("epoch", column) / QUARTER), BigInteger)
 
 
