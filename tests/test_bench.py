@@ -373,6 +373,10 @@ def test_bench_quick_sqlite(tmp_path: Path) -> None:
         assert reg["payments"] == 300 and reg["file_bytes"] > 0 and reg["seconds"] >= 0
     rec = files["reconciliation"]
     assert rec["lines"] >= 300 and rec["counts"]["matched"] > 0
+    reports = {x["report"]: x for x in files["reports"]}  # each checked against the payments made
+    assert reports["30 days by provider and day, providers' timezones"]["payments"] == 300
+    assert reports["30 days by provider, service and channel"]["rows"] == 3 * 3 * 4
+    assert all(x["seconds"] >= 0 for x in files["reports"]) and len(reports) == 5
     assert "postgresql" not in r
     assert r["sqlite"]["ceiling_http_per_s"] == r["http_ceiling"]["levels"]["16"]["per_s"] > 0
     micro = r["micro"]

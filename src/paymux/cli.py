@@ -296,8 +296,8 @@ def bench(
     files: Annotated[
         int,
         typer.Option(
-            help="also build an N-payment register in each format and reconcile an N-line provider"
-            " register (time, peak memory); 0 skips it"
+            help="also build an N-payment register in each format, reconcile an N-line provider"
+            " register and run the reports over N payments (time, peak memory); 0 skips it"
         ),
     ] = 0,
     repeat: Annotated[

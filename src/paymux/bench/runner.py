@@ -989,6 +989,11 @@ def table(results: dict[str, Any]) -> str:
             f"  reconciliation: {rc['lines']:,} lines in {rc['seconds']} s"
             f" ({_f(rc['lines_per_second'])} lines/s), peak memory +{rc['peak_rss_increase_mib']} MiB"
         )
+        for rp in fi.get("reports", []):
+            out.append(
+                f"  report {rp['report']}: {rp['seconds']} s, {rp['rows']:,} rows,"
+                f" peak memory +{rp['peak_rss_increase_mib']} MiB"
+            )
     if results.get("error"):
         out.append("")
         out.append(f"FAILED: {results['error']}")
@@ -1033,15 +1038,19 @@ async def _run(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
 
 
 async def run_files(n: int, work: Path) -> dict[str, Any]:
-    """Build an ``n``-payment register in every format and reconcile an ``n``-line provider register."""
+    """Build an ``n``-payment register in every format, reconcile an ``n``-line provider register and
+    run the reports over ``n`` payments."""
     from paymux.reconciliation.bench import run_reconciliation_bench
     from paymux.registers.bench import run_register_bench
+    from paymux.reports.bench import run_report_bench
 
     say(f"registers: {n:,} payments in each format")
     registers = await run_register_bench(n, work_dir=work)
     say(f"reconciliation: a {n:,}-line provider register")
     reconciliation = await run_reconciliation_bench(n, work_dir=work)
-    return {"payments": n, "registers": registers, "reconciliation": reconciliation}
+    say(f"reports: {n:,} payments over 30 days")
+    reports = await run_report_bench(n, work_dir=work)
+    return {"payments": n, "registers": registers, "reconciliation": reconciliation, "reports": reports}
 
 
 def run_bench(opts: BenchOptions) -> int:
