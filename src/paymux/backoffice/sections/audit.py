@@ -15,13 +15,13 @@ from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
-    DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     register,
     render,
-    require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -36,7 +36,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.AUDIT_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.AUDIT_READ))]
 
 
 def _day_filter(tz: str, *, end: bool) -> Any:
@@ -56,7 +56,7 @@ def _json(value: Any) -> str:
 
 
 @router.get("/audit")
-async def audit_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def audit_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     spec = ListSpec(
         query=select(AuditEvent),
         columns=[
@@ -92,7 +92,7 @@ async def audit_list(request: Request, session: DbDep, me: Reader) -> Response:
 
 
 @router.get("/audit/{event_id}")
-async def audit_event(request: Request, event_id: int, session: DbDep, _: Reader) -> Response:
+async def audit_event(request: Request, event_id: int, session: ReadDbDep, _: Reader) -> Response:
     row = await session.get(AuditEvent, event_id)
     if row is None:
         raise PageNotFound()

@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal, channel_scope
-from paymux.backoffice.framework import DbDep, MenuEntry, Section, register, render, require, section_router
+from paymux.backoffice.framework import (
+    MenuEntry,
+    ReadDbDep,
+    Section,
+    register,
+    render,
+    require_before_reading,
+    section_router,
+)
 from paymux.backoffice.sections.ops import money_for, today_start
 from paymux.backoffice.sections.queues import attention_count
 from paymux.catalog.models import Provider
@@ -36,7 +44,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.PAYMENTS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.PAYMENTS_READ))]
 
 
 @dataclass
@@ -112,7 +120,7 @@ async def low_deposits(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 @router.get("/dashboard")
-async def dashboard(request: Request, session: DbDep, me: Reader) -> Response:
+async def dashboard(request: Request, session: ReadDbDep, me: Reader) -> Response:
     hub: Hub = request.app.state.hub
     scope = await channel_scope(session, me)
     today = await today_stats(session, scope, today_start(me.timezone))

@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux import __version__
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
-from paymux.backoffice.framework import DbDep, MenuEntry, Section, register, render, require, section_router
+from paymux.backoffice.framework import (
+    MenuEntry,
+    ReadDbDep,
+    Section,
+    register,
+    render,
+    require_before_reading,
+    section_router,
+)
 from paymux.backoffice.sections.dashboard import provider_states
 from paymux.backoffice.sections.ops import workbook
 from paymux.db.base import utcnow
@@ -32,7 +40,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.MONITORING_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.MONITORING_READ))]
 
 
 async def payment_queues(session: AsyncSession) -> dict[str, int]:
@@ -89,7 +97,7 @@ def human_bytes(n: int | None) -> str:
 
 
 @router.get("/monitoring")
-async def monitoring(request: Request, session: DbDep, _: Reader) -> Response:
+async def monitoring(request: Request, session: ReadDbDep, _: Reader) -> Response:
     hub: Hub = request.app.state.hub
     started = time.perf_counter()
     try:

@@ -17,13 +17,13 @@ from paymux.audit.models import AuditEvent
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal, channel_scope
 from paymux.backoffice.framework import (
-    DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     register,
     render,
-    require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -44,7 +44,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.PAYMENTS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.PAYMENTS_READ))]
 
 
 def _amount_filter(column: Any, *, low: bool) -> Any:
@@ -163,7 +163,7 @@ async def payments_spec(session: AsyncSession, me: Principal, scope: set[int] | 
 
 
 @router.get("/payments")
-async def payments_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def payments_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     scope = await channel_scope(session, me)
     spec = await payments_spec(session, me, scope)
     return respond(request, await spec.run(session, request), "payments/list.html", money=money_for(request))
@@ -174,7 +174,7 @@ def _pretty(value: Any) -> str:
 
 
 @router.get("/payments/{payment_id}")
-async def payment_detail(request: Request, payment_id: int, session: DbDep, me: Reader) -> Response:
+async def payment_detail(request: Request, payment_id: int, session: ReadDbDep, me: Reader) -> Response:
     p = await session.get(Payment, payment_id)
     scope = await channel_scope(session, me)
     if p is None or (scope is not None and p.channel_id not in scope):

@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal, channel_scope
-from paymux.backoffice.framework import DbDep, MenuEntry, Section, register, render, require, section_router
+from paymux.backoffice.framework import (
+    MenuEntry,
+    ReadDbDep,
+    Section,
+    register,
+    render,
+    require_before_reading,
+    section_router,
+)
 from paymux.backoffice.sections.ops import workbook
 from paymux.catalog.models import Provider, Service
 from paymux.db.base import utcnow
@@ -32,7 +40,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.PAYMENTS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.PAYMENTS_READ))]
 REFRESH_SECONDS = 5
 HEADER = ["Group", "Unfinished", "Due now", "In doubt", "Needs attention", "Oldest"]
 
@@ -75,7 +83,7 @@ async def attention_count(session: AsyncSession, scope: set[int] | None) -> int:
 
 
 @router.get("/queues")
-async def queues(request: Request, session: DbDep, me: Reader) -> Response:
+async def queues(request: Request, session: ReadDbDep, me: Reader) -> Response:
     scope = await channel_scope(session, me)
     now = utcnow()
     groups = await queue_groups(session, scope, now)
