@@ -183,6 +183,12 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{A}/reconciliations/{{recon_id}}/report"): P.RECON_READ,
     ("GET", f"{A}/reconciliation-fetches"): P.RECON_READ,
     ("POST", f"{A}/reconciliation-fetches/{{fetch_id}}/retry"): P.RECON_IMPORT,
+    # exchange rates (rates/endpoints.py, section rates)
+    ("GET", f"{B}/rates"): P.RATES_READ,
+    ("POST", f"{B}/rates"): P.RATES_WRITE,
+    ("GET", f"{A}/exchange-rates"): P.RATES_READ,
+    ("POST", f"{A}/exchange-rates"): P.RATES_WRITE,
+    ("GET", f"{A}/exchange-rates/convert"): P.RATES_READ,
     # reports (reports/endpoints.py, section reports)
     ("GET", f"{B}/reports"): P.REPORTS_READ,
     ("GET", f"{B}/reports/comparison"): P.REPORTS_READ,

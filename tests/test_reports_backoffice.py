@@ -13,6 +13,8 @@ from openpyxl import load_workbook
 
 from browser_support import backoffice_server, chromium, needs_chromium, screenshot
 from browser_support import login as browser_login
+from paymux.auth.tokens import issue_token
+from paymux.auth.user_models import User
 from paymux.backoffice.sections import reports as reports_section
 from paymux.backoffice.settings import BackofficeSettings
 from test_backoffice_ops_support import agent_org, pay_all
@@ -146,3 +148,35 @@ async def test_a_long_report_does_not_keep_payments_waiting(
         await asyncio.wait_for(add(env, "p1", 5_00, at("2026-05-03T10:00:00+00:00")), 5)  # a write, meanwhile
         finish.set()
         assert (await page).status_code == 200
+
+
+async def test_agent_api_token_gets_its_channels_without_remuneration(db_url: str) -> None:
+    async with settle_env(db_url, catalog()) as env:
+        bo = Bo(env.app, env.hub, env.http)
+        await add(
+            env, "p1", 30_00, at("2026-05-03T10:00:00+00:00"), channel="term", commission=15, remuneration=40
+        )
+        await add(env, "p2", 777_00, at("2026-05-03T10:00:00+00:00"), channel="web")
+        user = await bo.user("dealer.api", "agent", org=await agent_org(bo))
+        async with env.hub.sessions() as s:
+            u = await s.get(User, user.id)
+            assert u is not None
+            token, _ = await issue_token(s, u, "reports", None)
+            await s.commit()
+        auth = {"Authorization": f"Bearer {token}"}
+        params = {"first": "2026-05-01", "last": "2026-05-31", "group_by": "channel", "timezone": "UTC"}
+        r = await env.http.get("/api/v1/admin/reports/turnover", params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        assert "remuneration" not in r.json()["measures"]
+        assert r.json()["rows"] == [
+            {"channel": "term", "currency": "RUB", "payments": 1, "amount": "30.00", "fee": "0.00",
+             "total": "30.00", "commission": "0.15"}
+        ]  # fmt: skip
+        refused = await env.http.get(
+            "/api/v1/admin/reports/turnover", params={**params, "group_by": "provider"}, headers=auth
+        )
+        assert refused.status_code == 422 and "agent users cannot" in refused.json()["detail"]
+        hidden = await env.http.get(
+            "/api/v1/admin/reports/comparison", params={"measure": "remuneration"}, headers=auth
+        )
+        assert hidden.status_code == 422

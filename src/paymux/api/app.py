@@ -140,6 +140,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     from paymux.reports.endpoints import router as reports_router
 
     app.include_router(reports_router)
+    from paymux.rates.endpoints import router as rates_router
+
+    app.include_router(rates_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

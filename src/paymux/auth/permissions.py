@@ -95,6 +95,8 @@ TOPUPS_WRITE = define("topups.write", "Record provider top-ups", (CFO, FINANCIAL
 PAYMENTS_READ = define(
     "payments.read", "View payments", (*FIN, CASHIER, *OVERSIGHT, SUPPORT, OPERATOR, AGENT)
 )
+RATES_READ = define("rates.read", "View exchange rates", (*FIN, OPERATOR, CASHIER))
+RATES_WRITE = define("rates.write", "Add exchange rates", (CFO, FINANCIAL_SPECIALIST))
 REPORTS_READ = define("reports.read", "View turnover reports", (*FIN, OPERATOR, AGENT))
 MONITORING_READ = define("monitoring.read", "View system health", (OPERATOR, ANTI_FRAUD, CFO))
 

@@ -6,6 +6,7 @@ from paymux.db.base import Base
 from paymux.gateways import models as gateways_models
 from paymux.ledger import models as ledger_models
 from paymux.payments import models as payments_models
+from paymux.rates import models as rates_models
 from paymux.reconciliation import models as reconciliation_models
 from paymux.registers import models as registers_models
 from paymux.routing import models as routing_models
@@ -20,6 +21,7 @@ __all__ = [
     "gateways_models",
     "ledger_models",
     "payments_models",
+    "rates_models",
     "reconciliation_models",
     "registers_models",
     "routing_models",

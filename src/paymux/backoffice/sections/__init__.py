@@ -25,6 +25,7 @@ SECTION_MODULES = (
     "settlement",
     "registers",
     "reports",
+    "rates",
 )
 
 

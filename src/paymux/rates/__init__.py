@@ -1,0 +1,1 @@
+"""Exchange rates: effective-dated, never overwritten, and exact conversion between currencies."""
