@@ -16,6 +16,7 @@ import pytest
 from openpyxl import load_workbook
 
 from paymux.payments.models import Payment
+from paymux.rates.service import add_rate
 from paymux.reports.comparison import Period, compare, earlier_periods, percent_change
 from paymux.reports.params import build_query
 from paymux.reports.turnover import PROVIDER_TZ, ReportError, TurnoverQuery, turnover
@@ -307,3 +308,37 @@ async def test_admin_api_json_excel_and_problems(db_url: str) -> None:
             assert detail in p.json()["detail"]
         m = await env.http.get("/api/v1/admin/reports/comparison", params={"measure": "x"}, headers=env.admin)
         assert m.status_code == 422 and "unknown measure" in m.json()["detail"]
+
+
+async def test_totals_in_one_currency_at_the_rates_of_the_periods_end(db_url: str) -> None:
+    async with settle_env(db_url, catalog()) as env:
+        await add(env, "p1", 1000_00, at("2026-05-10T10:00:00+00:00"), fee=10_00, remuneration=20_00)
+        await add(env, "p2", 10_00, at("2026-05-10T10:00:00+00:00"), currency="EUR", fee=1, remuneration=5)
+        await add(env, "p2", 1000, at("2026-05-10T10:00:00+00:00"), currency="JPY")
+        async with env.hub.sessions() as s:
+            await add_rate(s, "EUR", "RUB", "90", effective_from=at("2026-05-01T00:00:00+00:00"))
+            await add_rate(s, "EUR", "RUB", "100.005", effective_from=at("2026-05-31T12:00:00+00:00"))
+            await add_rate(s, "EUR", "RUB", "200", effective_from=at("2026-06-01T00:00:00+00:00"))  # after
+            await s.commit()
+        params = {"first": "2026-05-01", "last": "2026-05-31", "timezone": "UTC", "in_currency": "rub"}
+        r = await env.http.get("/api/v1/admin/reports/turnover", params=params, headers=env.admin)
+        assert r.status_code == 200, r.text
+        c = r.json()["converted"]
+        # 10.00 EUR at 100.005 = 1000.05 RUB; 0.01 EUR = 1.00005 RUB -> 1.00; JPY has no rate
+        assert (c["currency"], c["rates"], c["missing"]) == ("RUB", {"EUR": "100.005"}, ["JPY"])
+        assert (c["amount"], c["fee"], c["remuneration"]) == ("2000.05", "11.00", "25.00")
+        assert c["rates_at"] == "2026-06-01T00:00:00+00:00"
+        bad = await env.http.get(
+            "/api/v1/admin/reports/turnover", params={**params, "in_currency": "XXX"}, headers=env.admin
+        )
+        assert bad.status_code == 422 and "unknown currency" in bad.json()["detail"]
+        x = await env.http.get(
+            "/api/v1/admin/reports/turnover", params={**params, "format": "xlsx"}, headers=env.admin
+        )
+        ws = load_workbook(io.BytesIO(x.content)).active
+        assert ws is not None
+        values = [[c.value for c in row] for row in ws.iter_rows()]
+        assert ["Total in RUB"] in [v[:1] for v in values]
+        converted_row = values[values.index(next(v for v in values if v[:1] == ["Total in RUB"])) + 1]
+        assert converted_row[:3] == ["RUB", None, 2000.05]
+        assert ["No rate for", "JPY"] in [v[:2] for v in values]

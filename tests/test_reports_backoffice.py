@@ -17,6 +17,7 @@ from paymux.auth.tokens import issue_token
 from paymux.auth.user_models import User
 from paymux.backoffice.sections import reports as reports_section
 from paymux.backoffice.settings import BackofficeSettings
+from paymux.rates.service import add_rate
 from test_backoffice_ops_support import agent_org, pay_all
 from test_backoffice_support import Bo, add_user, login
 from test_reports import add
@@ -59,6 +60,17 @@ async def test_turnover_page_table_chart_export_and_errors(db_url: str) -> None:
         ws = load_workbook(io.BytesIO(x.content)).active
         assert ws is not None
         assert [c.value for c in ws[5]][:5] == ["p1", "2026-05-02", "RUB", 1, 1234.56]
+
+        async with env.hub.sessions() as s:
+            await add_rate(s, "EUR", "RUB", "100", effective_from=at("2026-05-01T00:00:00+00:00"))
+            await s.commit()
+        eur = await bo.http.get(f"/backoffice/reports?{params}&in_currency=EUR")
+        assert cells(eur.text, "report")[-1] == [
+            "Total in EUR", "EUR", "", "12.45", "0.12", "12.57", "0.12", "0.00"
+        ]  # fmt: skip
+        assert "RUB/EUR 0.0100000000" in eur.text
+        usd = await bo.http.get(f"/backoffice/reports?{params}&in_currency=USD")
+        assert "No rate for RUB: their amounts are left out of this total." in usd.text
 
         bad = await bo.http.get("/backoffice/reports?first=2026-13-01")
         assert bad.status_code == 422 and "first must be a date like 2026-12-31" in bad.text

@@ -19,6 +19,7 @@ from paymux.auth.principal import Principal, channel_scope
 from paymux.errors import invalid
 from paymux.money import format_amount
 from paymux.reports.comparison import compare
+from paymux.reports.converted import converted_totals
 from paymux.reports.params import build_query
 from paymux.reports.turnover import (
     PROVIDER_TZ,
@@ -55,6 +56,10 @@ class ReportParams:
         channel_group: str = "",
         agent: str = "",
         format: Annotated[str, Query(pattern="^(json|xlsx)$")] = "json",
+        in_currency: Annotated[
+            str,
+            Query(description="also the totals in this currency, at the rates in force at the end"),
+        ] = "",
     ) -> None:
         self.first, self.last, self.group_by, self.grain, self.timezone = (
             first,
@@ -71,6 +76,7 @@ class ReportParams:
             "agent": agent,
         }
         self.format = format
+        self.in_currency = in_currency.strip()
 
     async def query(self, session: Any, me: Principal) -> TurnoverQuery:
         scope = await channel_scope(session, me)
@@ -114,9 +120,17 @@ async def turnover_report(session: ReadSessionDep, me: Reader, p: Params) -> Any
     q = await p.query(session, me)
     report = await turnover(session, q)
     measures = measures_for(me.agent_scoped)
+    converted = None
+    if p.in_currency:
+        try:
+            converted = await converted_totals(session, report, p.in_currency)
+        except ReportError as e:
+            raise invalid("invalid-report", str(e)) from e
     if p.format == "xlsx":
-        return _download(turnover_xlsx(report, measures), f"turnover-{q.first}-{q.last}.xlsx")
-    return {
+        return _download(
+            turnover_xlsx(report, measures, converted=converted), f"turnover-{q.first}-{q.last}.xlsx"
+        )
+    body: dict[str, Any] = {
         "first": q.first.isoformat(),
         "last": q.last.isoformat(),
         "timezone": q.timezone,
@@ -126,6 +140,15 @@ async def turnover_report(session: ReadSessionDep, me: Reader, p: Params) -> Any
         "rows": [_row(r, q, measures) for r in report.rows],
         "totals": [_row(t, TurnoverQuery(q.first, q.last), measures) for t in report.totals],
     }
+    if converted is not None:
+        body["converted"] = {
+            "currency": converted.currency,
+            "rates_at": converted.at.isoformat(),
+            "rates": converted.rates,
+            "missing": converted.missing,
+            **{m: format_amount(v, converted.currency) for m, v in converted.sums.items() if m in measures},
+        }
+    return body
 
 
 @router.get("/reports/comparison")

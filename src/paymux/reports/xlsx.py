@@ -8,6 +8,7 @@ from typing import Any
 
 from paymux.money import exponent, to_decimal
 from paymux.reports.comparison import Comparison
+from paymux.reports.converted import ConvertedTotals
 from paymux.reports.turnover import TITLES, Turnover, TurnoverRow
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -18,11 +19,22 @@ def money_format(currency: str) -> str:
     return "#,##0" + ("." + "0" * e if e else "")
 
 
-def _title(name: str, _: Callable[[str], str]) -> str:
+def plain(msgid: str, **values: object) -> str:
+    """The English text with its placeholders filled (the API's workbooks are not translated)."""
+    return msgid.format(**values)
+
+
+def _title(name: str, _: Callable[..., str]) -> str:
     return _(TITLES[name])
 
 
-def turnover_xlsx(report: Turnover, measures: Sequence[str], _: Callable[[str], str] = str) -> bytes:
+def turnover_xlsx(
+    report: Turnover,
+    measures: Sequence[str],
+    _: Callable[..., str] = plain,
+    *,
+    converted: ConvertedTotals | None = None,
+) -> bytes:
     """One sheet: a header naming the period and timezone, a row per group, then totals per currency."""
     from openpyxl import Workbook  # imported when needed: the server does not hold openpyxl idle
     from openpyxl.styles import Font
@@ -57,10 +69,26 @@ def turnover_xlsx(report: Turnover, measures: Sequence[str], _: Callable[[str], 
     if pad:  # without groups or periods the rows are the totals already
         for t in report.totals:
             put(t, [_("Total"), *[""] * (pad - 1)], True)
+    if converted is not None:
+        c = converted.currency
+        label = _("Total in {currency}", currency=c)
+        if not pad:  # the rows start with the currency: the label goes above
+            ws.append([label])
+        row: list[Any] = [label, *[""] * (pad - 1)] if pad else []
+        row += [c, *("" if m == "payments" else to_decimal(converted.sums[m], c) for m in measures)]
+        ws.append(row)
+        for m, cell in zip(measures, ws[ws.max_row][pad + 1 :], strict=True):
+            cell.font = Font(bold=True)
+            if m != "payments":
+                cell.number_format = money_format(c)
+        rates = ", ".join(f"{k}/{c} {v}" for k, v in sorted(converted.rates.items()))
+        ws.append([_("Rates at {at}", at=converted.at.isoformat()), rates])
+        if converted.missing:
+            ws.append([_("No rate for"), ", ".join(converted.missing)])
     return _save(wb)
 
 
-def comparison_xlsx(report: Comparison, _: Callable[[str], str] = str) -> bytes:
+def comparison_xlsx(report: Comparison, _: Callable[..., str] = plain) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 

@@ -32,7 +32,9 @@ from paymux.backoffice.framework import (
 from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import code_choices, money_for, plain_money_for
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
+from paymux.money import CURRENCIES
 from paymux.reports.comparison import MAX_EARLIER, compare
+from paymux.reports.converted import converted_totals
 from paymux.reports.params import build_query
 from paymux.reports.turnover import (
     DIMENSIONS,
@@ -98,6 +100,8 @@ async def _form(
         "dims": dims,
         "choices": choices,
         "error": "",
+        "in_currency": params.get("in_currency", "").strip().upper()[:3],
+        "currencies": sorted(CURRENCIES),
         "zones": [z for z in ((PROVIDER_TZ if scope is None else ""), me.timezone, "UTC") if z],
     }
     try:
@@ -151,17 +155,23 @@ async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Resp
     q, form = await _form(request, session, me)
     measures = measures_for(me.agent_scoped)
     report = await turnover(session, q) if q is not None else None
+    converted = None
+    if report is not None and form["in_currency"]:
+        try:
+            converted = await converted_totals(session, report, form["in_currency"])
+        except ReportError as e:
+            form["error"] = str(e)
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
-        return _xlsx(
-            turnover_xlsx(report, measures, t), f"turnover-{report.query.first}-{report.query.last}.xlsx"
-        )
+        name = f"turnover-{report.query.first}-{report.query.last}.xlsx"
+        return _xlsx(turnover_xlsx(report, measures, t, converted=converted), name)
     return render(
         request,
         "reports/turnover.html",
         status_code=200 if q is not None else 422,
         form=form,
         report=report,
+        converted=converted,
         measures=measures,
         titles=TITLES,
         charts=_chart(request, report) if report is not None else [],
