@@ -28,6 +28,7 @@ from paymux.catalog.models import Channel, Provider, Service
 from paymux.db.engine import create_engine, session_factory
 from paymux.db.migrate import upgrade
 from paymux.payments.models import Payment
+from paymux.payments.synthetic import succeeded_row
 from paymux.registers.build import build_register
 from paymux.registers.schedule import Period
 from paymux.registers.schemas import TemplateConfig
@@ -111,6 +112,7 @@ async def fill(url: str, n: int, batch: int = 10_000) -> None:
         pid = await session.scalar(select(Provider.id).where(Provider.code == "bench"))
         sid = await session.scalar(select(Service.id).where(Service.code == "bench-topup"))
         cid = await session.scalar(select(Channel.id).where(Channel.code == "bench-term"))
+    assert pid is not None and sid is not None and cid is not None
     step = (PERIOD.end - PERIOD.start) / max(n, 1)
     done = 0
     while done < n:
@@ -119,34 +121,16 @@ async def fill(url: str, n: int, batch: int = 10_000) -> None:
             final = PERIOD.start + step * i
             amount = 10_000 + (i * 7919) % 990_000
             rows.append(
-                {
-                    "channel_id": cid,
-                    "external_id": f"b-{i}",
-                    "request_hash": "0" * 64,
-                    "service_id": sid,
-                    "account": f"{9000000000 + i % 999_999_999}",
-                    "currency": "RUB",
-                    "amount": amount,
-                    "fee": amount // 100,
-                    "total": amount + amount // 100,
-                    "remuneration": amount // 50,
-                    "commission": 0,
-                    "fields": {},
-                    "status": "succeeded",
-                    "provider_id": pid,
-                    "provider_service_code": "B1",
-                    "route_reason": "",
-                    "tried_provider_ids": [pid],
-                    "attempts": 1,
-                    "failovers": 0,
-                    "in_doubt": False,
-                    "needs_attention": False,
-                    "provider_txn_id": f"T{i}",
-                    "expires_at": final + dt.timedelta(days=1),
-                    "created_at": final - dt.timedelta(seconds=1),
-                    "updated_at": final,
-                    "final_at": final,
-                }
+                succeeded_row(
+                    external_id=f"b-{i}",
+                    channel_id=cid,
+                    service_id=sid,
+                    provider_id=pid,
+                    final=final,
+                    amount=amount,
+                    account=f"{9000000000 + i % 999_999_999}",
+                    provider_txn_id=f"T{i}",
+                )
             )
         async with sessions() as session:
             await session.execute(insert(Payment), rows)

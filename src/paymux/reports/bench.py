@@ -23,6 +23,7 @@ from paymux.catalog.models import Channel, Provider, Service
 from paymux.db.engine import create_engine, session_factory
 from paymux.db.migrate import upgrade
 from paymux.payments.models import Payment
+from paymux.payments.synthetic import succeeded_row
 from paymux.registers.bench import _PeakSampler
 from paymux.reports.comparison import compare
 from paymux.reports.turnover import PROVIDER_TZ, TurnoverQuery, turnover
@@ -80,33 +81,16 @@ async def fill(url: str, n: int, batch: int = 10_000) -> int:
             amount = 1_000 + (i * 7919) % 500_000
             total += amount
             rows.append(
-                {
-                    "channel_id": channels[i % len(channels)],
-                    "external_id": f"rb-{i}",
-                    "request_hash": "0" * 64,
-                    "service_id": services[(i // 7) % len(services)],
-                    "account": "9001234567",
-                    "currency": "RUB",
-                    "amount": amount,
-                    "fee": amount // 100,
-                    "total": amount + amount // 100,
-                    "remuneration": amount // 50,
-                    "commission": amount // 200,
-                    "fields": {},
-                    "status": "succeeded",
-                    "provider_id": providers[(i // 3) % len(providers)],
-                    "provider_service_code": "S",
-                    "route_reason": "",
-                    "tried_provider_ids": [],
-                    "attempts": 1,
-                    "failovers": 0,
-                    "in_doubt": False,
-                    "needs_attention": False,
-                    "expires_at": final + dt.timedelta(days=1),
-                    "created_at": final - dt.timedelta(seconds=1),
-                    "updated_at": final,
-                    "final_at": final,
-                }
+                succeeded_row(
+                    external_id=f"rb-{i}",
+                    channel_id=channels[i % len(channels)],
+                    service_id=services[(i // 7) % len(services)],
+                    provider_id=providers[(i // 3) % len(providers)],
+                    final=final,
+                    amount=amount,
+                    commission=amount // 200,
+                    provider_service_code="S",
+                )
             )
         async with sessions() as session:
             await session.execute(insert(Payment), rows)
