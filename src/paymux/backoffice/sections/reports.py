@@ -38,7 +38,6 @@ from paymux.reports.converted import converted_totals
 from paymux.reports.params import build_query
 from paymux.reports.turnover import (
     DIMENSIONS,
-    MEASURES,
     PROVIDER_TZ,
     TITLES,
     ReportError,
@@ -146,6 +145,29 @@ def _chart(request: Request, report: Turnover) -> list[Markup]:
     return charts
 
 
+def _page(
+    request: Request,
+    template: str,
+    form: dict[str, Any],
+    report: Any,
+    measures: tuple[str, ...],
+    **extra: Any,
+) -> Response:
+    """A report page: 422 with the form and its message when the report could not be made."""
+    return render(
+        request,
+        template,
+        status_code=200 if report is not None else 422,
+        form=form,
+        report=report,
+        measures=measures,
+        titles=TITLES,
+        money=money_for(request),
+        export=request.url.include_query_params(export="xlsx").query,
+        **extra,
+    )
+
+
 def _xlsx(body: bytes, name: str) -> Response:
     return Response(body, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -165,19 +187,8 @@ async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Resp
     if report is not None and request.query_params.get("export") == "xlsx":
         name = f"turnover-{report.query.first}-{report.query.last}.xlsx"
         return _xlsx(turnover_xlsx(report, measures, t, converted=converted), name)
-    return render(
-        request,
-        "reports/turnover.html",
-        status_code=200 if q is not None else 422,
-        form=form,
-        report=report,
-        converted=converted,
-        measures=measures,
-        titles=TITLES,
-        charts=_chart(request, report) if report is not None else [],
-        money=money_for(request),
-        export=request.url.include_query_params(export="xlsx").query,
-    )
+    charts = _chart(request, report) if report is not None else []
+    return _page(request, "reports/turnover.html", form, report, measures, converted=converted, charts=charts)
 
 
 @router.get("/reports/comparison")
@@ -203,16 +214,4 @@ async def comparison_page(request: Request, session: ReadDbDep, me: Reader) -> R
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
         return _xlsx(comparison_xlsx(report, t), f"comparison-{report.query.first}-{report.query.last}.xlsx")
-    return render(
-        request,
-        "reports/comparison.html",
-        status_code=200 if report is not None else 422,
-        form=form,
-        report=report,
-        measures=measures,
-        titles=TITLES,
-        money=money_for(request),
-        export=request.url.include_query_params(export="xlsx").query,
-        max_earlier=MAX_EARLIER,
-        all_measures=MEASURES,
-    )
+    return _page(request, "reports/comparison.html", form, report, measures, max_earlier=MAX_EARLIER)
