@@ -395,6 +395,7 @@ def test_demo_seed_only_loads_the_demo_data_and_can_run_twice(cli: Cli) -> None:
     assert re.search(r"\(0 created, 0 updated, \d+ unchanged\)", again.stdout), again.stdout
     assert yaml.safe_load(cli.export()) == data
     assert cli.query("SELECT COUNT(*) FROM topups") == topups  # deposits are funded once
+    assert cli.query("SELECT COUNT(*) FROM exchange_rates") == [(2,)]  # the demo's EUR and USD rates, once
     assert "ledger balanced: yes" in cli.ok("ledger", "verify").stdout
 
 

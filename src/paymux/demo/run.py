@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import socket
 from collections.abc import Callable
@@ -86,6 +87,9 @@ EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
 EMULATOR_APPS: dict[str, Callable[..., Any]] = {"qiwipay": osmp_app, "cyberpay": cyberplat_app}
 
 INITIAL_DEPOSITS = {("fastpay", "RUB"): 500_000_000, ("eurolink", "EUR"): 50_000_000}  # minor units
+# demo exchange rates to RUB (made-up figures), so that reports can total EUR and RUB together
+DEMO_RATES = {"EUR": "98.4512", "USD": "91.2530"}
+DEMO_RATES_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -120,6 +124,7 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
     """Load the demo catalog (idempotent), fund prepaid deposits once, issue keys and a token."""
     from paymux.auth.keys import issue_admin_token, issue_channel_key
     from paymux.ledger.topups import record_topup
+    from paymux.rates.service import add_rate
 
     info = DemoInfo()
     data = demo_catalog(urls)
@@ -131,6 +136,10 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
         for (code, cur), amount in INITIAL_DEPOSITS.items():
             await record_topup(
                 hub, session, code, cur, amount, reference="demo-initial-deposit", actor="demo"
+            )
+        for base, rate in DEMO_RATES.items():  # the same version again is a no-op
+            await add_rate(
+                session, base, "RUB", rate, effective_from=DEMO_RATES_FROM, source="demo", actor="demo"
             )
         if keys:
             for ch in data["channels"]:
