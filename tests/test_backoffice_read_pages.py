@@ -9,13 +9,26 @@ from typing import Any
 
 import pytest
 
-from paymux.backoffice.sections import audit, dashboard, monitoring, payments, queues, reports
+from paymux.backoffice.sections import (
+    audit,
+    balances,
+    dashboard,
+    monitoring,
+    payments,
+    queues,
+    reconciliation,
+    registers,
+    reports,
+    settlement,
+    tariffs,
+)
 from paymux.backoffice.settings import BackofficeSettings
 from test_backoffice_support import Bo, login
 from test_settlement_support import at, catalog, settle_env
 
 MODULES = {"reports": reports, "payments": payments, "audit": audit, "dashboard": dashboard}
-MODULES |= {"queues": queues, "monitoring": monitoring}
+MODULES |= {"queues": queues, "monitoring": monitoring, "settlement": settlement, "registers": registers}
+MODULES |= {"reconciliation": reconciliation, "tariffs": tariffs, "balances": balances}
 PAGES = [
     ("reports", "/backoffice/reports?group_by=provider&grain=day&first=2026-05-01&last=2026-05-31"),
     ("reports", "/backoffice/reports/comparison?first=2026-05-01&last=2026-05-31"),
@@ -27,6 +40,14 @@ PAGES = [
     ("dashboard", "/backoffice/dashboard"),
     ("queues", "/backoffice/queues"),
     ("monitoring", "/backoffice/monitoring"),
+    ("settlement", "/backoffice/settlement"),
+    ("settlement", "/backoffice/settlement/providers/p2"),
+    ("settlement", "/backoffice/settlement/orders"),
+    ("registers", "/backoffice/registers/tasks"),
+    ("reconciliation", "/backoffice/reconciliation"),
+    ("tariffs", "/backoffice/tariffs"),
+    ("balances", "/backoffice/balances"),
+    ("balances", "/backoffice/balances/p1"),
 ]
 
 
@@ -56,3 +77,34 @@ async def test_reading_pages_leave_the_writer_free(
         r = await bo.http.get(url.format(id=payment))
         assert r.status_code == 200, r.text[:300]
         assert seen and not any(seen), f"{url} held the writer's turn while it was made"
+
+
+def _calls(dependant: Any) -> list[Any]:
+    out = []
+    for d in dependant.dependencies:
+        out.append(d.call)
+        out.extend(_calls(d))
+    return out
+
+
+def test_no_page_signs_in_before_reading_while_holding_a_writable_session() -> None:
+    """``require_before_reading`` opens and closes a writable session of its own: a page that also
+    takes ``DbDep`` would hold the writer's turn while it waits for it (SQLite: for ever)."""
+    from fastapi.routing import APIRoute, _IncludedRouter
+
+    from paymux.api.app import create_app
+    from paymux.backoffice.framework import db
+
+    routes: list[Any] = []
+    for r in create_app().router.routes:
+        if isinstance(r, _IncludedRouter):  # however the routers are nested
+            routes.extend(r.effective_route_contexts())
+        elif isinstance(r, APIRoute):
+            routes.append(r)
+    reading = []
+    for route in routes:
+        calls = _calls(route.dependant)
+        if any(getattr(c, "__name__", "").startswith("require_before_reading") for c in calls):
+            reading.append(route.path_format)
+            assert db not in calls, f"{route.path_format} takes DbDep and require_before_reading"
+    assert "/backoffice/reports" in reading and "/backoffice/payments" in reading

@@ -197,7 +197,8 @@ def require(permission: str | None) -> Callable[..., Coroutine[Any, Any, Princip
 def require_before_reading(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Like ``require``, but the writable session it signs the user in with is closed before the page
     runs: for pages that only read, for long (reports), through ``ReadDbDep``. On SQLite a writable
-    session holds the process's writer turn, which payments are waiting for."""
+    session holds the process's writer turn, which payments are waiting for. Never together with
+    ``DbDep`` on one page: that session would hold the turn this one waits for (a test checks)."""
 
     async def dependency(request: Request) -> Principal:
         async with request.app.state.hub.sessions() as session:

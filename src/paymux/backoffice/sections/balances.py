@@ -18,12 +18,14 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     language_of,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.i18n import translator
@@ -50,7 +52,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.BALANCES_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.BALANCES_READ))]
 Alerter = Annotated[Principal, Depends(require(P.ALERTS_WRITE))]
 TopUpper = Annotated[Principal, Depends(require(P.TOPUPS_WRITE))]
 
@@ -68,7 +70,7 @@ async def _provider(request: Request, code: str) -> ProviderView:
 
 
 @router.get("/balances")
-async def balances_list(request: Request, session: DbDep, _: Reader) -> Response:
+async def balances_list(request: Request, session: ReadDbDep, _: Reader) -> Response:
     snap = await _hub(request).catalog.get()
     now = utcnow()
     rows: list[dict[str, Any]] = []
@@ -82,7 +84,7 @@ async def balances_list(request: Request, session: DbDep, _: Reader) -> Response
 async def balance_detail(
     request: Request,
     code: str,
-    session: DbDep,
+    session: ReadDbDep,
     _: Reader,
     currency: str = "RUB",
     granularity: str = "day",

@@ -21,11 +21,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -53,7 +55,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.RECON_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.RECON_READ))]
 Importer = Annotated[Principal, Depends(require(P.RECON_IMPORT))]
 Resolver = Annotated[Principal, Depends(require(P.RECON_RESOLVE))]
 Configurer = Annotated[Principal, Depends(require(P.RECON_CONFIGURE))]
@@ -90,7 +92,7 @@ def money(minor: int | None, currency: str) -> str:
 
 
 @router.get("/reconciliation")
-async def reconciliation_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def reconciliation_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     spec = ListSpec(
         query=select(Reconciliation, Provider.code.label("provider")).join(
             Provider, Provider.id == Reconciliation.provider_id
@@ -202,7 +204,7 @@ async def _recon(session: Any, recon_id: int) -> tuple[Reconciliation, Provider]
 
 
 @router.get("/reconciliation/{recon_id}")
-async def reconciliation_detail(recon_id: int, request: Request, session: DbDep, me: Reader) -> Response:
+async def reconciliation_detail(recon_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
     recon, provider = await _recon(session, recon_id)
     info = await service.summary(session, recon, provider.code)
     spec = ListSpec(
@@ -322,7 +324,7 @@ async def reconciliation_resolve(
 
 
 @router.get("/reconciliation/{recon_id}/report")
-async def reconciliation_report(recon_id: int, session: DbDep, me: Reader) -> Response:
+async def reconciliation_report(recon_id: int, session: ReadDbDep, me: Reader) -> Response:
     recon, _ = await _recon(session, recon_id)
     folder = Path(tempfile.mkdtemp(prefix="pmxrec-"))
     path = folder / "report.xlsx"
@@ -336,7 +338,7 @@ async def reconciliation_report(recon_id: int, session: DbDep, me: Reader) -> Re
 
 
 @router.get("/reconciliation-mappings/{provider}")
-async def mapping_page(provider: str, request: Request, session: DbDep, me: Reader) -> Response:
+async def mapping_page(provider: str, request: Request, session: ReadDbDep, me: Reader) -> Response:
     prov = await session.scalar(select(Provider).where(Provider.code == provider))
     if prov is None:
         raise PageNotFound()

@@ -21,11 +21,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -48,7 +50,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.REGISTERS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.REGISTERS_READ))]
 Writer = Annotated[Principal, Depends(require(P.REGISTERS_WRITE))]
 BASE = "/backoffice/registers"
 IDENTITY = ("code", "name", "kind", "format", "enabled")
@@ -75,7 +77,7 @@ def _audit_state(tpl: RegisterTemplate, provider_code: str) -> dict[str, Any]:
 
 
 @router.get("/registers")
-async def templates_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def templates_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     providers = await code_choices(session, Provider)
     spec = ListSpec(
         query=select(RegisterTemplate, Provider.code.label("provider")).join(
@@ -213,7 +215,7 @@ async def _template(session: AsyncSession, template_id: int) -> tuple[RegisterTe
 
 
 @router.get("/registers/templates/{template_id}")
-async def template_page(template_id: int, request: Request, session: DbDep, me: Reader) -> Response:
+async def template_page(template_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
     tpl, provider = await _template(session, template_id)
     ident = {k: getattr(tpl, k) for k in IDENTITY}
     f = _form_view(provider.code, ident, _yaml(mask(tpl.config)), template_id=tpl.id)
@@ -275,7 +277,7 @@ def _next_attempt(task: RegisterTask) -> Any:
 
 
 @router.get("/registers/tasks")
-async def tasks_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def tasks_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     providers = await code_choices(session, Provider)
     spec = ListSpec(
         query=select(RegisterTask, Provider.code.label("provider"), RegisterTemplate.code.label("template"))
@@ -322,7 +324,7 @@ async def _task(session: AsyncSession, task_id: int) -> RegisterTask:
 
 
 @router.get("/registers/tasks/{task_id}/file")
-async def task_file(task_id: int, request: Request, session: DbDep, me: Reader) -> Response:
+async def task_file(task_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
     """The task's file as built (and encrypted), streamed from the database."""
     task = await _task(session, task_id)
     if task.file_sha256 is None or task.file_name is None:

@@ -18,11 +18,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.sections.ops import plain_money_for
@@ -53,7 +55,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.SETTLEMENT_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.SETTLEMENT_READ))]
 DetailsWriter = Annotated[Principal, Depends(require(P.SETTLEMENT_DETAILS))]
 Maker = Annotated[Principal, Depends(require(P.ORDERS_CREATE))]
 Checker = Annotated[Principal, Depends(require(P.ORDERS_APPROVE))]
@@ -87,7 +89,7 @@ def _day(value: str | None, default: dt.date) -> dt.date:
 
 
 @router.get("/settlement")
-async def overview(request: Request, session: DbDep, _: Reader, error: str = "") -> Response:
+async def overview(request: Request, session: ReadDbDep, _: Reader, error: str = "") -> Response:
     snap = await _hub(request).catalog.get()
     now = utcnow()
     rows: list[dict[str, Any]] = []
@@ -143,7 +145,13 @@ async def create_orders(request: Request, session: DbDep, me: Maker) -> Response
 
 @router.get("/settlement/providers/{code}")
 async def provider_page(
-    request: Request, code: str, session: DbDep, _: Reader, start: str = "", end: str = "", error: str = ""
+    request: Request,
+    code: str,
+    session: ReadDbDep,
+    _: Reader,
+    start: str = "",
+    end: str = "",
+    error: str = "",
 ) -> Response:
     p = await _provider(request, code)
     today = local_today(p.tz, utcnow())
@@ -168,7 +176,7 @@ async def provider_page(
 
 @router.get("/settlement/providers/{code}/statement.xlsx")
 async def statement_xlsx(
-    request: Request, code: str, session: DbDep, _: Reader, start: str = "", end: str = ""
+    request: Request, code: str, session: ReadDbDep, _: Reader, start: str = "", end: str = ""
 ) -> Response:
     p = await _provider(request, code)
     last = _day(end, local_today(p.tz, utcnow()))
@@ -199,7 +207,7 @@ async def save_details(request: Request, code: str, session: DbDep, me: DetailsW
 
 @router.get("/settlement/orders")
 async def orders_list(
-    request: Request, session: DbDep, _: Reader, status: str = "", error: str = ""
+    request: Request, session: ReadDbDep, _: Reader, status: str = "", error: str = ""
 ) -> Response:
     q = select(PaymentOrder).order_by(PaymentOrder.id.desc()).limit(200)
     if status:
@@ -218,7 +226,7 @@ async def orders_list(
 
 @router.get("/settlement/orders/{order_id}")
 async def order_page(
-    request: Request, order_id: int, session: DbDep, me: Reader, error: str = ""
+    request: Request, order_id: int, session: ReadDbDep, me: Reader, error: str = ""
 ) -> Response:
     order = await session.get(PaymentOrder, order_id)
     if order is None:
@@ -301,7 +309,7 @@ async def export(request: Request, session: DbDep, me: Banker) -> Response:
 
 
 @router.get("/settlement/statements")
-async def statements(request: Request, session: DbDep, _: Reader, error: str = "") -> Response:
+async def statements(request: Request, session: ReadDbDep, _: Reader, error: str = "") -> Response:
     rows = (await session.scalars(select(BankStatement).order_by(BankStatement.id.desc()).limit(100))).all()
     return render(request, "settlement/statements.html", statements=rows, error=error)
 
@@ -341,7 +349,7 @@ async def import_statement(request: Request, session: DbDep, me: Banker) -> Resp
 
 
 @router.get("/settlement/statements/{statement_id}")
-async def statement_page(request: Request, statement_id: int, session: DbDep, _: Reader) -> Response:
+async def statement_page(request: Request, statement_id: int, session: ReadDbDep, _: Reader) -> Response:
     st = await session.get(BankStatement, statement_id)
     if st is None:
         raise PageNotFound()

@@ -25,11 +25,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -56,7 +58,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.TARIFFS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.TARIFFS_READ))]
 Proposer = Annotated[Principal, Depends(require(P.TARIFFS_PROPOSE))]
 Approver = Annotated[Principal, Depends(require(P.TARIFFS_APPROVE))]
 
@@ -145,7 +147,7 @@ async def _versions_spec(session: AsyncSession, me: Principal) -> ListSpec:
 
 
 @router.get("/tariffs")
-async def tariffs_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def tariffs_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     spec = await _versions_spec(session, me)
     return respond(request, await spec.run(session, request), "tariffs/list.html", now=utcnow())
 
@@ -185,7 +187,7 @@ def _proposals_spec(me: Principal) -> ListSpec:
 
 
 @router.get("/tariffs/proposals")
-async def proposals_list(request: Request, session: DbDep, me: Reader) -> Response:
+async def proposals_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     page = await _proposals_spec(me).run(session, request)
     return respond(request, page, "tariffs/proposals.html", rule_text=rule_text)
 
@@ -336,7 +338,7 @@ async def _detail(
 
 
 @router.get("/tariffs/proposals/{proposal_id}")
-async def proposal_detail(request: Request, proposal_id: int, session: DbDep, me: Reader) -> Response:
+async def proposal_detail(request: Request, proposal_id: int, session: ReadDbDep, me: Reader) -> Response:
     return await _detail(request, session, me, await _proposal(session, proposal_id))
 
 
