@@ -19,9 +19,12 @@ from paymux.backoffice.sections import (
     reconciliation,
     registers,
     reports,
+    routing,
     settlement,
     tariffs,
+    users,
 )
+from paymux.backoffice.sections import catalog as catalog_section
 from paymux.backoffice.settings import BackofficeSettings
 from test_backoffice_support import Bo, login
 from test_settlement_support import at, catalog, settle_env
@@ -29,6 +32,7 @@ from test_settlement_support import at, catalog, settle_env
 MODULES = {"reports": reports, "payments": payments, "audit": audit, "dashboard": dashboard}
 MODULES |= {"queues": queues, "monitoring": monitoring, "settlement": settlement, "registers": registers}
 MODULES |= {"reconciliation": reconciliation, "tariffs": tariffs, "balances": balances}
+MODULES |= {"users": users, "catalog": catalog_section, "routing": routing}
 PAGES = [
     ("reports", "/backoffice/reports?group_by=provider&grain=day&first=2026-05-01&last=2026-05-31"),
     ("reports", "/backoffice/reports/comparison?first=2026-05-01&last=2026-05-31"),
@@ -48,6 +52,10 @@ PAGES = [
     ("tariffs", "/backoffice/tariffs"),
     ("balances", "/backoffice/balances"),
     ("balances", "/backoffice/balances/p1"),
+    ("users", "/backoffice/users"),
+    ("catalog", "/backoffice/catalog/services"),
+    ("catalog", "/backoffice/catalog/services/topup"),
+    ("routing", "/backoffice/routing"),
 ]
 
 

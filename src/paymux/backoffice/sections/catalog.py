@@ -26,11 +26,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -59,7 +61,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.CATALOG_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.CATALOG_READ))]
 Writer = Annotated[Principal, Depends(require(P.CATALOG_WRITE))]
 MASK = "***"
 
@@ -147,7 +149,7 @@ def _spec(kind: Kind) -> ListSpec:
 
 
 @router.get("/catalog/{slug}")
-async def catalog_list(request: Request, slug: str, session: DbDep, _: Reader) -> Response:
+async def catalog_list(request: Request, slug: str, session: ReadDbDep, _: Reader) -> Response:
     kind = _kind(slug)
     page = await _spec(kind).run(session, request)
     return respond(request, page, "catalog/list.html", kind=kind, kinds=KINDS)
@@ -351,7 +353,7 @@ async def catalog_new(request: Request, slug: str, session: DbDep, _: Writer) ->
 
 
 @router.get("/catalog/{slug}/{code}")
-async def catalog_item(request: Request, slug: str, code: str, session: DbDep, _: Reader) -> Response:
+async def catalog_item(request: Request, slug: str, code: str, session: ReadDbDep, _: Reader) -> Response:
     kind = _kind(slug)
     data = await _current(session, kind, code)
     if data is None:

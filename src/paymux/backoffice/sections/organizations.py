@@ -18,10 +18,12 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -37,12 +39,12 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.ORGS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.ORGS_READ))]
 Writer = Annotated[Principal, Depends(require(P.ORGS_WRITE))]
 
 
 @router.get("/organizations")
-async def organizations(request: Request, session: DbDep, _: Reader) -> Response:
+async def organizations(request: Request, session: ReadDbDep, _: Reader) -> Response:
     spec = ListSpec(
         query=select(Organization, Agent.code.label("agent")).outerjoin(
             Agent, Agent.id == Organization.agent_id
@@ -110,7 +112,7 @@ async def organization_save(
 
 
 @router.get("/organizations/{org_id}")
-async def organization_detail(org_id: int, session: DbDep, _: Reader) -> Response:
+async def organization_detail(org_id: int, session: ReadDbDep, _: Reader) -> Response:
     org = await session.get(Organization, org_id)
     if org is None:
         raise PageNotFound()

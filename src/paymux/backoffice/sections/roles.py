@@ -21,11 +21,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -40,14 +42,14 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.ROLES_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.ROLES_READ))]
 Writer = Annotated[Principal, Depends(require(P.ROLES_WRITE))]
 
 users_count = select(func.count()).where(User.role_id == Role.id).correlate(Role).scalar_subquery()
 
 
 @router.get("/roles")
-async def roles_list(request: Request, session: DbDep, _: Reader) -> Response:
+async def roles_list(request: Request, session: ReadDbDep, _: Reader) -> Response:
     spec = ListSpec(
         query=select(Role, users_count.label("users")),
         columns=[
@@ -104,7 +106,7 @@ async def _role(session: AsyncSession, role_id: int) -> Role:
 
 
 @router.get("/roles/{role_id}")
-async def role_detail(request: Request, role_id: int, session: DbDep, _: Reader) -> Response:
+async def role_detail(request: Request, role_id: int, session: ReadDbDep, _: Reader) -> Response:
     role = await _role(session, role_id)
     return render(request, "roles/form.html", r=role, error="", **_form_context(role))
 

@@ -22,11 +22,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
@@ -50,7 +52,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.ROUTING_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.ROUTING_READ))]
 Writer = Annotated[Principal, Depends(require(P.ROUTING_WRITE))]
 
 
@@ -118,7 +120,7 @@ async def _spec(session: AsyncSession) -> ListSpec:
 
 
 @router.get("/routing")
-async def routing(request: Request, session: DbDep, _: Reader) -> Response:
+async def routing(request: Request, session: ReadDbDep, _: Reader) -> Response:
     hub: Hub = request.app.state.hub
     spec = await _spec(session)
     page = await spec.run(session, request)

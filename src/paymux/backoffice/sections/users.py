@@ -28,11 +28,13 @@ from paymux.backoffice.framework import (
     DbDep,
     MenuEntry,
     PageNotFound,
+    ReadDbDep,
     Section,
     redirect,
     register,
     render,
     require,
+    require_before_reading,
     section_router,
 )
 from paymux.backoffice.i18n import LANGUAGES
@@ -48,7 +50,7 @@ register(
     )
 )
 
-Reader = Annotated[Principal, Depends(require(P.USERS_READ))]
+Reader = Annotated[Principal, Depends(require_before_reading(P.USERS_READ))]
 Writer = Annotated[Principal, Depends(require(P.USERS_WRITE))]
 SessionEnder = Annotated[Principal, Depends(require(P.SESSIONS_END))]
 
@@ -99,7 +101,7 @@ async def _spec(session: AsyncSession) -> ListSpec:
 
 
 @router.get("/users")
-async def users_list(request: Request, session: DbDep, _: Reader) -> Response:
+async def users_list(request: Request, session: ReadDbDep, _: Reader) -> Response:
     spec = await _spec(session)
     return respond(request, await spec.run(session, request), "users/list.html")
 
@@ -215,7 +217,7 @@ async def _detail(
 
 
 @router.get("/users/{user_id}")
-async def user_detail(request: Request, user_id: int, session: DbDep, _: Reader) -> Response:
+async def user_detail(request: Request, user_id: int, session: ReadDbDep, _: Reader) -> Response:
     return await _detail(request, session, await _user(session, user_id))
 
 
