@@ -19,9 +19,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.backoffice.i18n import Translator
+from paymux.downloads import attachment
 
 EXPORT_LIMIT = 100_000
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @dataclass
@@ -131,10 +131,7 @@ class ListPage:
             ws.append([_cell(c.get(row), tz_format) for c in self.spec.columns])
         buf = io.BytesIO()
         wb.save(buf)
-        name = f"{self.spec.sheet}.xlsx"
-        return Response(
-            buf.getvalue(), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'}
-        )
+        return attachment(buf.getvalue(), f"{self.spec.sheet}.xlsx")
 
 
 def _cell(value: Any, tz_format: Callable[[dt.datetime], str]) -> Any:

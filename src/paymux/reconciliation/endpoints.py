@@ -19,6 +19,7 @@ from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
 from paymux.catalog.models import Provider
+from paymux.downloads import XLSX
 from paymux.errors import invalid
 from paymux.reconciliation import service
 from paymux.reconciliation.models import Reconciliation, ReconciliationFetch, ReconciliationLine
@@ -31,7 +32,6 @@ Reader = Annotated[Principal, Depends(require_api(P.RECON_READ))]
 Importer = Annotated[Principal, Depends(require_api(P.RECON_IMPORT))]
 Resolver = Annotated[Principal, Depends(require_api(P.RECON_RESOLVE))]
 Configurer = Annotated[Principal, Depends(require_api(P.RECON_CONFIGURE))]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class ResolveIn(BaseModel):

@@ -9,13 +9,13 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
 
 from paymux.api.deps import ReadSessionDep
 from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal, channel_scope
+from paymux.downloads import attachment
 from paymux.errors import invalid
 from paymux.money import format_amount
 from paymux.reports.comparison import compare
@@ -29,7 +29,7 @@ from paymux.reports.turnover import (
     measures_for,
     turnover,
 )
-from paymux.reports.xlsx import XLSX, comparison_xlsx, turnover_xlsx
+from paymux.reports.xlsx import comparison_xlsx, turnover_xlsx
 
 router = APIRouter(prefix="/api/v1/admin", tags=["reports"])
 
@@ -100,18 +100,16 @@ class ReportParams:
 Params = Annotated[ReportParams, Depends()]
 
 
-def _row(r: TurnoverRow, q: TurnoverQuery, measures: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(zip(q.group_by, r.keys, strict=False))
-    if q.grain:
+def _row(
+    r: TurnoverRow, group_by: tuple[str, ...], measures: tuple[str, ...], period: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = dict(zip(group_by, r.keys, strict=True))
+    if period:
         out["period"] = r.period
     out["currency"] = r.currency
     for m in measures:
         out[m] = r.payments if m == "payments" else format_amount(r.measure(m), r.currency)
     return out
-
-
-def _download(body: bytes, name: str) -> Response:
-    return Response(body, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/reports/turnover")
@@ -127,7 +125,7 @@ async def turnover_report(session: ReadSessionDep, me: Reader, p: Params) -> Any
         except ReportError as e:
             raise invalid("invalid-report", str(e)) from e
     if p.format == "xlsx":
-        return _download(
+        return attachment(
             turnover_xlsx(report, measures, converted=converted), f"turnover-{q.first}-{q.last}.xlsx"
         )
     body: dict[str, Any] = {
@@ -137,8 +135,8 @@ async def turnover_report(session: ReadSessionDep, me: Reader, p: Params) -> Any
         "grain": q.grain,
         "group_by": list(q.group_by),
         "measures": list(measures),
-        "rows": [_row(r, q, measures) for r in report.rows],
-        "totals": [_row(t, TurnoverQuery(q.first, q.last), measures) for t in report.totals],
+        "rows": [_row(r, q.group_by, measures, bool(q.grain)) for r in report.rows],
+        "totals": [_row(t, (), measures, False) for t in report.totals],
     }
     if converted is not None:
         body["converted"] = {
@@ -170,14 +168,14 @@ async def comparison_report(
     except ReportError as e:
         raise invalid("invalid-report", str(e)) from e
     if p.format == "xlsx":
-        return _download(comparison_xlsx(report), f"comparison-{q.first}-{q.last}.xlsx")
+        return attachment(comparison_xlsx(report), f"comparison-{q.first}-{q.last}.xlsx")
 
     def amount(v: int, currency: str) -> Any:
         return v if measure == "payments" else format_amount(v, currency)
 
     def row(r: Any) -> dict[str, Any]:
         return {
-            **dict(zip(q.group_by, r.keys, strict=False)),
+            **dict(zip(q.group_by, r.keys, strict=False)),  # totals have no keys
             "currency": r.currency,
             "values": [amount(v, r.currency) for v in r.values],
             "change_to_previous_percent": None if r.vs_previous is None else str(r.vs_previous),

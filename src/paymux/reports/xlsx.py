@@ -11,8 +11,6 @@ from paymux.reports.comparison import Comparison
 from paymux.reports.converted import ConvertedTotals
 from paymux.reports.turnover import TITLES, Turnover, TurnoverRow
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
 
 def money_format(currency: str) -> str:
     e = exponent(currency)

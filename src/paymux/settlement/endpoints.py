@@ -17,6 +17,7 @@ from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
 from paymux.db.base import utcnow
+from paymux.downloads import attachment
 from paymux.errors import invalid
 from paymux.money import check_currency, format_amount
 from paymux.settlement import alerts as alert_service
@@ -43,7 +44,6 @@ Details = Annotated[Principal, Depends(require_api(P.SETTLEMENT_DETAILS))]
 Create = Annotated[Principal, Depends(require_api(P.ORDERS_CREATE))]
 Approve = Annotated[Principal, Depends(require_api(P.ORDERS_APPROVE))]
 Bank = Annotated[Principal, Depends(require_api(P.ORDERS_PAY))]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_DAYS = 400
 
 
@@ -293,11 +293,7 @@ async def get_statement(
     first, last = _range(start, end, 31, local_today(p.tz, utcnow()))
     st = await build_statement(session, p, first, last)
     if format == "xlsx":
-        return Response(
-            to_xlsx(st),
-            media_type=XLSX,
-            headers={"Content-Disposition": f'attachment; filename="statement-{code}-{first}-{last}.xlsx"'},
-        )
+        return attachment(to_xlsx(st), f"statement-{code}-{first}-{last}.xlsx")
     snap = await hub.catalog.get()
     return {
         "provider": code,
@@ -436,7 +432,7 @@ async def export_orders(body: ExportBody, me: Bank, session: SessionDep) -> Resp
         {"orders": [o.number for o in orders], "file": name},
     )
     await session.commit()
-    return Response(data, media_type=ctype, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return attachment(data, name, ctype)
 
 
 # --- bank statements ---------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth.access import zone
 from paymux.backoffice.framework import format_dt, language_of, timezone_of
 from paymux.backoffice.i18n import translator
-from paymux.backoffice.listing import XLSX
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
+from paymux.downloads import attachment
 from paymux.money import MoneyError, format_amount
 
 # (group separator, decimal separator) per language
@@ -136,8 +136,4 @@ def workbook(
             ws.append([format_dt(v, tz, True) if isinstance(v, dt.datetime) else v for v in row])
     buf = io.BytesIO()
     wb.save(buf)
-    return Response(
-        buf.getvalue(),
-        media_type=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-    )
+    return attachment(buf.getvalue(), f"{name}.xlsx")

@@ -32,6 +32,7 @@ from paymux.backoffice.framework import (
 from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import code_choices, money_for, plain_money_for
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
+from paymux.downloads import attachment
 from paymux.money import CURRENCIES
 from paymux.reports.comparison import MAX_EARLIER, compare
 from paymux.reports.converted import converted_totals
@@ -46,7 +47,7 @@ from paymux.reports.turnover import (
     measures_for,
     turnover,
 )
-from paymux.reports.xlsx import XLSX, comparison_xlsx, turnover_xlsx
+from paymux.reports.xlsx import comparison_xlsx, turnover_xlsx
 from paymux.settlement.chart import Series, line_chart
 
 router = section_router()
@@ -168,10 +169,6 @@ def _page(
     )
 
 
-def _xlsx(body: bytes, name: str) -> Response:
-    return Response(body, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
 @router.get("/reports")
 async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Response:
     q, form = await _form(request, session, me)
@@ -186,7 +183,7 @@ async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Resp
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
         name = f"turnover-{report.query.first}-{report.query.last}.xlsx"
-        return _xlsx(turnover_xlsx(report, measures, t, converted=converted), name)
+        return attachment(turnover_xlsx(report, measures, t, converted=converted), name)
     charts = _chart(request, report) if report is not None else []
     return _page(request, "reports/turnover.html", form, report, measures, converted=converted, charts=charts)
 
@@ -213,5 +210,7 @@ async def comparison_page(request: Request, session: ReadDbDep, me: Reader) -> R
             form["error"] = str(e)
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
-        return _xlsx(comparison_xlsx(report, t), f"comparison-{report.query.first}-{report.query.last}.xlsx")
+        return attachment(
+            comparison_xlsx(report, t), f"comparison-{report.query.first}-{report.query.last}.xlsx"
+        )
     return _page(request, "reports/comparison.html", form, report, measures, max_earlier=MAX_EARLIER)

@@ -30,6 +30,7 @@ from paymux.backoffice.framework import (
 from paymux.backoffice.sections.ops import plain_money_for
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
+from paymux.downloads import attachment
 from paymux.errors import Problem
 from paymux.ledger.models import Account
 from paymux.runtime import Hub
@@ -61,7 +62,6 @@ Maker = Annotated[Principal, Depends(require(P.ORDERS_CREATE))]
 Checker = Annotated[Principal, Depends(require(P.ORDERS_APPROVE))]
 Banker = Annotated[Principal, Depends(require(P.ORDERS_PAY))]
 BASE = "/backoffice/settlement"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _hub(request: Request) -> Hub:
@@ -185,7 +185,7 @@ async def statement_xlsx(
         first = last - dt.timedelta(days=13)
     data = to_xlsx(await build_statement(session, p, first, last))
     name = f"statement-{code}-{first}-{last}.xlsx"
-    return Response(data, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return attachment(data, name)
 
 
 @router.post("/settlement/providers/{code}/details")
@@ -305,7 +305,7 @@ async def export(request: Request, session: DbDep, me: Banker) -> Response:
         {"orders": [o.number for o in orders], "file": name},
     )
     await session.commit()
-    return Response(data, media_type=ctype, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return attachment(data, name, ctype)
 
 
 @router.get("/settlement/statements")
