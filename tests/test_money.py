@@ -252,3 +252,13 @@ def test_round_minor_brackets_value(value: Decimal) -> None:
     assert up - down <= 1
     for mode in ("half_up", "half_even"):
         assert abs(round_minor(value, mode) - value) <= Decimal("0.5")
+
+
+def test_excel_format_shows_the_currencys_decimals() -> None:
+    from paymux.money import excel_format
+
+    assert (excel_format("RUB"), excel_format("JPY"), excel_format("KWD")) == (
+        "#,##0.00",
+        "#,##0",
+        "#,##0.000",
+    )

@@ -298,6 +298,17 @@ async def test_admin_api_json_excel_and_problems(db_url: str) -> None:
             ("EUR", ["7.50", "0.00", "0.00"]),
             ("RUB", ["1244.56", "0.00", "0.00"]),
         ]
+        cx = await env.http.get(
+            "/api/v1/admin/reports/comparison",
+            params={"first": "2026-05-01", "last": "2026-05-31", "earlier": 2, "format": "xlsx"},
+            headers=env.admin,
+        )
+        sheet = load_workbook(io.BytesIO(cx.content)).active
+        assert sheet is not None
+        lines = [[c.value for c in row] for row in sheet.iter_rows(min_row=4)]
+        # one line per currency: without groups the rows are the totals, not written twice
+        assert [(x[0], x[1]) for x in lines] == [("EUR", 7.5), ("RUB", 1244.56)]
+        assert sheet.cell(4, 2).number_format == "#,##0.00"
         for bad, detail in (
             ({"group_by": "colour"}, "unknown dimension"),
             ({"first": "2026-13-01"}, "must be a date"),

@@ -133,6 +133,12 @@ def to_decimal(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
 
 
+def excel_format(currency: str) -> str:
+    """The spreadsheet number format that shows ``currency``'s decimals (``#,##0.00``; yen ``#,##0``)."""
+    digits = exponent(currency)
+    return "#,##0" + ("." + "0" * digits if digits else "")
+
+
 def round_minor(value: Decimal, mode: str = "half_up") -> int:
     """Round a Decimal amount expressed in minor units to an integer, with an explicit mode."""
     try:

@@ -6,15 +6,10 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from paymux.money import exponent, to_decimal
+from paymux.money import excel_format, to_decimal
 from paymux.reports.comparison import Comparison
 from paymux.reports.converted import ConvertedTotals
 from paymux.reports.turnover import TITLES, Turnover, TurnoverRow
-
-
-def money_format(currency: str) -> str:
-    e = exponent(currency)
-    return "#,##0" + ("." + "0" * e if e else "")
 
 
 def plain(msgid: str, **values: object) -> str:
@@ -56,7 +51,7 @@ def turnover_xlsx(
         row = ws[ws.max_row]
         for m, cell in zip(measures, row[len(first) + 1 :], strict=True):
             if m != "payments":
-                cell.number_format = money_format(r.currency)
+                cell.number_format = excel_format(r.currency)
         if bold:
             for cell in row:
                 cell.font = Font(bold=True)
@@ -78,7 +73,7 @@ def turnover_xlsx(
         for m, cell in zip(measures, ws[ws.max_row][pad + 1 :], strict=True):
             cell.font = Font(bold=True)
             if m != "payments":
-                cell.number_format = money_format(c)
+                cell.number_format = excel_format(c)
         rates = ", ".join(f"{k}/{c} {v}" for k, v in sorted(converted.rates.items()))
         ws.append([_("Rates at {at}", at=converted.at.isoformat()), rates])
         if converted.missing:
@@ -105,14 +100,16 @@ def comparison_xlsx(report: Comparison, _: Callable[..., str] = plain) -> bytes:
     for c in ws[ws.max_row]:
         c.font = Font(bold=True)
     money = report.measure != "payments"
-    for r, bold in [*((r, False) for r in report.rows), *((t, True) for t in report.totals)]:
-        keys = list(r.keys) if r.keys or not q.group_by else [_("Total"), *[""] * (len(q.group_by) - 1)]
+    # without groups the rows are the totals already
+    totals = report.totals if q.group_by else []
+    for r, bold in [*((r, False) for r in report.rows), *((t, True) for t in totals)]:
+        keys = list(r.keys) if not bold else [_("Total"), *[""] * (len(q.group_by) - 1)]
         values = [to_decimal(v, r.currency) if money else v for v in r.values]
         ws.append([*keys, r.currency, *values, r.vs_previous, r.vs_mean])
         row = ws[ws.max_row]
         if money:
             for cell in row[len(keys) + 1 : len(keys) + 1 + len(values)]:
-                cell.number_format = money_format(r.currency)
+                cell.number_format = excel_format(r.currency)
         if bold:
             for cell in row:
                 cell.font = Font(bold=True)

@@ -10,11 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.snapshot import ProviderView
-from paymux.money import to_decimal
+from paymux.money import excel_format, to_decimal
 from paymux.settlement.debts import DebtDay, debts_by_day, totals, withholds
 from paymux.settlement.models import PaymentOrder
-
-MONEY_FORMAT = "#,##0.00"
 
 
 @dataclass(slots=True)
@@ -82,7 +80,7 @@ def to_xlsx(st: Statement) -> bytes:
             row = ws.max_row
             ws.cell(row, 1).number_format = "yyyy-mm-dd"
             for col in range(3, 7):
-                ws.cell(row, col).number_format = MONEY_FORMAT
+                ws.cell(row, col).number_format = excel_format(currency)
             if d is t:
                 for c in ws[row]:
                     c.font = bold
@@ -103,7 +101,7 @@ def to_xlsx(st: Statement) -> bytes:
                     o.paid_at.astimezone(dt.UTC).replace(tzinfo=None) if o.paid_at else None,
                 ]
             )
-            ws.cell(ws.max_row, 5).number_format = MONEY_FORMAT
+            ws.cell(ws.max_row, 5).number_format = excel_format(o.currency)
     for letter, width in zip("ABCDEFG", (14, 12, 16, 16, 16, 16, 20), strict=True):
         ws.column_dimensions[letter].width = width
     buf = io.BytesIO()
