@@ -100,5 +100,5 @@ async def compare(session: AsyncSession, q: TurnoverQuery, *, earlier: int, meas
             table.setdefault((r.keys, r.currency), [0] * len(periods))[i] = r.measure(measure)
         for t in report.totals:
             totals.setdefault(t.currency, [0] * len(periods))[i] = t.measure(measure)
-    rows = [_compared(k, c, v) for (k, c), v in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    rows = [_compared(k, c, v) for (k, c), v in sorted(table.items())]
     return Comparison(q, measure, periods, rows, [_compared((), c, totals[c]) for c in sorted(totals)])

@@ -31,7 +31,6 @@ from paymux.backoffice.framework import (
 )
 from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import code_choices, money_for, plain_money_for
-from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.downloads import attachment
 from paymux.money import CURRENCIES
 from paymux.reports.comparison import MAX_EARLIER, compare
@@ -65,14 +64,6 @@ register(
 
 Reader = Annotated[Principal, Depends(require_before_reading(P.REPORTS_READ))]
 
-MODELS: dict[str, Any] = {
-    "provider": Provider,
-    "service": Service,
-    "channel": Channel,
-    "channel_group": ChannelGroup,
-    "agent": Agent,
-}
-
 
 async def _form(
     request: Request, session: AsyncSession, me: Principal
@@ -86,7 +77,7 @@ async def _form(
     if tz not in (PROVIDER_TZ, me.timezone, "UTC") or (scope is not None and tz == PROVIDER_TZ):
         tz = default_tz
     choices = {
-        d: await code_choices(session, MODELS[d], scope if d == "channel" else None)
+        d: await code_choices(session, DIMENSIONS[d].model, scope if d == "channel" else None)
         for d in dims
         if not (scope is not None and d == "agent")
     }
