@@ -99,6 +99,8 @@ async def test_versions_in_force_and_never_changed(db_url: str) -> None:
         assert not created and same.id == first.id  # the identical version: nothing new
         with pytest.raises(RateError, match="never changed"):
             await add_rate(s, "EUR", "RUB", "97", effective_from=t("2026-12-01T00:00:00Z"))
+        tiny, _ = await add_rate(s, "JPY", "KWD", "0.0000001", effective_from=t("2026-12-01T00:00:00Z"))
+        assert tiny.rate == "0.0000001"  # stored as plain digits, never as 1E-7
         for bad, message in (
             (("EUR", "EUR", "1"), "two different"),
             (("EUR", "XXY", "1"), "unknown currency"),

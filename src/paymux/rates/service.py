@@ -82,7 +82,7 @@ async def add_rate(
     row = ExchangeRate(
         base=base,
         quote=quote,
-        rate=str(value),
+        rate=format(value, "f"),  # plain digits: str() would write 1E-7
         effective_from=when,
         source=(source or "").strip()[:100] or None,
         created_by=actor[:100],

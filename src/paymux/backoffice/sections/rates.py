@@ -45,14 +45,6 @@ Reader = Annotated[Principal, Depends(require_before_reading(P.RATES_READ))]
 Writer = Annotated[Principal, Depends(require(P.RATES_WRITE))]
 
 
-def _currency_filter(column: object) -> Filter:
-    return Filter(
-        str(getattr(column, "key", "")),
-        "Base currency" if getattr(column, "key", "") == "base" else "Quote currency",
-        lambda q, v: q.where(column == v.upper()),
-    )
-
-
 @router.get("/rates")
 async def rates_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
     spec = ListSpec(
@@ -67,7 +59,10 @@ async def rates_list(request: Request, session: ReadDbDep, me: Reader) -> Respon
             Column("created_at", "Added at", ExchangeRate.created_at),
         ],
         search=[ExchangeRate.source, ExchangeRate.created_by],
-        filters=[_currency_filter(ExchangeRate.base), _currency_filter(ExchangeRate.quote)],
+        filters=[
+            Filter("base", "Base currency", lambda q, v: q.where(ExchangeRate.base == v.upper())),
+            Filter("quote", "Quote currency", lambda q, v: q.where(ExchangeRate.quote == v.upper())),
+        ],
         default_sort="effective_from",
         sheet="exchange-rates",
     )
