@@ -19,7 +19,7 @@ from paymux.db.base import utcnow
 from paymux.errors import invalid, not_found
 from paymux.money import MoneyError, format_amount, parse_amount
 from paymux.rates.models import ExchangeRate
-from paymux.rates.service import RateError, add_rate, rate_at
+from paymux.rates.service import RateError, add_rate, rate_at, rate_view
 
 router = APIRouter(prefix="/api/v1/admin", tags=["exchange rates"])
 
@@ -33,19 +33,6 @@ class RateIn(BaseModel):
     rate: StrictStr = Field(description="quote units per base unit, a decimal string", examples=["98.4512"])
     effective_from: dt.datetime | None = Field(default=None, description="default: now")
     source: StrictStr | None = Field(default=None, max_length=100, examples=["central bank"])
-
-
-def view(r: ExchangeRate) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "base": r.base,
-        "quote": r.quote,
-        "rate": r.rate,
-        "effective_from": r.effective_from.isoformat(),
-        "source": r.source,
-        "created_at": r.created_at.isoformat(),
-        "created_by": r.created_by,
-    }
 
 
 @router.get("/exchange-rates")
@@ -62,7 +49,7 @@ async def list_rates(
         q = q.where(ExchangeRate.base == base.upper())
     if quote:
         q = q.where(ExchangeRate.quote == quote.upper())
-    return {"items": [view(r) for r in (await session.scalars(q)).all()]}
+    return {"items": [rate_view(r) for r in (await session.scalars(q)).all()]}
 
 
 @router.post("/exchange-rates", status_code=201)
@@ -82,9 +69,11 @@ async def post_rate(body: RateIn, session: SessionDep, me: Writer) -> Any:
     except RateError as e:
         raise invalid("invalid-rate", str(e)) from e
     if created:
-        await audit.record(session, me, "exchange_rate.add", f"rate:{row.base}/{row.quote}", None, view(row))
+        await audit.record(
+            session, me, "exchange_rate.add", f"rate:{row.base}/{row.quote}", None, rate_view(row)
+        )
     await session.commit()
-    return JSONResponse(view(row), status_code=201 if created else 200)
+    return JSONResponse(rate_view(row), status_code=201 if created else 200)
 
 
 @router.get("/exchange-rates/convert")
@@ -116,6 +105,6 @@ async def convert_amount(
         "converted": format_amount(converted, found.quote),
         "rate": str(found.rate),
         "inverted": found.inverted,
-        "rate_version": view(found.version),
+        "rate_version": rate_view(found.version),
         "rounding": rounding,
     }

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -159,3 +160,17 @@ def convert(
         scale = Decimal(10) ** (exponent(to_currency) - exponent(from_currency))
         value = Decimal(minor) * scale / rate if divide else Decimal(minor) * scale * rate
         return round_minor(value, rounding)
+
+
+def rate_view(r: ExchangeRate) -> dict[str, Any]:
+    """A version as the admin API shows it and the audit log records it."""
+    return {
+        "id": r.id,
+        "base": r.base,
+        "quote": r.quote,
+        "rate": r.rate,
+        "effective_from": r.effective_from.isoformat(),
+        "source": r.source,
+        "created_at": r.created_at.isoformat(),
+        "created_by": r.created_by,
+    }

@@ -27,9 +27,8 @@ from paymux.backoffice.framework import (
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.money import CURRENCIES
-from paymux.rates.endpoints import view
 from paymux.rates.models import ExchangeRate
-from paymux.rates.service import RateError, add_rate
+from paymux.rates.service import RateError, add_rate, rate_view
 
 router = section_router()
 register(
@@ -100,6 +99,8 @@ async def rates_add(request: Request, session: DbDep, me: Writer) -> Response:
         await session.rollback()
         return redirect(f"/backoffice/rates?error={urlquote(str(e))}")
     if created:
-        await audit.record(session, me, "exchange_rate.add", f"rate:{row.base}/{row.quote}", None, view(row))
+        await audit.record(
+            session, me, "exchange_rate.add", f"rate:{row.base}/{row.quote}", None, rate_view(row)
+        )
     await session.commit()
     return redirect("/backoffice/rates", "The rate was added." if created else "This rate was already there.")
