@@ -1,0 +1,132 @@
+"""Invoice collection tables: billers, their API keys, invoices, their changes (history and feed) and
+the payments applied to them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from paymux.db.base import Base, BigId, Json, UTCDateTime, utcnow
+
+STATUSES = ("open", "partially_paid", "paid", "overdue", "cancelled", "refunded")
+OPEN_STATUSES = ("open", "partially_paid", "overdue")
+
+
+class Biller(Base):
+    """An invoice issuer: its brand, accepted methods, collection account, webhook, reminder policy
+    and the fixed per-transaction fee."""
+
+    __tablename__ = "billers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # {"logo_url", "primary_color", "accent_color"}
+    brand: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # {"legal_name", "registration_number", "vat_number", "address"}
+    legal: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # {"email", "phone", "url"}
+    support: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    methods: Mapped[list[str]] = mapped_column(Json, default=list)
+    # {"holder", "iban", "bic", "bank_name", "account_number", "inn", "kpp", "correspondent_account"}
+    account: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    reminder_days: Mapped[list[int]] = mapped_column(Json, default=list)  # relative to due: [-3, 0, 7, 14]
+    fee_amount: Mapped[int] = mapped_column(BigId, default=0)  # fixed fee per transaction, minor units
+    fee_currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(500), nullable=True)  # whsec_ (sealed)
+    webhook_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BillerKey(Base):
+    """A biller's API key, stored as its SHA-256 only (like channel keys)."""
+
+    __tablename__ = "biller_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Invoice(Base):
+    """One invoice of a biller; ``number`` is unique per biller and is the intake's idempotency key."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("biller_id", "number"),
+        Index("ix_invoices_due", "status", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"))
+    number: Mapped[str] = mapped_column(String(64))
+    payer_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    payer_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    payer_phone: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    payer_language: Mapped[str] = mapped_column(String(8), default="en")
+    amount: Mapped[int] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_amount: Mapped[int] = mapped_column(BigId, default=0)
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(Json, nullable=True)
+    reference: Mapped[str] = mapped_column(String(25))  # ISO 11649 RF creditor reference
+    partial_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    link_token: Mapped[str] = mapped_column(String(64), unique=True)  # /pay/{token}
+    body_hash: Mapped[str] = mapped_column(String(64))  # of the intake body: same body, same answer
+    refund_review: Mapped[bool] = mapped_column(Boolean, default=False)  # over/late payment kept
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvoiceChange(Base):
+    """A change of an invoice: its status history (from, to, at, why) and, by ``id``, the biller's
+    changes feed (``GET /api/v1/invoices/changes?after=<id>``)."""
+
+    __tablename__ = "invoice_changes"
+    __table_args__ = (
+        Index("ix_invoice_changes_feed", "biller_id", "id"),
+        Index("ix_invoice_changes_invoice", "invoice_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None: created
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    paid_amount: Mapped[int] = mapped_column(BigId, default=0)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvoicePayment(Base):
+    """A payment applied to an invoice; ``(method, method_reference)`` is unique: never twice."""
+
+    __tablename__ = "invoice_payments"
+    __table_args__ = (UniqueConstraint("method", "method_reference"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    method_reference: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[int] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3))
+    applied: Mapped[int] = mapped_column(BigId, default=0)  # what went to the invoice
+    excess: Mapped[int] = mapped_column(BigId, default=0)  # over-payment or paid to a closed invoice
+    refund_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ = ["STATUSES", "Biller", "BillerKey", "Invoice", "InvoiceChange", "InvoicePayment"]
