@@ -54,7 +54,7 @@ async def test_payment_search_to_details_and_switch_confirmation_in_chromium(db_
                 p1 = await s.scalar(select(Provider.id).where(Provider.code == "p1"))
                 assert await s.scalar(select(RouteCandidate.enabled).where(RouteCandidate.provider_id == p1))
             await page.click("#confirm-switch")
-            await page.wait_for_url("**/backoffice/routing?msg=*")
+            await page.wait_for_url("**/backoffice/routing")
             assert "The switch was made." in (await page.text_content(".flash") or "")
             await screenshot(page, "e2e-switch-made")
             async with env.hub.read_sessions() as s:
@@ -93,7 +93,7 @@ async def test_tariff_proposal_and_approval_in_chromium(db_url: str) -> None:
             assert "percent 2" in (await page.text_content("#proposed-rule") or "")
             await page.fill("#decision-note", "согласовано")
             await page.click("#approve")
-            await page.wait_for_url("**/backoffice/tariffs/proposals/*?msg=*")
+            await page.wait_for_url("**/backoffice/tariffs/proposals/*")
             assert await page.locator("#version-created").count() == 1
             assert "одобрено" in (await page.text_content("#proposal-status") or "")
             await screenshot(page, "e2e-tariff-approved-ru")

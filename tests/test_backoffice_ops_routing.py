@@ -111,14 +111,16 @@ async def test_switch_with_confirmation_moves_queued_payments_and_switches_back(
         async with bo.hub.read_sessions() as s:
             switch_id = await s.scalar(select(RouteSwitch.id))
         page = await bo.http.get(f"/backoffice/routing/switches/{switch_id}/revert")
-        assert page.status_code == 200 and "topup → p1" in page.text
+        assert page.status_code == 200
+        assert "<tr><td>topup</td><td>p1</td><td>T1</td><td>enabled</td></tr>" in page.text
+        assert "<tr><td>topup</td><td>p3</td><td>T3</td><td>priority 1 → 3</td></tr>" in page.text
         r = await bo.http.post(
             f"/backoffice/routing/switches/{switch_id}/revert", data={"csrf_token": form_token(page.text)}
         )
         assert r.status_code == 303 and await _p1_enabled(bo)
         async with bo.hub.read_sessions() as s:
             back = await s.scalar(select(AuditEvent).where(AuditEvent.action == "routing.switch_back"))
-        assert back is not None and back.after["candidates_changed"] == 1
+        assert back is not None and back.after["candidates_changed"] == 2  # p1 enabled, p3 moved back
 
 
 async def test_switch_errors_are_readable(db_url: str) -> None:

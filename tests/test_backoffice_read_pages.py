@@ -79,7 +79,7 @@ async def test_reading_pages_leave_the_writer_free(
 
             return wrapped
 
-        for name in ("render", "respond", "workbook", "attachment"):
+        for name in ("render", "respond", "workbook", "attachment", "attachment_built"):
             if hasattr(MODULES[module], name):
                 monkeypatch.setattr(MODULES[module], name, watching(getattr(MODULES[module], name)))
         r = await bo.http.get(url.format(id=payment))

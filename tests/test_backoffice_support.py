@@ -131,3 +131,15 @@ async def session_for(hub: Hub, username: str) -> str:
 
 
 ROLE_CODES = list(PREDEFINED_ROLES)
+
+
+def flash_of(html: str) -> str:
+    """The message the page shows at its top (a kept message: "Saved.", or an error), or ""."""
+    found = re.search(r'<p class="(?:flash|error)" id="flash(?:-error)?">(.*?)</p>', html, re.S)
+    return found.group(1) if found else ""
+
+
+async def follow(http: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
+    """The page a redirect leads to (opening it shows and drops the message the action kept)."""
+    assert response.status_code in (302, 303), (response.status_code, response.text[:300])
+    return await http.get(response.headers["location"])

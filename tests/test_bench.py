@@ -404,7 +404,7 @@ def test_bench_options_are_checked(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_bench_quick_postgres(tmp_path: Path) -> None:
     # --scale (2 API + 2 worker processes) is left out of the suite: on this 2-core machine it ran
-    # past the time limit in CI (see docs/benchmarks.md, next steps)
+    # past the time limit in CI
     r = _bench(tmp_path, "--postgres", PG_URL)
     _check_section(r["sqlite"])
     _check_section(r["postgresql"])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
+import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
@@ -12,6 +15,7 @@ import pytest
 
 from paymux import bulk_accept, event_loop
 from paymux.bulk_accept import BulkAcceptServer
+from tls_support import Pki, make_pki
 
 BURST = 50
 
@@ -161,3 +165,85 @@ def test_out_of_descriptors_pauses_accepting_and_loses_no_connection(
     _on_bulk_loop(main)
     assert _OutOfFiles.failures == 1
     assert "cannot accept connections now" in caplog.text
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+async def _tls_echo(port: int, ctx: ssl.SSLContext, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    writer.write(data)
+    answer = await reader.readexactly(len(data))
+    writer.close()
+    return answer
+
+
+def test_tls_connections_are_let_in_at_once_and_handshake_in_the_loop(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TLS server accepts every waiting connection per turn too (each then makes its handshake);
+    a failed handshake is logged as such, not as an error, and the server goes on; closing it drops
+    handshakes still waiting instead of waiting for them."""
+    caplog.set_level(logging.INFO, logger="paymux.server")
+
+    async def main() -> tuple[int, float]:
+        loop: Any = asyncio.get_running_loop()
+        handed: list[Any] = []
+        hand_over = loop.connect_accepted_socket
+
+        async def recording(factory: Any, sock: socket.socket, **kwargs: Any) -> Any:
+            handed.append(kwargs.get("ssl"))
+            return await hand_over(factory, sock, **kwargs)
+
+        loop.connect_accepted_socket = recording
+        context = pki.server_context(ssl.CERT_REQUIRED)
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=128, ssl=context)
+        assert isinstance(server, BulkAcceptServer)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            assert await _tls_echo(port, pki.client_context(cert=True), b"paid") == b"PAID"
+            transport = Echo.made[-1]
+            assert transport.get_extra_info("sslcontext") is context  # uvicorn: scheme https
+            assert transport.get_extra_info("peercert")["subject"] == ((("commonName", "terminal-0001"),),)
+            with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+                await _tls_echo(port, pki.client_context(), b"no certificate")
+            assert await _echo_refused(port)  # not TLS at all
+            assert await _tls_echo(port, pki.client_context(cert=True), b"again") == b"AGAIN"
+            handed.clear()
+            # a burst of connections that never start their handshake
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(BURST)]
+            turns = await _turns_until(lambda: len(handed) == BURST)
+            assert all(c is context for c in handed)
+            started = time.monotonic()
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 10)
+            closing = time.monotonic() - started
+            for c in clients:
+                c.close()
+        finally:
+            server.close()
+        return turns, closing
+
+    turns, closing = _on_bulk_loop(main)
+    assert turns <= 5
+    assert closing < 5  # not the 60 s a handshake may take
+    failed = [r for r in caplog.records if "TLS handshake with 127.0.0.1 failed" in r.getMessage()]
+    assert len(failed) >= 2 and all(r.levelno == logging.INFO for r in failed)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def _echo_refused(port: int) -> bool:
+    """Plain bytes to a TLS server: the connection is closed without an answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        data = await asyncio.wait_for(reader.read(), 10)
+    except ConnectionError:
+        data = b""
+    writer.close()
+    return not data.startswith(b"HTTP/")

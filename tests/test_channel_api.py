@@ -161,7 +161,8 @@ async def test_invalid_requests_are_422_problems_and_store_nothing(db_url: str) 
             (body(currency="USD"), "wrong-currency", "RUB"),
             (body(currency="XXX"), "wrong-currency", "XXX"),
             (body(account="12345"), "invalid-account", "12345"),
-            (body(account=ACCOUNT + "\n"), "invalid-account", "topup"),
+            (body(account=ACCOUNT + "\n"), "invalid-request", "control characters"),
+            (body(account=ACCOUNT[:-1] + "\u0663"), "invalid-account", "topup"),  # an Arabic-Indic 3
             (body(amount="0.99"), "amount-out-of-limits", "below the minimum 1.00"),
             (body(amount="10000.01"), "amount-out-of-limits", "above the maximum 10000.00"),
             (body(amount="1.001"), "invalid-amount", "decimal places"),

@@ -50,19 +50,23 @@ class Cli:
         env["PAYMUX_LOG_LEVEL"] = "warning"
         return env
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(PAYMUX), *args],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
 
-    def ok(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        r = self.run(*args, timeout=timeout)
+    def ok(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        r = self.run(*args, timeout=timeout, env=env)
         assert r.returncode == 0, f"paymux {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
         return r
 
@@ -274,12 +278,110 @@ def test_catalog_export_applies_unchanged_and_rebuilds_the_catalog(catalog: Cli,
     assert "catalog written to out.yaml" in r.stdout
     assert (tmp_path / "out.yaml").read_text(encoding="utf-8") == text
 
-    # applied to an empty database, the export builds the same catalog
+    # applied to an empty database, the export with its secrets builds the same catalog
+    token = catalog.ok("admin", "issue-token").stdout.strip().splitlines()[-1]
+    full = catalog.ok("catalog", "export", "--with-secrets", env={"PAYMUX_ADMIN_TOKEN": token}).stdout
+    assert "alpha-secret-token" in full
+    (tmp_path / "full.yaml").write_text(full, encoding="utf-8")
     other = Cli(tmp_path, tmp_path / "other.db")
     other.ok("migrate")
-    lines = other.ok("catalog", "apply", str(exported)).stdout.strip().splitlines()
+    lines = other.ok("catalog", "apply", str(tmp_path / "full.yaml")).stdout.strip().splitlines()
     assert summary(lines[-1])[0] == unchanged
     assert other.export() == text
+
+
+# -- secrets in the catalog file --------------------------------------------------------------------
+
+# every secret of docs/catalog.md's example: provider tokens and channel HMAC secrets
+EXAMPLE_SECRETS = (
+    "alpha-secret-token",
+    "beta-secret-token",
+    "gamma-secret-token",
+    "terminal-0042-shared-secret",
+    "payment-link-shared-secret",
+)
+
+
+def stored_secrets(cli: Cli) -> list[tuple[Any, ...]]:
+    return cli.query("SELECT code, config FROM providers ORDER BY code") + cli.query(
+        "SELECT code, hmac_secret FROM channels ORDER BY code"
+    )
+
+
+def test_catalog_export_writes_placeholders_that_apply_keeps(catalog: Cli, tmp_path: Path) -> None:
+    stored = stored_secrets(catalog)
+    text = catalog.export()
+    for secret in EXAMPLE_SECRETS:
+        assert secret not in text
+    data = yaml.safe_load(text)
+    assert {p["code"]: p["config"]["token"] for p in data["providers"]} == dict.fromkeys(
+        ("alpha", "beta", "gamma"), "***"
+    )
+    channels = {c["code"]: c.get("signing", {}).get("hmac_secret") for c in data["channels"]}
+    assert channels["term-0042"] == "***" and channels["paylink"] == "***"
+
+    # applied back, the placeholders keep the stored secrets
+    (tmp_path / "masked.yaml").write_text(text, encoding="utf-8")
+    lines = catalog.ok("catalog", "apply", str(tmp_path / "masked.yaml")).stdout.strip().splitlines()
+    assert summary(lines[-1])[:2] == (0, 0), lines
+    assert stored_secrets(catalog) == stored
+
+    # where nothing is stored, a placeholder is an error that names it, and nothing is created
+    other = Cli(tmp_path, tmp_path / "other.db")
+    other.ok("migrate")
+    r = other.run("catalog", "apply", str(tmp_path / "masked.yaml"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "providers[0] (alpha): config.token is the mask '***' of a secret" in r.stderr, r.stderr
+    assert other.query("SELECT code FROM providers") == []
+
+
+def test_catalog_export_with_secrets_needs_an_administrator(catalog: Cli, tmp_path: Path) -> None:
+    refused = catalog.run("catalog", "export", "--with-secrets")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "needs an administrator's token" in refused.stderr
+
+    r = catalog.run("catalog", "export", "--with-secrets", env={"PAYMUX_ADMIN_TOKEN": "pmx_adm_not-a-token"})
+    assert r.returncode == 1 and r.stdout == "" and "unknown, expired or revoked" in r.stderr
+
+    # a user without the permission (an operator, who may change the catalog) is refused
+    catalog.ok("users", "create-admin", "root", env={"PAYMUX_ADMIN_PASSWORD": "Tr0ub4dor&3-horse-staple"})
+    catalog.execute(
+        "INSERT INTO api_tokens (user_id, name, prefix, token_hash, created_at) "
+        "SELECT u.id, 'op', 'pmx_usr_op00', "
+        f"'{hashlib.sha256(b'pmx_usr_operator-token').hexdigest()}', '2026-01-01 00:00:00.000000' "
+        "FROM users u WHERE u.username = 'root'"
+    )
+    operator = catalog.query("SELECT id FROM roles WHERE code = 'operator'")
+    catalog.execute(f"UPDATE users SET role_id = {operator[0][0]} WHERE username = 'root'")
+    r = catalog.run(
+        "catalog", "export", "--with-secrets", env={"PAYMUX_ADMIN_TOKEN": "pmx_usr_operator-token"}
+    )
+    assert r.returncode == 1 and r.stdout == ""
+    assert "may not export secrets (it needs the permission catalog.secrets" in r.stderr, r.stderr
+    assert not any(s in r.stdout + r.stderr for s in EXAMPLE_SECRETS)
+
+    # the Administrator's token, or a legacy admin token, gets them; the file is private; it is audited
+    administrator = catalog.query("SELECT id FROM roles WHERE code = 'administrator'")
+    catalog.execute(f"UPDATE users SET role_id = {administrator[0][0]} WHERE username = 'root'")
+    r = catalog.ok(
+        "catalog",
+        "export",
+        "--with-secrets",
+        "-o",
+        "full.yaml",
+        env={"PAYMUX_ADMIN_TOKEN": "pmx_usr_operator-token"},
+    )
+    assert "keep it safe" in r.stderr
+    full = (tmp_path / "full.yaml").read_text(encoding="utf-8")
+    assert all(s in full for s in EXAMPLE_SECRETS)
+    assert (tmp_path / "full.yaml").stat().st_mode & 0o777 == 0o600
+    token = catalog.ok("admin", "issue-token").stdout.strip().splitlines()[-1]
+    assert catalog.ok("catalog", "export", "--with-secrets", "--token", token).stdout == full
+    events = catalog.query("SELECT actor, action FROM audit_log WHERE action = 'catalog.export_secrets'")
+    assert events == [
+        ("user:root (token pmx_usr_op00)", "catalog.export_secrets"),
+        ("admin:admin", "catalog.export_secrets"),
+    ]
 
 
 # -- keys and tokens ----------------------------------------------------------------------------
@@ -397,6 +499,33 @@ def test_demo_seed_only_loads_the_demo_data_and_can_run_twice(cli: Cli) -> None:
     assert cli.query("SELECT COUNT(*) FROM topups") == topups  # deposits are funded once
     assert cli.query("SELECT COUNT(*) FROM exchange_rates") == [(2,)]  # the demo's EUR and USD rates, once
     assert "ledger balanced: yes" in cli.ok("ledger", "verify").stdout
+    # every demo provider has bank details (once), so payment orders can be exported from the demo
+    assert cli.query("SELECT COUNT(*) FROM settlement_details") == [(len(data["providers"]),)]
+    missing = cli.query("SELECT COUNT(*) FROM settlement_details WHERE iban IS NULL OR account IS NULL")
+    assert missing == [(0,)]
+    # recurring customers with subscriptions of every kind, each with its next look, loaded once
+    kinds = cli.query("SELECT kind, COUNT(*) FROM recurring_subscriptions GROUP BY kind ORDER BY kind")
+    assert [k for k, _ in kinds] == ["debt", "scheduled", "threshold"] and sum(n for _, n in kinds) == 6
+    assert cli.query("SELECT COUNT(*) FROM recurring_subscriptions WHERE next_due_at IS NULL") == [(0,)]
+    assert cli.query("SELECT COUNT(*) FROM recurring_customers") == [(4,)]
+
+
+def test_demo_bank_details_satisfy_both_payment_order_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paymux.demo.settlement_details import DEMO_DEBTOR, provider_details, set_demo_debtor_defaults
+    from paymux.settlement.exports.checks import invalid_debtor_settings, missing_debtor_settings
+    from paymux.settlement.service import check_details
+    from paymux.settlement.settings import SettlementSettings
+
+    for k in DEMO_DEBTOR:  # set then delete: monkeypatch restores what was there (nothing) afterwards
+        monkeypatch.setenv(f"PAYMUX_SETTLEMENT_DEBTOR_{k}", "")
+        monkeypatch.delenv(f"PAYMUX_SETTLEMENT_DEBTOR_{k}")
+    monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_NAME", "Our Own Name")  # the environment's own wins
+    set_demo_debtor_defaults()
+    settings = SettlementSettings()
+    assert settings.debtor_name == "Our Own Name"
+    assert missing_debtor_settings(settings, "pain001") == missing_debtor_settings(settings, "1c") == []
+    assert invalid_debtor_settings(settings) == []
+    assert check_details(provider_details(7, "Provider"))["iban"].startswith("DE")
 
 
 def test_demo_load_twice_then_ledger_verify_catches_a_corrupted_balance(cli: Cli) -> None:
@@ -422,7 +551,11 @@ def test_demo_load_twice_then_ledger_verify_catches_a_corrupted_balance(cli: Cli
         assert counts["succeeded"] + counts["failed"] == 60 and counts["succeeded"] > 0
         assert "PROBLEM" not in r.stderr and "Traceback" not in r.stderr
         assert elapsed < 90
-        done = cli.query("SELECT COUNT(*) FROM payments WHERE status IN ('succeeded', 'failed')")
+        # the demo's load (the recurring engine pays the demo's subscriptions too: rec-<run id>)
+        done = cli.query(
+            "SELECT COUNT(*) FROM payments"
+            " WHERE status IN ('succeeded', 'failed') AND external_id NOT LIKE 'rec-%'"
+        )
         assert done == [(60 * run,)]
     # the emulators of the second run did not repeat the first run's transaction ids
     assert cli.query("SELECT COUNT(*) FROM payments WHERE needs_attention") == [(0,)]
@@ -466,3 +599,36 @@ def test_emulator_jsonhttp_serves_check_and_pay(cli: Cli) -> None:
         assert [t["txn_id"] for t in listed["transactions"]] == ["t-1"] and listed["pay_calls"] == {"t-1": 1}
         assert http.post("/check", json={"txn_id": "t-2"}).status_code == 400
     assert "JSON/HTTP emulator on" in (cli.cwd / "emulator.out").read_text()
+
+
+def test_emulator_bank_serves_debits_and_refunds(cli: Cli) -> None:
+    port = free_port()
+    config = cli.cwd / "bank.yaml"
+    config.write_text('accounts:\n  "40817810000000000001": {currency: RUB, balance: 1500.00}\n')
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+        cli.background(
+            "emulator",
+            "bank",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            ready=lambda: http.get("/_emulator/state").status_code == 200,
+            name="bank",
+        ),
+    ):
+        debit = {"key": "d-1", "account": "40817810000000000001", "amount": "150.00", "currency": "RUB"}
+        done = http.post("/debits", json=debit).json()
+        assert done["result"] == "done" and done["reference"].startswith("BANK-")
+        assert http.post("/debits", json=debit).json() == done
+        refund = {"key": "r-1", "debit_key": "d-1", "amount": "150.01", "currency": "RUB"}
+        assert http.post("/refunds", json=refund).json()["code"] == "amount_exceeds_debit"
+        assert http.get("/operations/d-1").json()["result"] == "done"
+        assert http.get("/operations/d-9").status_code == 404
+        state = http.get("/_emulator/state").json()
+        assert state["accounts"]["40817810000000000001"]["balance"] == "1350.00"
+    out = (cli.cwd / "bank.out").read_text()
+    assert "Bank emulator on" in out and "40817810000000000001: 1500.00 RUB" in out
+    bad = cli.run("emulator", "bank", "--port", str(port), "--lost-answer-rate", "2")
+    assert bad.returncode == 2 and "invalid emulator configuration" in bad.stderr

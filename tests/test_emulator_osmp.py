@@ -67,8 +67,17 @@ class SpecClient:
         return Answer(r.status_code, r.headers.get("content-type", ""), r.text, root)
 
     async def pay(
-        self, txn_id: str, account: str = "9001234567", sum_: str = "10.45", **extra: str
+        self,
+        txn_id: str,
+        account: str = "9001234567",
+        sum_: str = "10.45",
+        *,
+        check_first: bool = True,
+        **extra: str,
     ) -> Answer:
+        """A payment as the protocol makes it: check (registers the txn_id), then pay (confirms it)."""
+        if check_first:
+            await self.check(account, sum_, txn_id)
         params = {"command": "pay", "txn_id": txn_id, "txn_date": "20261122100000", "account": account}
         params |= {"sum": sum_, "ccy": "RUB", **extra}
         return await self.call(params)
@@ -76,10 +85,19 @@ class SpecClient:
     async def check(self, account: str = "9001234567", sum_: str = "10.45", txn_id: str = "1") -> Answer:
         return await self.call({"command": "check", "txn_id": txn_id, "account": account, "sum": sum_})
 
+    async def get_info(self, account: str = "9001234567", **extra: str) -> Answer:
+        return await self.call({"command": "getInfo", "account": account, "ccy": "RUB", **extra})
+
+    async def state(self) -> dict[str, Any]:
+        found: dict[str, Any] = (await self.http.get(self.url + "_emulator/transactions")).json()
+        return found
+
 
 @asynccontextmanager
-async def emulator(config: dict[str, Any] | None = None) -> AsyncIterator[SpecClient]:
-    app = create_app(EmulatorConfig.model_validate(config or {}))
+async def emulator(
+    config: dict[str, Any] | None = None, *, require_check: bool = True
+) -> AsyncIterator[SpecClient]:
+    app = create_app(EmulatorConfig.model_validate(config or {}), require_check=require_check)
     async with run_emulator(app) as url, httpx.AsyncClient() as http:
         yield SpecClient(url + "/", http, app.state.engine)
 
@@ -108,6 +126,7 @@ async def test_pay_answer_format(method: str) -> None:
             "sum": "10.45",
             "ccy": "RUB",
         }
+        assert (await osmp.check(txn_id="1001")).result == 0  # registers the payment
         answer = await osmp.call(params, method=method)
         assert answer.root is not None
         assert [child.tag for child in answer.root] == ["osmp_txn_id", "prv_txn", "sum", "result", "comment"]
@@ -133,11 +152,91 @@ async def test_repeated_pay_returns_the_original_and_pays_once() -> None:
 async def test_repeat_with_another_sum_or_account_is_refused(change: dict[str, str]) -> None:
     async with emulator() as osmp:
         assert (await osmp.pay("2002")).result == 0
-        refused = await osmp.pay("2002", **change)
+        kw = {"account": change.get("account", "9001234567"), "sum_": change.get("sum_", "10.45")}
+        check = await osmp.check(kw["account"], kw["sum_"], "2002")
+        assert check.result == 300
+        assert "already registered for another account or sum" in (check.get("comment") or "")
+        refused = await osmp.pay("2002", check_first=False, **change)
         assert refused.result == 300
-        assert "already exists" in (refused.get("comment") or "")
+        assert "registered for another account or sum" in (refused.get("comment") or "")
+        unregistered = await osmp.pay("2003", check_first=False)  # no check for this one at all
+        assert unregistered.result == 300
+        assert "not registered by a check" in (unregistered.get("comment") or "")
         [taken] = osmp.engine.transactions()
         assert (taken.amount, taken.account) == (1045, "9001234567")
+
+
+# -- the payment process: getInfo (registers nothing), check (registers), pay (confirms) -----------
+
+
+async def test_pay_needs_a_check_of_the_same_txn_id_first() -> None:
+    async with emulator() as osmp:
+        alone = await osmp.pay("2101", check_first=False)
+        assert (alone.result, alone.get("comment")) == (
+            300,
+            "txn_id 2101 was not registered by a check: check first",
+        )
+        assert osmp.engine.transactions() == [] and osmp.engine.ledger.all_pay_calls() == {}
+        other = await osmp.check(txn_id="2102")  # a check of another txn_id registers only that one
+        assert other.result == 0
+        assert (await osmp.pay("2101", check_first=False)).result == 300
+        checked = await osmp.check(txn_id="2101")
+        assert (checked.get("osmp_txn_id"), checked.result) == ("2101", 0)
+        assert checked.get("prv_txn") is None  # a check takes no payment
+        assert osmp.engine.transactions() == []
+        paid = await osmp.pay("2101", check_first=False)
+        assert paid.result == 0
+        state = await osmp.state()
+        assert state["checked"] == ["2101", "2102"]
+        assert state["commands"] == {"2101": ["check", "pay"], "2102": ["check"]}
+
+
+async def test_a_refused_check_registers_nothing() -> None:
+    async with emulator({"accounts": {"9000000005": {"check": "reject:5:account not found"}}}) as osmp:
+        refused = await osmp.check("9000000005", txn_id="2201")
+        assert refused.result == 5
+        assert (await osmp.pay("2201", "9000000005", check_first=False)).result == 300
+        assert (await osmp.state())["checked"] == []
+
+
+async def test_without_require_check_a_pay_alone_is_taken() -> None:
+    async with emulator(require_check=False) as osmp:
+        assert (await osmp.pay("2301", check_first=False)).result == 0
+        assert (await osmp.state())["commands"] == {"2301": ["pay"]}
+
+
+@pytest.mark.parametrize("txn_id", ["chk-20261207011402636640", "1" * 21, "12.5", "-7", ""])
+async def test_a_check_whose_txn_id_is_not_a_number_of_up_to_20_digits_is_refused(txn_id: str) -> None:
+    async with emulator() as osmp:
+        answer = await osmp.check(txn_id=txn_id)
+        assert answer.result == 300
+        assert "whole number of up to 20 digits" in (answer.get("comment") or "")
+        assert (await osmp.state())["checked"] == []
+        assert (await osmp.check(txn_id="1" * 20)).result == 0  # 20 digits is the most the protocol takes
+
+
+async def test_get_info_answers_fields_and_registers_nothing() -> None:
+    accounts = {
+        "9001234567": {"balance": "15.50", "info": {"name": "I. Ivanov"}},
+        "9000000005": {"check": "reject:5:account not found"},
+    }
+    async with emulator({"accounts": accounts}) as osmp:
+        answer = await osmp.get_info()
+        assert answer.root is not None
+        assert [child.tag for child in answer.root] == ["result", "comment", "fields"]  # no osmp_txn_id
+        assert answer.result == 0
+        fields = {
+            f.get("name"): f.text for f in answer.root.iter() if f.tag.startswith("field") and f.get("name")
+        }
+        assert fields == {"name": "I. Ivanov", "balance": "15.50"}
+        with_sum = await osmp.get_info(sum="10.45")
+        assert with_sum.result == 0
+        assert (await osmp.get_info("9000000005")).result == 5
+        missing = await osmp.call({"command": "getInfo"})
+        assert missing.result == 4
+        state = await osmp.state()
+        assert (state["checked"], state["commands"], state["get_info_calls"]) == ([], {}, 3)
+        assert osmp.engine.transactions() == []
 
 
 BASE_PAY = {
@@ -204,6 +303,7 @@ async def test_post_must_be_a_form() -> None:
 
 async def test_post_form_with_query_parameters_too() -> None:
     async with emulator() as osmp:
+        assert (await osmp.check(txn_id=BASE_PAY["txn_id"])).result == 0
         r = await osmp.http.post(
             osmp.url, params={"command": "pay"}, data={k: v for k, v in BASE_PAY.items() if k != "command"}
         )
@@ -265,7 +365,7 @@ async def test_latency_and_lost_answer() -> None:
     config = {"latency_ms": 150, "accounts": {"*": {"pay": "lost_then_ok"}}, "lost_hold_ms": 10_000}
     async with emulator(config) as osmp:
         started = time.monotonic()
-        assert (await osmp.check()).result == 0
+        assert (await osmp.check(txn_id="8001")).result == 0
         assert time.monotonic() - started >= 0.15
         with pytest.raises(httpx.ReadTimeout):
             await osmp.http.get(osmp.url, params={**BASE_PAY, "txn_id": "8001"}, timeout=0.5)
@@ -277,6 +377,7 @@ async def test_latency_and_lost_answer() -> None:
 
 async def test_broken_answer_is_malformed_xml() -> None:
     async with emulator({"accounts": {"*": {"pay": "broken_then_ok"}}}) as osmp:
+        assert (await osmp.check(txn_id="9001")).result == 0
         r = await osmp.http.get(osmp.url, params={**BASE_PAY, "txn_id": "9001"})
         assert r.status_code == 200
         with pytest.raises(ET.ParseError):
@@ -296,6 +397,8 @@ async def test_basic_auth() -> None:
         assert garbage.status_code == bearer.status_code == 401
         assert anonymous.root is None
         assert osmp.engine.transactions() == []
+        register = {"command": "check", **{k: BASE_PAY[k] for k in ("txn_id", "account", "sum")}}
+        assert (await osmp.call(register, auth=("hub", "pa55word"))).result == 0
         right = await osmp.call(BASE_PAY, auth=("hub", "pa55word"), method="POST")
         assert right.result == 0
         header = "Basic " + base64.b64encode(b"hub:pa55word").decode()
@@ -310,6 +413,7 @@ async def test_control_endpoints() -> None:
         txns = (await osmp.http.get(osmp.url + "_emulator/transactions")).json()
         assert [t["txn_id"] for t in txns["transactions"]] == ["9101"]
         assert txns["pay_calls"] == {"9101": 1}
+        assert (txns["checked"], txns["commands"]) == (["9101"], {"9101": ["check", "pay"]})
         bad = await osmp.http.put(osmp.url + "_emulator/config", json={"accounts": {"*": {"pay": "explode"}}})
         assert bad.status_code == 422
         good = await osmp.http.put(
@@ -319,6 +423,8 @@ async def test_control_endpoints() -> None:
         assert (await osmp.pay("9102")).result == 7
         await osmp.http.post(osmp.url + "_emulator/reset")
         assert osmp.engine.transactions() == []
+        state = await osmp.state()
+        assert (state["checked"], state["commands"], state["get_info_calls"]) == ([], {}, 0)
 
 
 # -- the CLI -------------------------------------------------------------------------------------
@@ -346,7 +452,10 @@ def test_cli_serves_osmp(tmp_path: Any) -> None:
     config.write_text("accounts: {'9000000005': {check: 'reject:5:no such subscriber'}}\n")
     paymux = os.path.join(os.path.dirname(sys.executable), "paymux")
     proc = subprocess.Popen(
-        [paymux, "emulator", "osmp", "--port", str(port), "--config", str(config), "--basic-auth", "u:p"],
+        [
+            *(paymux, "emulator", "osmp", "--port", str(port), "--config", str(config)),
+            *("--basic-auth", "u:p", "--no-check-first"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -366,6 +475,15 @@ def test_cli_serves_osmp(tmp_path: Any) -> None:
                 time.sleep(0.1)
         root = ET.fromstring(r.text)
         assert (root.findtext("result"), root.findtext("comment")) == ("5", "no such subscriber")
+        pay = {
+            "command": "pay",
+            "txn_id": "2",
+            "txn_date": "20261122100000",
+            "account": "9001",
+            "sum": "1.00",
+        }
+        paid = ET.fromstring(httpx.get(f"http://127.0.0.1:{port}/", params=pay, auth=("u", "p")).text)
+        assert paid.findtext("result") == "0"  # --no-check-first: a pay without a check is taken
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)

@@ -28,7 +28,7 @@ FINGERPRINT = "AB:CD:EF:01:23:45:67:89"
 CERT_HEADER = "X-Client-Cert-Fingerprint"
 ACCOUNT = "9001234567"
 WATER_ACCOUNT = "12345678"
-ELEMENTS = ("osmp_txn_id", "prv_txn", "sum", "result", "comment")
+ELEMENTS = ("osmp_txn_id", "prv_txn", "sum", "result", "comment", "fields")
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +89,7 @@ class Answer:
     status: int
     elements: dict[str, str]
     raw: str
+    fields: dict[str, str] | None = None  # <fields><field1 name="...">...</field1>...</fields>
 
     @property
     def result(self) -> int:
@@ -109,8 +110,13 @@ def parse_answer(r: httpx.Response) -> Answer:
     names = [child.tag for child in root]
     assert set(names) <= set(ELEMENTS), names
     assert names == [n for n in ELEMENTS if n in names], f"elements out of order: {names}"
-    assert {"osmp_txn_id", "result", "comment"} <= set(names), names
-    return Answer(r.status_code, {child.tag: child.text or "" for child in root}, raw)
+    assert {"result", "comment"} <= set(names), names
+    fields = None
+    container = root.find("fields")
+    if container is not None:
+        assert [f.tag for f in container] == [f"field{i}" for i in range(1, len(container) + 1)], raw
+        fields = {f.get("name") or "": f.text or "" for f in container}
+    return Answer(r.status_code, {child.tag: child.text or "" for child in root}, raw, fields)
 
 
 class OsmpClient:
@@ -227,6 +233,7 @@ async def test_check_ok_and_every_refusal_code(db_url: str) -> None:
             "100.00",
         )
         assert a.prv_txn is None  # a check makes no payment
+        assert a.fields is None  # p1 told nothing about this account
 
         # the routed provider decides on the account: its OSMP codes pass through
         assert (await c.check("1002", account="9000000005")).result == 5
@@ -264,6 +271,48 @@ async def test_check_ok_and_every_refusal_code(db_url: str) -> None:
 
         # checks store nothing
         assert (await stored(env))[0] == 0
+
+
+INFO_EMULATORS = {
+    "p1": {
+        "accounts": {
+            ACCOUNT: {"balance": "12.00", "info": {"name": "I. Ivanov"}},
+            "9000000005": {"check": "reject:5:account not found"},
+        }
+    }
+}
+
+
+async def test_check_and_get_info_answer_the_providers_fields(db_url: str) -> None:
+    async with hub_env(db_url, catalog=catalog(), emulators=INFO_EMULATORS) as env:
+        before = await stored(env)
+        c = qiwi(env)
+        checked = await c.check("1101")
+        assert (checked.result, checked.elements["osmp_txn_id"]) == (0, "1101")
+        assert checked.fields == {"name": "I. Ivanov", "balance": "12.00"}
+        # getInfo: the account's state and details; no txn_id and no sum needed, none echoed
+        info = await c.send({"command": "getInfo", "account": ACCOUNT})
+        assert (info.result, info.fields) == (0, {"name": "I. Ivanov", "balance": "12.00"})
+        assert "osmp_txn_id" not in info.elements and "sum" not in info.elements
+        with_sum = await c.send({"command": "getInfo", "account": ACCOUNT, "sum": "100.00", "txn_id": "9"})
+        assert (with_sum.result, with_sum.elements["osmp_txn_id"], with_sum.elements["sum"]) == (
+            0,
+            "9",
+            "100.00",
+        )
+        assert (await c.send({"command": "getInfo", "account": "9000000005"})).result == 5
+        # the same rules as check
+        assert (await c.send({"command": "getInfo", "account": "12ab"})).result == 4
+        assert (await c.send({"command": "getInfo"})).result == 4
+        assert (await c.send({"command": "getInfo", "account": ACCOUNT, "txn_id": "x1"})).result == 300
+        assert (await c.send({"command": "getInfo", "account": ACCOUNT, "sum": "10,00"})).result == 300
+        assert (await c.send({"command": "getInfo", "account": ACCOUNT, "sum": "5000.01"})).result == 242
+        assert (await c.send({"command": "getInfo", "account": ACCOUNT, "service": "water"})).result == 7
+        # a local check asks no provider: no fields
+        local = await cyber(env).send({"command": "getInfo", "account": ACCOUNT, "prv": "topup"})
+        assert (local.result, local.fields) == (0, None)
+        # getInfo, like check, stores nothing
+        assert await stored(env) == before
 
 
 async def test_local_check_and_extra_fields(db_url: str) -> None:
@@ -318,6 +367,8 @@ async def test_malformed_requests_are_result_300_and_store_nothing(db_url: str) 
             (params(command="check", sum=" 10.45"), "sum"),
             ([*params(command="check"), ("account", "9007654321")], "account"),
             (params(command="check", ccy="rub"), "ccy"),
+            (params(account=ACCOUNT + "\x00"), "control character"),
+            (params(command="check", account="\x85" + ACCOUNT), "control character"),
         ]
         for params, word in cases:
             a = await c.send(params)
@@ -590,7 +641,12 @@ async def test_catalog_export_apply_and_admin_api(db_url: str) -> None:
     async with hub_env(db_url, catalog=catalog(), run_workers=False) as env:
         async with env.hub.sessions() as s:
             text = dump_yaml(await export_catalog(s))
-            assert "gateways:" in text and PASSWORD not in text and "$argon2id$" in text
+            assert "gateways:" in text and PASSWORD not in text and "$argon2id$" not in text
+            assert "password_hash: '***'" in text  # masked; applying it keeps the stored hash
+            report = await apply_catalog(s, load_yaml(text), actor="test")
+            assert not report.changed, report.lines()
+            text = dump_yaml(await export_catalog(s, with_secrets=True))
+            assert PASSWORD not in text and "$argon2id$" in text  # only ever the hash
             report = await apply_catalog(s, load_yaml(text), actor="test")
             assert not report.changed, report.lines()
             # the same plain password again changes nothing; a new one does

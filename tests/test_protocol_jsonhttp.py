@@ -139,6 +139,7 @@ async def test_check_ok_returns_info_and_records_the_exchange() -> None:
         result = await emu.protocol().check(check_req("1001", fields={"region": "77"}))
     assert result.outcome == "ok"
     assert result.info == {"name": "I. Ivanov", "balance": "1500.00"}
+    assert result.fields == {"name": "I. Ivanov", "balance": "1500.00"}
     [exchange] = result.exchanges
     assert exchange.step == "check"
     assert exchange.url == f"{emu.url}/check"
@@ -519,6 +520,11 @@ def odd_provider() -> FastAPI:
         "429text": (429, b"Too Many Requests", "text"),
         "okweird": (200, b'{"result":"ok","status":"processing","provider_txn_id":"P1"}', "json"),
         "okfloat": (200, b'{"result":"ok","info":{"fee":0.1}}', "json"),
+        "okmixed": (
+            200,
+            b'{"result":"ok","info":{"name":"A","debt":"12.50","months":3,"fee":0.1,"vip":true,"tags":["x"]}}',
+            "json",
+        ),
     }
 
     async def reply(request: Request) -> Response:
@@ -556,8 +562,12 @@ async def test_non_protocol_answers() -> None:
             assert tuple(r.outcome for r in results) == expected, key
             assert all(r.exchanges[0].status_code is not None for r in results), key
         floats = await proto.check(check_req("okfloat"))
+        mixed = await proto.check(check_req("okmixed"))
     assert floats.outcome == "ok"
     assert floats.info == {"fee": "0.1"}  # a fraction is kept as its literal text, never a float
+    assert floats.fields == {"fee": "0.1"}
+    # the account details for a payer to see (an inbound gateway's <fields>): text and whole numbers
+    assert mixed.fields == {"name": "A", "debt": "12.50", "months": "3", "fee": "0.1"}
 
 
 # -- transport failures (no server needed) ------------------------------------------------------------------

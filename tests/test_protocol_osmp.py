@@ -41,16 +41,19 @@ class Harness:
     url: str
     http: httpx.AsyncClient
     engine: BehaviourEngine
+    app: FastAPI
 
     def protocol(self, **config: Any) -> OsmpProtocol:
         return OsmpProtocol({"url": self.url, "timeout": "2", **config}, self.http)
 
 
 @asynccontextmanager
-async def emulator(config: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
-    app = create_app(EmulatorConfig.model_validate(config or {}))
+async def emulator(
+    config: dict[str, Any] | None = None, *, require_check: bool = True
+) -> AsyncIterator[Harness]:
+    app = create_app(EmulatorConfig.model_validate(config or {}), require_check=require_check)
     async with run_emulator(app) as url, provider_client() as http:
-        yield Harness(url + "/", http, app.state.engine)
+        yield Harness(url + "/", http, app.state.engine, app)
 
 
 @asynccontextmanager
@@ -110,6 +113,14 @@ def test_registered_as_entry_point() -> None:
         ({"url": "https://x.example/osmp", "txn_date_timezone": "Mars/Olympus"}, "not an IANA time zone"),
         ({"url": "https://x.example/osmp", "timeout": "soon"}, "timeout must be a number of seconds"),
         ({"url": "https://x.example/osmp", "verify": "no"}, "verify must be true or false"),
+        (
+            {"url": "https://x.example/osmp", "check_before_pay": "yes"},
+            "check_before_pay must be true or false",
+        ),
+        (
+            {"url": "https://x.example/osmp", "account_check": "info"},
+            "account_check must be check or getInfo",
+        ),
     ],
 )
 def test_validate_config_problems(config: dict[str, Any], problem: str) -> None:
@@ -127,6 +138,8 @@ def test_validate_config_ok() -> None:
         "service_param": "service",
         "txn_date_timezone": "Europe/Moscow",
         "timeout": "5",
+        "check_before_pay": False,
+        "account_check": "getInfo",
     }
     assert OsmpProtocol.validate_config(config) == []
 
@@ -181,6 +194,124 @@ async def test_every_check_result_code_is_classified(code: int) -> None:
     assert result.info["comment"] == "scripted"
     # the admin payment details show the message: meaning, fatal or temporary, the provider's comment
     assert result.message == f"OSMP result {code}: {rc.meaning} ({rc.label}); provider says: scripted"
+
+
+@pytest.mark.parametrize("txn_id", ["chk-20261207011402636640", "1" * 21, "", "12 34", "١٢٣"])
+async def test_a_txn_id_that_is_not_a_number_of_up_to_20_digits_is_never_sent(txn_id: str) -> None:
+    async with emulator() as emu:
+        check = await emu.protocol().check(CheckRequest(txn_id, "mts", "9001234567", 1045, "RUB"))
+        pay = await emu.protocol().pay(pay_req(txn_id))
+        state = emu.app.state.osmp
+        assert state.commands == {} and state.registered == {}
+    for result in (check, pay):
+        assert (result.outcome, result.code, result.exchanges) == ("fatal", "invalid_request", [])
+        assert "whole number of up to 20 digits" in (result.message or "")
+
+
+async def test_check_returns_the_providers_fields() -> None:
+    accounts = {"9001234567": {"balance": "15.50", "info": {"name": "I. Ivanov"}}}
+    async with emulator({"accounts": accounts}) as emu:
+        result = await emu.protocol().check(check_req())
+    assert result.fields == {"name": "I. Ivanov", "balance": "15.50"}
+
+
+# -- getInfo: the account check that registers nothing ------------------------------------------
+
+
+async def test_account_check_get_info_sends_get_info_without_a_txn_id() -> None:
+    accounts = {
+        "9001234567": {"balance": "15.50", "info": {"name": "I. Ivanov"}},
+        "9000000005": {"check": "reject:5:account not found"},
+    }
+    async with emulator({"accounts": accounts}) as emu:
+        proto = emu.protocol(account_check="getInfo", params={"prv_id": "17"})
+        found = await proto.check(check_req())
+        missing = await proto.check(check_req(account="9000000005"))
+        direct = await emu.protocol().get_info(check_req())  # get_info whatever account_check says
+        state = emu.app.state.osmp
+        assert state.get_info_calls == 3 and state.registered == {} and state.commands == {}
+    assert (found.outcome, found.code) == ("ok", "0")
+    assert found.fields == {"name": "I. Ivanov", "balance": "15.50"}
+    [exchange] = found.exchanges
+    assert exchange.step == "getInfo"
+    assert "command=getInfo&account=9001234567&sum=10.45&ccy=RUB&prv_id=17" in exchange.request
+    assert "txn_id" not in exchange.request
+    assert (missing.outcome, missing.code) == ("fatal", "5")
+    assert direct.outcome == "ok"
+
+
+async def test_get_info_answers_are_classified_as_check_answers() -> None:
+    answers = {
+        b"<response><result>0</result><fields><field1 name='fio'>A. B.</field1></fields></response>": "ok",
+        b"<response><osmp_txn_id>77</osmp_txn_id><result>0</result></response>": "ok",  # no txn_id sent
+        b"<response><result>1</result></response>": "temporary",
+        b"<response><result>90</result></response>": "temporary",
+        b"<response><result>79</result></response>": "fatal",
+        b"<response><result>0</result>": "temporary",  # not OSMP: it moves no money, ask again
+    }
+    for body, outcome in answers.items():
+        async with peer(scripted_peer(body)) as (url, http):
+            result = await OsmpProtocol({"url": url, "account_check": "getInfo"}, http).check(check_req())
+        assert result.outcome == outcome, (body, result)
+    async with peer(scripted_peer(next(iter(answers)))) as (url, http):
+        result = await OsmpProtocol({"url": url}, http).get_info(check_req())
+    assert result.fields == {"fio": "A. B."}
+
+
+# -- check before pay ----------------------------------------------------------------------------
+
+
+async def test_pay_is_a_check_then_a_pay_of_the_same_txn_id() -> None:
+    async with emulator({"provider_txn_prefix": "PRV-"}) as emu:
+        t = txn()
+        result = await emu.protocol().pay(pay_req(t))
+        state = emu.app.state.osmp
+        assert state.commands == {t: ["check", "pay"]}
+    assert (result.outcome, result.provider_txn_id) == ("ok", "PRV-00000001")
+    check, pay = result.exchanges
+    assert (check.step, pay.step) == ("check", "pay")
+    assert f"command=check&txn_id={t}&account=9001234567&sum=10.45" in check.request
+    assert f"command=pay&txn_id={t}&txn_date=20261122100005&account=9001234567&sum=10.45" in pay.request
+
+
+@pytest.mark.parametrize(
+    ("directive", "outcome", "code"),
+    [
+        ("reject:5:account not found", "fatal", "5"),
+        ("reject:79:account closed", "fatal", "79"),
+        ("reject:241", "fatal", "241"),
+        ("temporary:1:busy", "temporary", "1"),
+        ("temporary:90:later", "temporary", "90"),
+    ],
+)
+async def test_a_refused_check_ends_the_pay_before_it_is_sent(
+    directive: str, outcome: str, code: str
+) -> None:
+    async with emulator({"accounts": {"*": {"check": directive}}}) as emu:
+        t = txn()
+        result = await emu.protocol().pay(pay_req(t))
+        assert emu.engine.ledger.pay_calls(t) == 0 and emu.engine.transactions() == []
+        assert emu.app.state.osmp.commands == {t: ["check"]}
+    assert (result.outcome, result.code) == (outcome, code)  # a refusal is definitive, never unknown
+    assert (result.message or "").startswith(f"check before pay: OSMP result {code}: ")
+    assert [e.step for e in result.exchanges] == ["check"]
+
+
+async def test_check_before_pay_off_sends_the_pay_alone() -> None:
+    async with emulator(require_check=False) as emu:
+        t = txn()
+        result = await emu.protocol(check_before_pay=False).pay(pay_req(t))
+        assert emu.app.state.osmp.commands == {t: ["pay"]}
+    assert result.outcome == "ok"
+    assert [e.step for e in result.exchanges] == ["pay"]
+
+
+async def test_without_the_check_a_provider_that_requires_it_refuses_the_pay() -> None:
+    async with emulator() as emu:
+        result = await emu.protocol(check_before_pay=False).pay(pay_req(txn()))
+        assert emu.engine.transactions() == []
+    assert (result.outcome, result.code) == ("fatal", "300")
+    assert "not registered by a check" in (result.message or "")
 
 
 # -- pay -----------------------------------------------------------------------------------------
@@ -273,8 +404,9 @@ async def test_lost_answer_is_unknown_then_status_repeats_pay() -> None:
         [taken] = emu.engine.transactions()
         assert settled.provider_txn_id == taken.provider_txn_id
         assert emu.engine.ledger.pay_calls(t) == 2  # the status was a second pay, not a second payment
-        [exchange] = settled.exchanges
-        assert exchange.step == "status" and "command=pay" in exchange.request
+        check, repeat = settled.exchanges  # the same check first (check_before_pay), then the same pay
+        assert check.step == "check" and f"command=check&txn_id={t}&" in check.request
+        assert repeat.step == "status" and f"command=pay&txn_id={t}&" in repeat.request
 
 
 async def test_status_survives_a_rebuilt_protocol_instance() -> None:
@@ -296,23 +428,42 @@ async def test_status_of_a_pay_this_process_never_sent() -> None:
         assert result.exchanges == []
 
 
-@dataclass(slots=True)
-class StatusWithPay(StatusRequest):
-    """A status request carrying the original pay request (what another node would send)."""
-
-    pay: PayRequest | None = None
-
-
 async def test_status_carrying_the_pay_request_settles_from_another_process() -> None:
     async with emulator({"accounts": {"*": {"pay": "lost_then_ok"}}, "lost_hold_ms": 10_000}) as emu:
         t = txn()
         assert (await emu.protocol(timeout="0.3").pay(pay_req(t))).outcome == "unknown"
         remembered_pays.clear()  # as if this process had been restarted
         assert (await emu.protocol().status(StatusRequest(t, "mts"))).code == "cannot_settle"
-        settled = await emu.protocol().status(StatusWithPay(t, "mts", pay=pay_req(t)))
+        settled = await emu.protocol().status(StatusRequest(t, "mts", pay=pay_req(t)))
         assert settled.outcome == "ok"
         assert emu.engine.ledger.pay_calls(t) == 2
         assert len(emu.engine.transactions()) == 1
+
+
+async def test_status_registers_and_pays_a_payment_the_provider_never_got() -> None:
+    """A worker stopped after the claim, before anything was sent: the status (the pay the hub
+    passes with it) is checked and paid, with the payment's txn_id."""
+    async with emulator() as emu:
+        t = txn()
+        settled = await emu.protocol().status(StatusRequest(t, "mts", pay=pay_req(t)))
+        assert emu.app.state.osmp.commands == {t: ["check", "pay"]}
+        [taken] = emu.engine.transactions()
+    assert (settled.outcome, settled.provider_txn_id) == ("ok", taken.provider_txn_id)
+
+
+async def test_status_is_decided_by_the_pay_not_by_the_check() -> None:
+    async with emulator() as emu:
+        t = txn()
+        assert (await emu.protocol().pay(pay_req(t))).outcome == "ok"
+        # the account has been closed since: a check now refuses it, but the payment was made
+        emu.engine.configure(
+            EmulatorConfig.model_validate({"accounts": {"*": {"check": "reject:79:closed"}}})
+        )
+        settled = await emu.protocol().status(StatusRequest(t, "mts", pay=pay_req(t)))
+        assert emu.app.state.osmp.commands == {t: ["check", "pay", "check", "pay"]}
+    assert settled.outcome == "ok"
+    check, repeat = settled.exchanges
+    assert "<result>79</result>" in (check.response or "") and "<result>0</result>" in (repeat.response or "")
 
 
 async def test_pending_then_settled_by_repeating_pay() -> None:
@@ -338,24 +489,31 @@ async def test_pending_then_fatal_by_repeating_pay() -> None:
 
 
 async def test_status_never_fatal_without_a_result_code() -> None:
-    async with emulator({"latency_ms": 1000}) as emu:
-        proto, t = emu.protocol(timeout="0.2"), txn()
+    async with emulator({"latency_ms": 1000}, require_check=False) as emu:
+        proto, t = emu.protocol(timeout="0.2", check_before_pay=False), txn()
         assert (await proto.pay(pay_req(t))).outcome == "unknown"
         later = await proto.status(StatusRequest(t, "mts"))
         assert (later.outcome, later.code) == ("temporary", "timeout")
+        # with the check first, a check that got no answer makes the status temporary at once
+        checked_first = await emu.protocol(timeout="0.2").status(StatusRequest(t, "mts", pay=pay_req(t)))
+        assert (checked_first.outcome, checked_first.code) == ("temporary", "timeout")
+        assert [e.step for e in checked_first.exchanges] == ["check"]
 
 
 # -- network failures and answers that are not OSMP ----------------------------------------------
 
 
 async def test_slow_answer_is_unknown_for_pay_and_temporary_for_check() -> None:
-    async with emulator({"latency_ms": 1500}) as emu:
-        proto = emu.protocol(timeout="0.3")
-        pay = await proto.pay(pay_req(txn()))
-        check = await proto.check(check_req())
+    async with emulator({"latency_ms": 1500}, require_check=False) as emu:
+        pay = await emu.protocol(timeout="0.3", check_before_pay=False).pay(pay_req(txn()))
+        check = await emu.protocol(timeout="0.3").check(check_req())
+        # the check before the pay timed out: the pay was never sent, so it is temporary, not unknown
+        checked_first = await emu.protocol(timeout="0.3").pay(pay_req(txn()))
     assert (pay.outcome, pay.code) == ("unknown", "timeout")
     assert (check.outcome, check.code) == ("temporary", "timeout")
     assert pay.exchanges[0].response is None
+    assert (checked_first.outcome, checked_first.code) == ("temporary", "timeout")
+    assert [e.step for e in checked_first.exchanges] == ["check"]
 
 
 @asynccontextmanager
@@ -378,11 +536,13 @@ async def dropping_server() -> AsyncIterator[str]:
 
 async def test_dropped_connection_is_unknown_for_pay() -> None:
     async with dropping_server() as url, provider_client() as http:
-        proto = OsmpProtocol({"url": url, "timeout": "2"}, http)
+        proto = OsmpProtocol({"url": url, "timeout": "2", "check_before_pay": False}, http)
         pay = await proto.pay(pay_req(txn()))
         check = await proto.check(check_req())
+        checked_first = await OsmpProtocol({"url": url, "timeout": "2"}, http).pay(pay_req(txn()))
     assert (pay.outcome, pay.code) == ("unknown", "network_error")
     assert (check.outcome, check.code) == ("temporary", "network_error")
+    assert (checked_first.outcome, checked_first.code) == ("temporary", "network_error")
 
 
 async def test_nothing_listening_is_unreachable() -> None:
@@ -429,11 +589,14 @@ async def test_answers_that_are_not_osmp(
     body: bytes, media_type: str, status_code: int, problem: str
 ) -> None:
     async with peer(scripted_peer(body, media_type, status_code)) as (url, http):
-        proto = OsmpProtocol({"url": url, "timeout": "2"}, http)
+        proto = OsmpProtocol({"url": url, "timeout": "2", "check_before_pay": False}, http)
         pay = await proto.pay(pay_req(txn()))
         check = await proto.check(check_req())
+        checked_first = await OsmpProtocol({"url": url, "timeout": "2"}, http).pay(pay_req(txn()))
     assert pay.outcome == "unknown", pay
     assert check.outcome == "temporary"
+    assert checked_first.outcome == "temporary"  # the check got no OSMP answer: the pay was not sent
+    assert [e.step for e in checked_first.exchanges] == ["check"]
     assert problem in (pay.message or ""), pay.message
     assert pay.exchanges[0].response is not None  # what came back is kept for the details
 
@@ -512,7 +675,7 @@ def recording_peer(seen: list[dict[str, Any]]) -> FastAPI:
             }
         )
         params = dict(request.query_params) | dict(parse_qsl(body))
-        return Response(osmp_xml(result=0, txn_id=params["txn_id"], prv_txn="R1"), media_type="text/xml")
+        return Response(osmp_xml(result=0, txn_id=params.get("txn_id"), prv_txn="R1"), media_type="text/xml")
 
     return app
 
@@ -532,7 +695,7 @@ async def test_get_and_post_on_the_wire() -> None:
         assert (
             await OsmpProtocol({**config, "method": "POST"}, http).pay(pay_req(t, fields=fields))
         ).outcome == "ok"
-    get, post = seen
+    get_check, get, post_check, post = seen
     expected = {
         "command": "pay",
         "txn_id": t,
@@ -544,7 +707,11 @@ async def test_get_and_post_on_the_wire() -> None:
         "fio": "Ivanov I.",
         "prv_id": "17",
     }
+    # the check that registers the payment: the same parameters and txn_id, without txn_date
+    check = {k: v for k, v in expected.items() if k != "txn_date"} | {"command": "check"}
+    assert get_check["method"] == "GET" and get_check["query"] == check
     assert get["method"] == "GET" and get["query"] == expected and get["form"] == {}
+    assert post_check["method"] == "POST" and post_check["form"] == check
     assert post["method"] == "POST" and post["query"] == {} and post["form"] == expected
     assert post["content_type"] == "application/x-www-form-urlencoded"
 
@@ -566,8 +733,9 @@ async def test_basic_auth() -> None:
         assert (wrong.outcome, wrong.code) == ("fatal", "http_401")
         assert right.outcome == "ok"
         assert len(emu.engine.transactions()) == 1
-    [exchange] = right.exchanges
-    assert "Authorization: Basic ***" in exchange.request
+    assert [e.step for e in right.exchanges] == ["check", "pay"]
+    for exchange in right.exchanges:
+        assert "Authorization: Basic ***" in exchange.request
     assert "s3cret-pass" not in repr(right)
 
 

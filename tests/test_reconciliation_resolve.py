@@ -3,6 +3,7 @@ stays balanced, every action is audited and a second click does nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ async def test_post_a_payment_missing_on_our_side(setup: Any) -> None:
     env, recon, _ok, _failed, path = setup
     ln = await line(env, recon.id, "99999999")
     assert ln.kind == "missing_ours"
+    recon2 = await reconcile(env, path)  # the same file again, before anything is resolved
     [out] = await resolve(env, recon.id, [ln.id], "post")
     assert out.done, out
     async with env.hub.read_sessions() as session:
@@ -113,10 +115,10 @@ async def test_post_a_payment_missing_on_our_side(setup: Any) -> None:
     # a second click does nothing
     [again] = await resolve(env, recon.id, [ln.id], "post")
     assert not again.done and "already posted" in again.message
-    # the same file reconciled again: now it names an existing... no, their id is not ours; posting again
-    # finds the payment booked for that transaction and books nothing more
-    recon2 = await reconcile(env, path)
+    # the same line of the reconciliation made before the post: posting it finds the payment booked
+    # for that transaction and books nothing more
     ln2 = await line(env, recon2.id, "99999999")
+    assert ln2.kind == "missing_ours" and ln2.resolution is None
     [third] = await resolve(env, recon2.id, [ln2.id], "post")
     assert third.done and third.payment_id == p.id and "already booked" in third.message
     async with env.hub.read_sessions() as session:
@@ -126,6 +128,10 @@ async def test_post_a_payment_missing_on_our_side(setup: Any) -> None:
         )
     assert await entries_of(env, p.id) == ent
     await balanced(env)
+    # reconciled once more after the post: their transaction is matched with the payment posted for it
+    recon3 = await reconcile(env, path)
+    ln3 = await line(env, recon3.id, "99999999")
+    assert (ln3.kind, ln3.payment_id) == ("matched", p.id)
 
 
 async def test_cancel_an_erroneous_payment(setup: Any) -> None:
@@ -220,3 +226,116 @@ async def _mapping_without_post() -> dict[str, Any]:
     from reconciliation_helpers import MAPPING
 
     return {k: v for k, v in MAPPING.items() if k != "post"}
+
+
+async def test_resolutions_survive_reconciling_the_register_again(db_url: str, tmp_path: Path) -> None:
+    """Every resolution (post a new payment, post ours, cancel, accept) holds when the same register is
+    reconciled again: nothing comes back as an open discrepancy, nothing is booked twice."""
+    from paymux.reconciliation.service import summary
+
+    async with recon_env(db_url, n=8) as env:
+        await set_mapping(env)
+        ps = await payments(env)
+        failed = next(p for p in ps if p.status == "failed")
+        ok = [p for p in ps if p.status == "succeeded"]
+        inside = dt.datetime.combine(env.extra["period"].first, dt.time(12, 0))  # their time, in the period
+        rows = [
+            line_of(ok[0], amount=ok[0].amount + 50),  # amount differs: accepted
+            line_of(ok[1], state="ERR"),  # they refused it: ours cancelled
+            line_of(failed, state="OK"),  # they did it, ours failed: posted
+            ["88888888", inside.strftime("%d.%m.%Y %H:%M:%S"), "9008888888", money(4321_00), "OK"],  # posted
+            line_of(ok[3]),
+            line_of(ok[3]),  # a duplicate: accepted
+            line_of(ok[4], amount=ok[4].amount - 1),  # amount differs: ours cancelled
+            *[line_of(p) for p in ok[5:]],
+        ]  # ok[2] is missing in their file: accepted
+        path = write_csv(tmp_path / "p1.csv", rows)
+        first = await reconcile(env, path)
+        assert (await line(env, first.id, "88888888")).kind == "missing_ours"
+
+        async def the(recon_id: int, ref: str, kind: str | None = None) -> ReconciliationLine:
+            async with env.hub.read_sessions() as session:
+                q = select(ReconciliationLine).where(
+                    ReconciliationLine.reconciliation_id == recon_id, ReconciliationLine.txn_ref == ref
+                )
+                if kind:
+                    q = q.where(ReconciliationLine.kind == kind)
+                found = await session.scalar(q.order_by(ReconciliationLine.id))
+            assert found is not None, (ref, kind)
+            return found
+
+        done = {}
+        for ref, kind, action in (
+            (str(ok[0].id), "amount_differs", "accept"),
+            (str(ok[1].id), "status_differs", "cancel"),
+            (str(failed.id), "status_differs", "post"),
+            ("88888888", "missing_ours", "post"),
+            (str(ok[3].id), "duplicate", "accept"),
+            (str(ok[4].id), "amount_differs", "cancel"),
+            (str(ok[2].id), "missing_theirs", "accept"),
+        ):
+            ln = await the(first.id, ref, kind)
+            [out] = await resolve(env, first.id, [ln.id], action, reason="checked with them")
+            assert out.done, (ref, out)
+            done[ref] = (kind, action, out.payment_id)
+        posted = done["88888888"][2]
+        async with env.hub.read_sessions() as session:
+            p = await session.get(Payment, posted)
+            assert p is not None and p.final_at is not None
+            assert env.extra["period"].start <= p.final_at < env.extra["period"].end  # in the period
+            payments_before = await session.scalar(select(func.count()).select_from(Payment))
+        entries_before = {pid: await entries_of(env, pid) for pid in (posted, ok[1].id, failed.id)}
+
+        second = await reconcile(env, path)
+        async with env.hub.read_sessions() as session:
+            info = await summary(session, second)
+        assert info["open_discrepancies"] == 0, info
+        # their transaction posted as a new payment is now matched with that payment: not missing twice
+        again = await the(second.id, "88888888")
+        assert (again.kind, again.payment_id, again.resolution) == ("matched", posted, None)
+        assert info["counts"]["missing_theirs"] == 1 and info["counts"]["missing_ours"] == 0
+        for ref, (kind, action, payment_id) in done.items():
+            if ref == "88888888":
+                continue
+            ln = await the(second.id, ref, "duplicate" if kind == "duplicate" else None)
+            if kind == "duplicate":
+                assert ln.line_no is not None and ln.kind == "duplicate"
+            resolution = {"accept": "accepted", "cancel": "cancelled", "post": "posted"}[action]
+            if ln.kind == "matched":  # ours now as theirs: posted (same amount), or cancelled (refused)
+                assert (ref, action) in ((str(failed.id), "post"), (str(ok[1].id), "cancel"))
+                assert ln.resolution is None
+                continue
+            assert (ln.resolution, ln.resolved_payment_id, ln.reason) == (
+                resolution,
+                payment_id,
+                "checked with them",
+            ), (ref, ln.kind)
+            assert ln.note and f"resolved in reconciliation {first.id}" in ln.note
+        # the cancelled payment whose amount differed is a status difference now, resolved as cancelled
+        assert (await the(second.id, str(ok[4].id))).kind == "status_differs"
+        async with env.hub.read_sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Payment)) == payments_before
+        assert {pid: await entries_of(env, pid) for pid in entries_before} == entries_before
+        await balanced(env)
+
+        # a third time, from the second: still resolved; a changed line of theirs is a new discrepancy,
+        # and of two duplicates only one was accepted
+        changed = [*rows]
+        changed[0] = line_of(ok[0], amount=ok[0].amount + 70)
+        changed.insert(5, line_of(ok[3]))
+        third = await reconcile(env, write_csv(tmp_path / "p1-changed.csv", changed))
+        async with env.hub.read_sessions() as session:
+            info = await summary(session, third)
+            dups = (
+                await session.scalars(
+                    select(ReconciliationLine.resolution).where(
+                        ReconciliationLine.reconciliation_id == third.id,
+                        ReconciliationLine.kind == "duplicate",
+                    )
+                )
+            ).all()
+        assert len(dups) == 2 and set(dups) == {"accepted", None}
+        assert (await the(third.id, str(ok[0].id))).resolution is None
+        assert (await the(third.id, str(ok[4].id))).resolution == "cancelled"
+        assert (await the(third.id, str(ok[2].id))).resolution == "accepted"
+        assert info["open_discrepancies"] == 2

@@ -302,6 +302,64 @@ async def test_minor_units_and_decimal_comma(env: Env, tmp_path: Path) -> None:
     }
 
 
+def _amount_text(minor: int, amount_format: str, separator: str) -> str:
+    """How a register must show an amount: minor units, or major units with the decimal separator."""
+    return str(minor) if amount_format == "minor" else format_amount(minor, "RUB").replace(".", separator)
+
+
+@pytest.mark.parametrize(("amount_format", "separator"), [("minor", "."), ("decimal", ",")])
+async def test_amount_format_and_separator_in_every_format(
+    env: Env, tmp_path: Path, amount_format: str, separator: str
+) -> None:
+    """Every amount in every format follows ``amount_format`` and the decimal separator: free-text lines
+    and footers with format specs, CSV with its totals row, XLSX cells, DBF numeric fields."""
+    expected = await expected_rows(env.hub, "p1", yesterday())
+    shown = {p.id: _amount_text(p.amount, amount_format, separator) for p in expected}
+    total = _amount_text(sum(p.amount for p in expected), amount_format, separator)
+    fees = _amount_text(sum(p.fee for p in expected), amount_format, separator)
+    base: dict[str, Any] = {
+        "columns": [{"field": "id"}, {"field": "amount"}, {"field": "fee"}],
+        "amount_format": amount_format,
+        "csv": {"decimal_separator": separator, "line_ending": "lf"},
+    }
+
+    txt = {
+        **base,
+        "csv": {
+            **base["csv"],
+            "line_template": "{id:>8}|{amount:>14}|{amount:*<14}|{amount}|{fee:014}",
+            "footer_template": "TOTAL {count:>4} {total_amount:>16} {total_fee:>12} {total_amount}",
+        },
+    }
+    await build(env, "csv", txt, tmp_path / "r.txt")
+    lines = (tmp_path / "r.txt").read_text("utf-8").split("\n")
+    assert lines[-1] == ""
+    for line, p in zip(lines[:-2], expected, strict=True):
+        fee = _amount_text(p.fee, amount_format, separator)
+        assert line == f"{p.id:>8}|{shown[p.id]:>14}|{shown[p.id]:*<14}|{shown[p.id]}|{fee:0>14}"
+    assert lines[-2] == f"TOTAL {len(expected):>4} {total:>16} {fees:>12} {total}"
+
+    await build(env, "csv", base, tmp_path / "r.csv")
+    rows = list(csv.reader(io.StringIO((tmp_path / "r.csv").read_text("utf-8"), newline=""), delimiter=";"))
+    assert {int(r[0]): r[1] for r in rows[1:-1]} == shown
+    assert rows[-1] == ["Total", total, fees]
+
+    await build(env, "xlsx", base, tmp_path / "r.xlsx")
+    wb = openpyxl.load_workbook(tmp_path / "r.xlsx", read_only=True)
+    cells = list(wb.active.iter_rows(values_only=True))
+    wb.close()
+    as_number = (lambda m: m) if amount_format == "minor" else (lambda m: Decimal(m).scaleb(-2))
+    assert {r[0]: Decimal(str(r[1])) for r in cells[1:-1]} == {p.id: as_number(p.amount) for p in expected}
+    assert cells[-1][0] == "Total"
+    assert Decimal(str(cells[-1][1])) == as_number(sum(p.amount for p in expected))
+
+    await build(env, "dbf", base, tmp_path / "r.dbf")
+    table = dbfread.DBF(str(tmp_path / "r.dbf"))
+    assert {rec["ID"]: Decimal(str(rec["AMOUNT"])) for rec in table} == {
+        p.id: as_number(p.amount) for p in expected
+    }
+
+
 # --- OpenPGP ----------------------------------------------------------------------------------------------
 
 

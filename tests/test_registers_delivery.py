@@ -23,7 +23,9 @@ from paymux.db.base import utcnow
 from paymux.money import format_amount
 from paymux.registers.models import RegisterTask, RegisterTemplate
 from paymux.registers.settings import RegisterSettings
+from paymux.registers.tasks import run_task
 from paymux.registers.worker import RegisterWorker
+from paymux.worker.jobs import claim_due
 from registers_helpers import catalog, expected_rows, make_payments, place_in_period, yesterday
 from registers_servers import PASSWORD, USER, FtpServerThread, SftpServer, free_port, self_signed, start_smtp
 
@@ -394,3 +396,37 @@ async def test_scheduler_is_idempotent_and_catches_up(env: Env) -> None:
         ).all()
         assert await session.scalar(select(func.count()).select_from(RegisterTask)) == 3
     assert len(set(keys)) == 3 and max(keys) <= yesterday().key
+
+
+async def test_a_worker_that_paused_past_its_lease_sends_no_register_once_it_was_taken_over(
+    env: Env, tmp_path: Path
+) -> None:
+    """A task whose file is built waits for its FTP server. Worker A claims it and pauses; its lease
+    runs out and worker B takes it over. A wakes first: it renews its lease before sending, finds it
+    taken and sends nothing; B sends the register once."""
+    (tmp_path / "ftp").mkdir()
+    port = free_port()
+    deliveries = [{"kind": "ftp", "host": "127.0.0.1", "port": port, "username": USER, "password": PASSWORD}]
+    tpl = await create_template(env, template(deliveries, schedule=None))
+    r = await env.http.post(
+        f"/api/v1/admin/register-templates/{tpl['id']}/regenerate",
+        json={"date": yesterday().first.isoformat()},
+        headers=env.admin,
+    )
+    assert r.status_code == 201, r.text
+    assert list((await RegisterWorker(env.hub, FAST).run_round()).values()) == ["pending"]  # FTP down
+    (task,) = await tasks(env)
+    assert task.file_sha256 is not None and task.status == "pending"
+    ftp = FtpServerThread(tmp_path / "ftp", port)
+    ftp.start()
+    try:
+        now = utcnow() + dt.timedelta(seconds=5)  # past the retry interval
+        assert await claim_due(env.hub, RegisterTask, "r-a.1", 1, FAST.lease_seconds, now) == [task.id]
+        later = now + dt.timedelta(seconds=FAST.lease_seconds + 1)
+        assert await claim_due(env.hub, RegisterTask, "r-b.1", 1, FAST.lease_seconds, later) == [task.id]
+        assert await run_task(env.hub, task.id, "r-a.1", FAST) == "lost"
+        assert ftp.uploads == []
+        assert await run_task(env.hub, task.id, "r-b.1", FAST) == "done"
+        assert len(ftp.uploads) == 1
+    finally:
+        ftp.stop()

@@ -152,12 +152,13 @@ async def test_switch_back_re_enables_what_the_switch_disabled(routes: AsyncSess
     assert result.switch_id is not None
     back = await switch_back(session, result.switch_id, "ops")
     await session.commit()
-    assert back.candidates_changed == 2
+    assert back.candidates_changed == 4
     assert back.services == ["s1", "s2"]
-    assert "re-enabled 2 route candidate(s)" in back.message
-    # a is enabled again; what the switch did for c stays
-    assert await route(session, "s1") == ["a A-S1 1", "b B-S1 2", "c A-S1 1"]
-    assert await route(session, "s2") == ["a A-S2 1", "b B-S2 2", "c C-S2 1"]
+    assert "restored 4 route candidate(s)" in back.message
+    # exactly as before the switch: a enabled again, c's added candidate gone, c's own one disabled
+    # again at its priority; the other switch stays
+    assert await route(session, "s1") == ["a A-S1 1", "b B-S1 2"]
+    assert await route(session, "s2") == ["a A-S2 1", "b B-S2 2", "c C-S2 3 off"]
     assert await route(session, "s3") == ["b B-S3 1 off"]
     marked = select(func.count()).where(RouteCandidate.switched_by_id == result.switch_id)
     assert (await session.execute(marked)).scalar_one() == 0
@@ -205,11 +206,13 @@ async def test_reapplying_the_catalog_keeps_a_switch(routes: AsyncSession) -> No
     assert (await route(session, "s1"))[0] == "a A-S1-NEW 1"
     await session.commit()
 
-    # after switching back, applying the file restores the declared routes
+    # switching back restores the rest (a's s1 candidate, changed by the file since, stays as the file
+    # made it): the routes are the declared ones, and applying the file changes nothing
     assert result.switch_id is not None
-    await switch_back(session, result.switch_id, "ops")
+    back = await switch_back(session, result.switch_id, "ops")
+    assert "1 changed since the switch left as they are" in back.message
     report = await apply_catalog(session, data, "test")
-    assert report.lines() == ["updated service s1", "updated service s2"]
+    assert report.lines() == []
     assert await route(session, "s1") == ["a A-S1-NEW 1", "b B-S1 2"]
     assert await route(session, "s2") == ["a A-S2 1", "b B-S2 2", "c C-S2 3 off"]
 

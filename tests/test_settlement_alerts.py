@@ -16,9 +16,10 @@ from sqlalchemy import select
 from paymux.auth.signing import hmac_sign
 from paymux.ledger.service import SYSTEM, AccountKey, Line, post_entry
 from paymux.providers.emulators.server import run_emulator
-from paymux.settlement.alerts import AlertWorker
+from paymux.settlement.alerts import AlertWorker, deliver
 from paymux.settlement.models import BalanceAlert
 from paymux.settlement.settings import SettlementSettings
+from paymux.worker.jobs import claim_due
 from paymux.worker.settlement import running_alert_worker
 from registers_servers import free_port
 from test_settlement_support import SEnv, WebhookReceiver, settle_env
@@ -230,3 +231,33 @@ async def test_rule_problems(db_url: str) -> None:
             headers=env.admin,
         )
         assert r.status_code == 422 and r.json()["type"].endswith("not-prepaid")
+
+
+async def test_a_worker_that_paused_past_its_lease_sends_no_alert_once_it_was_taken_over(db_url: str) -> None:
+    """Each round claims under a lease of its own, renewed in the database right before anything is
+    sent: a worker that wakes after another took its alert over sends nothing; the other sends once."""
+    controller, inbox, smtp_port = start_smtp()
+    try:
+        async with settle_env(db_url) as env:
+            await _move(env, 100_000)
+            r = await env.http.put(
+                "/api/v1/admin/providers/p1/balance-alert-rules/RUB",
+                json={"threshold": "500.00", "emails": ["cfo@example.com"]},
+                headers=env.admin,
+            )
+            assert r.status_code == 200, r.text
+            await _move(env, -60_000)
+            settings = _settings(smtp_port, lease_seconds=30)
+            paused, taker = AlertWorker(env.hub, settings), AlertWorker(env.hub, settings)
+            (alert_id,) = await paused.check(dt.datetime.now(dt.UTC))
+            now = dt.datetime.now(dt.UTC)
+            assert await claim_due(env.hub, BalanceAlert, "a-paused.1", 10, 30, now) == [alert_id]
+            later = now + dt.timedelta(seconds=31)  # its lease ran out: taken over
+            assert await claim_due(env.hub, BalanceAlert, "a-taker.1", 10, 30, later) == [alert_id]
+            assert await deliver(env.hub, alert_id, "a-paused.1", settings) == "lost"
+            assert inbox.messages == []
+            assert await deliver(env.hub, alert_id, "a-taker.1", settings) == "done"
+            assert len(inbox.messages) == 1
+            assert paused.owner != taker.owner
+    finally:
+        controller.stop()

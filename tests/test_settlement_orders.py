@@ -281,6 +281,7 @@ async def test_1c_export_read_back(db_url: str, monkeypatch) -> None:  # type: i
     monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_NAME", "ООО Пэймакс")
     monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_ACCOUNT", "40702810000000000777")
     monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_INN", "7700000001")
+    monkeypatch.setenv("PAYMUX_SETTLEMENT_DEBTOR_BIK", "044525225")
     async with settle_env(db_url, catalog(p2="Europe/Moscow")) as env:
         await _debts(env)
         await env.details(

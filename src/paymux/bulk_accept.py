@@ -9,8 +9,9 @@ asyncio's own loop gives them (which accepts up to ``backlog`` connections per t
 
 :class:`BulkAcceptLoop` is uvloop's loop with :meth:`~BulkAcceptLoop.create_server` answered by a
 :class:`BulkAcceptServer`: it listens on plain sockets, accepts everything waiting in one go and hands
-each connection to the loop with ``connect_accepted_socket`` (uvloop's fast transports, as before).
-TLS servers and options it does not handle stay with uvloop's own server.
+each connection to the loop with ``connect_accepted_socket`` (uvloop's fast transports, as before;
+with TLS, uvloop's TLS protocol over them, the handshake made there). Options it does not handle
+stay with uvloop's own server.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl as ssl_module
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -73,11 +75,15 @@ class BulkAcceptServer(asyncio.AbstractServer):
         sockets: list[socket.socket],
         protocol_factory: ProtocolFactory,
         backlog: int,
+        ssl: ssl_module.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = None,
     ) -> None:
         self._loop = loop
         self._sockets = sockets
         self._factory = protocol_factory
         self._backlog = max(1, backlog)
+        self._ssl = ssl
+        self._handshake_timeout = ssl_handshake_timeout
         self._serving = False
         self._closed = loop.create_future()
         self._starting: set[asyncio.Task[Any]] = set()  # connections being handed to the loop
@@ -104,7 +110,8 @@ class BulkAcceptServer(asyncio.AbstractServer):
         await asyncio.shield(self._closed)
 
     def close(self) -> None:
-        """Stop listening (connections already made go on)."""
+        """Stop listening (connections already made go on; TLS handshakes still under way are
+        dropped, as a client that never completes one would otherwise hold the shutdown)."""
         if self._closed.done():
             return
         for sock in self._sockets:
@@ -113,6 +120,9 @@ class BulkAcceptServer(asyncio.AbstractServer):
             sock.close()
         self._serving = False
         self._closed.set_result(None)
+        if self._ssl is not None:
+            for task in self._starting:
+                task.cancel()
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
@@ -122,7 +132,7 @@ class BulkAcceptServer(asyncio.AbstractServer):
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(self._backlog):
             try:
-                conn, _addr = sock.accept()
+                conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -136,7 +146,7 @@ class BulkAcceptServer(asyncio.AbstractServer):
                 log.warning("accepting a connection failed: %s", e)
                 continue
             conn.setblocking(False)  # uvloop's transport sets TCP_NODELAY on it
-            task = self._loop.create_task(self._hand_over(conn))
+            task = self._loop.create_task(self._hand_over(conn, addr))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
@@ -144,16 +154,31 @@ class BulkAcceptServer(asyncio.AbstractServer):
         if self._serving and not self._closed.done():
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
-    async def _hand_over(self, conn: socket.socket) -> None:
+    async def _hand_over(self, conn: socket.socket, addr: Any) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
+            if self._ssl is None:
+                await self._loop.connect_accepted_socket(self._factory, conn)
+            else:  # the protocol sees the connection once the handshake is done
+                await self._loop.connect_accepted_socket(
+                    self._factory, conn, ssl=self._ssl, ssl_handshake_timeout=self._handshake_timeout
+                )
+        except asyncio.CancelledError:  # the server closed during the handshake
+            conn.close()  # (a socket uvloop took is only marked closed: uvloop closes its descriptor)
+            raise
+        except OSError as e:
+            if self._ssl is None:
+                log.exception("a connection could not be set up")
+            else:  # not TLS, no or an untrusted client certificate, a client that left
+                peer = addr[0] if isinstance(addr, tuple) and addr else addr
+                log.info("TLS handshake with %s failed: %s", peer, e)
+            conn.close()
         except Exception:
             log.exception("a connection could not be set up")
             conn.close()
 
 
 class BulkAcceptLoop(uvloop.Loop):
-    """uvloop, with plain TCP servers that accept every waiting connection per turn."""
+    """uvloop, with TCP servers (plain or TLS) that accept every waiting connection per turn."""
 
     async def create_server(  # type: ignore[override]
         self,
@@ -167,7 +192,10 @@ class BulkAcceptLoop(uvloop.Loop):
         start_serving: bool = True,
         **kwargs: Any,
     ) -> asyncio.AbstractServer:
-        if ssl is not None or kwargs:
+        handshake_timeout = kwargs.pop("ssl_handshake_timeout", None)
+        if kwargs or (ssl is not None and not isinstance(ssl, ssl_module.SSLContext)):
+            if handshake_timeout is not None:
+                kwargs["ssl_handshake_timeout"] = handshake_timeout
             uv: Any = super()  # uvloop's own server (its overloads do not take these types as one)
             server: asyncio.AbstractServer = await uv.create_server(
                 protocol_factory,
@@ -186,7 +214,7 @@ class BulkAcceptLoop(uvloop.Loop):
             socks = [sock]
         else:
             socks = listening_sockets(host, port or 0, backlog)
-        bulk = BulkAcceptServer(self, socks, protocol_factory, backlog)
+        bulk = BulkAcceptServer(self, socks, protocol_factory, backlog, ssl, handshake_timeout)
         if start_serving:
             await bulk.start_serving()
         return bulk

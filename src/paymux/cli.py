@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from paymux import event_loop
+from paymux.server_tls import ClientCerts
 from paymux.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from paymux.catalog.schemas import CatalogFile
 
 T = TypeVar("T")
 
@@ -25,10 +29,12 @@ catalog_app = typer.Typer(help="The catalog as a YAML file.", no_args_is_help=Tr
 channels_app = typer.Typer(help="Channels and their API keys.", no_args_is_help=True)
 admin_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+recurring_app = typer.Typer(help="Recurring payments.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(channels_app, name="channels")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(recurring_app, name="recurring")
 
 
 def _attach_backoffice() -> None:
@@ -59,9 +65,10 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from paymux.request_id import LOG_FORMAT, install_log_records
+
+    install_log_records()  # every line names the request it was written for ("-": none)
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     # one INFO line per provider request would cost more than the request: the hub records every
     # exchange with the payment (secrets masked) instead
     for name in ("httpx", "httpcore"):
@@ -92,10 +99,48 @@ def serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="migrate before serving")
     ] = True,
+    ssl_certfile: Annotated[
+        str | None,
+        typer.Option(help="serve HTTPS with this PEM certificate (chain) [PAYMUX_SSL_CERTFILE]"),
+    ] = None,
+    ssl_keyfile: Annotated[
+        str | None,
+        typer.Option(help="its private key (PEM), if not in the certificate file [PAYMUX_SSL_KEYFILE]"),
+    ] = None,
+    ssl_keyfile_password: Annotated[
+        str | None,
+        typer.Option(
+            help="password of an encrypted key; rather set PAYMUX_SSL_KEYFILE_PASSWORD (other users"
+            " of the machine can read a command line)"
+        ),
+    ] = None,
+    ssl_ca_certs: Annotated[
+        str | None,
+        typer.Option(help="CA certificates that issue the clients' certificates [PAYMUX_SSL_CA_CERTS]"),
+    ] = None,
+    ssl_cert_reqs: Annotated[
+        ClientCerts | None,
+        typer.Option(help="client certificates: none, optional or required [PAYMUX_SSL_CERT_REQS]"),
+    ] = None,
 ) -> None:
-    """Serve the API and back office (with background workers unless --no-workers)."""
+    """Serve the API and back office (with background workers unless --no-workers); HTTPS with
+    --ssl-certfile."""
+    from paymux.server_tls import TLSOptionsError, server_tls
+
     settings = get_settings()
     _logging(settings)
+    try:
+        tls = server_tls(
+            settings,
+            certfile=ssl_certfile,
+            keyfile=ssl_keyfile,
+            keyfile_password=ssl_keyfile_password,
+            ca_certs=ssl_ca_certs,
+            client_certs=ssl_cert_reqs,
+        )
+    except TLSOptionsError as e:
+        fail(str(e))
+        return
     if migrate_first:
         from paymux.db.migrate import upgrade
 
@@ -103,7 +148,7 @@ def serve(
     from paymux.server import serve_hub
 
     event_loop.run(
-        serve_hub(settings, host or settings.host, port or settings.port, run_workers=workers),
+        serve_hub(settings, host or settings.host, port or settings.port, run_workers=workers, tls=tls),
         settings.event_loop,
     )
 
@@ -184,25 +229,93 @@ def catalog_apply(
 @catalog_app.command("export")
 def catalog_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None,
+    with_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--with-secrets", help="write secrets out instead of *** (needs an administrator's token)"
+        ),
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PAYMUX_ADMIN_TOKEN",
+            help="with --with-secrets: an admin token, or the API token of a user allowed catalog.secrets "
+            "(the Administrator); better given as PAYMUX_ADMIN_TOKEN than on the command line",
+        ),
+    ] = None,
 ) -> None:
-    """Print the whole catalog (services, providers, channels, routes, tariffs) as YAML."""
+    """Print the whole catalog (services, providers, channels, routes, tariffs) as YAML.
+
+    Secrets are written as *** (applying the file keeps the stored ones). --with-secrets writes them
+    out for an administrator: the export is recorded in the audit log and a file is made readable
+    by its owner only.
+    """
     from paymux.catalog.file import dump_yaml, export_catalog
 
-    text = dump_yaml(in_session(export_catalog))
-    if output:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"catalog written to {output}")
-    else:
+    if not with_secrets:
+        _write_catalog(dump_yaml(in_session(export_catalog)), output)
+        return
+    if not token:
+        fail("--with-secrets needs an administrator's token: set PAYMUX_ADMIN_TOKEN (or give --token)")
+        return
+    try:
+        catalog = in_session(lambda session: _export_with_secrets(session, token), commit=True)
+    except PermissionError as e:
+        fail(str(e))
+        return
+    _write_catalog(dump_yaml(catalog), output, private=True)
+    typer.secho("the catalog holds secrets in clear: keep it safe", fg=typer.colors.YELLOW, err=True)
+
+
+async def _export_with_secrets(session: AsyncSession, token: str) -> CatalogFile:
+    """The catalog with its secrets, for a token that may have them (audited); PermissionError if not."""
+    from paymux import audit
+    from paymux.auth import permissions as P
+    from paymux.auth.principal import principal_for_token
+    from paymux.catalog.file import export_catalog
+
+    principal = await principal_for_token(session, token, ip="cli")
+    if principal is None:
+        raise PermissionError("the token is unknown, expired or revoked, or its user is disabled")
+    if not principal.can(P.CATALOG_SECRETS):
+        raise PermissionError(
+            f"{principal.audit_name} may not export secrets (it needs the permission {P.CATALOG_SECRETS}, "
+            "which the Administrator holds)"
+        )
+    catalog = await export_catalog(session, with_secrets=True)
+    await audit.record(session, principal, "catalog.export_secrets", "catalog", None, {"with_secrets": True})
+    return catalog
+
+
+def _write_catalog(text: str, output: Path | None, *, private: bool = False) -> None:
+    if output is None:
         sys.stdout.write(text)
+        return
+    if private:  # created readable by its owner only (an existing file is narrowed to that first)
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    typer.echo(f"catalog written to {output}")
 
 
 @channels_app.command("issue-key")
 def channels_issue_key(code: Annotated[str, typer.Argument(help="channel code")]) -> None:
     """Print a new API key for the channel on the last line (shown once, stored hashed)."""
+    from paymux import audit
     from paymux.auth.keys import UnknownChannel, issue_channel_key
 
+    async def work(session: AsyncSession) -> str:
+        key = await issue_channel_key(session, code)
+        await audit.record(
+            session, "cli", "channel.key_issue", f"channel:{code}", None, {"key_prefix": key[:12]}
+        )
+        return key
+
     try:
-        key = in_session(lambda session: issue_channel_key(session, code), commit=True)
+        key = in_session(work, commit=True)
     except UnknownChannel as e:
         fail(str(e))
         return
@@ -210,16 +323,124 @@ def channels_issue_key(code: Annotated[str, typer.Argument(help="channel code")]
     typer.echo(key)
 
 
+def _when(value: object) -> str:
+    import datetime as dt
+
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(value, dt.datetime) else "-"
+
+
+@channels_app.command("keys")
+def channels_keys(code: Annotated[str, typer.Argument(help="channel code")]) -> None:
+    """List the channel's API keys (id, prefix, created, state), newest first; never the secrets."""
+    from paymux.auth import credentials as creds
+    from paymux.auth.keys import UnknownChannel
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        channel = await creds.channel_by_code(session, code)
+        return [creds.key_view(k, code) for k in await creds.channel_keys(session, channel)]
+
+    try:
+        keys = in_session(work)
+    except UnknownChannel as e:
+        fail(str(e))
+        return
+    for k in keys:
+        revoked = f" at {_when(k['revoked_at'])}" if k["revoked_at"] else ""
+        typer.echo(f"{k['id']}\t{k['prefix']}\tcreated {_when(k['created_at'])}\t{k['state']}{revoked}")
+    if not keys:
+        typer.echo(f"channel {code} has no API keys")
+
+
+@channels_app.command("revoke-key")
+def channels_revoke_key(
+    code: Annotated[str, typer.Argument(help="channel code")],
+    key: Annotated[str, typer.Argument(help="the key's id or prefix (as `paymux channels keys` shows)")],
+) -> None:
+    """Revoke one API key of the channel (audited). Running hubs refuse it within
+    PAYMUX_CHANNEL_KEY_CACHE_SECONDS."""
+    from paymux import audit
+    from paymux.auth import credentials as creds
+    from paymux.auth.keys import UnknownChannel
+
+    async def work(session: AsyncSession) -> tuple[str, bool]:
+        channel = await creds.channel_by_code(session, code)
+        row, changed = await creds.revoke_channel_key(session, channel, key)
+        if changed:
+            before, after = creds.revocation(row)
+            await audit.record(session, "cli", "channel.key_revoke", f"channel:{code}", before, after)
+        return f"key {row.id} ({row.prefix}) of channel {code}", changed
+
+    try:
+        what, changed = in_session(work, commit=True)
+    except (UnknownChannel, creds.UnknownCredential, creds.AmbiguousPrefix) as e:
+        fail(str(e))
+        return
+    if not changed:
+        typer.echo(f"{what} was already revoked")
+        return
+    bound = get_settings().channel_key_cache_seconds
+    typer.echo(f"{what} revoked; running hubs refuse it within {bound:g} s")
+
+
 @admin_app.command("issue-token")
 def admin_issue_token(
     name: Annotated[str, typer.Option(help="who or what the token is for")] = "admin",
 ) -> None:
     """Print a new admin API token on the last line (shown once, stored hashed)."""
+    from paymux import audit
     from paymux.auth.keys import issue_admin_token
 
-    token = in_session(lambda session: issue_admin_token(session, name), commit=True)
+    async def work(session: AsyncSession) -> str:
+        token = await issue_admin_token(session, name)
+        await audit.record(
+            session, "cli", "admin_token.issue", f"admin_token:{name}", None, {"prefix": token[:12]}
+        )
+        return token
+
+    token = in_session(work, commit=True)
     typer.echo(f"admin token {name!r} (shown once; store it safely):", err=True)
     typer.echo(token)
+
+
+@admin_app.command("tokens")
+def admin_tokens() -> None:
+    """List the admin tokens (id, prefix, name, created, state), newest first; never the secrets."""
+    from paymux.auth import credentials as creds
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        return [creds.token_view(t) for t in await creds.admin_tokens(session)]
+
+    tokens = in_session(work)
+    for t in tokens:
+        revoked = f" at {_when(t['revoked_at'])}" if t["revoked_at"] else ""
+        typer.echo(
+            f"{t['id']}\t{t['prefix']}\t{t['name']}\tcreated {_when(t['created_at'])}\t{t['state']}{revoked}"
+        )
+    if not tokens:
+        typer.echo("no admin tokens")
+
+
+@admin_app.command("revoke-token")
+def admin_revoke_token(
+    token: Annotated[str, typer.Argument(help="the token's id or prefix (as `paymux admin tokens` shows)")],
+) -> None:
+    """Revoke one admin token (audited); every running hub refuses it at once."""
+    from paymux import audit
+    from paymux.auth import credentials as creds
+
+    async def work(session: AsyncSession) -> tuple[str, bool]:
+        row, changed = await creds.revoke_admin_token(session, token)
+        if changed:
+            before, after = creds.revocation(row)
+            await audit.record(session, "cli", "admin_token.revoke", f"admin_token:{row.name}", before, after)
+        return f"admin token {row.id} ({row.prefix}, {row.name!r})", changed
+
+    try:
+        what, changed = in_session(work, commit=True)
+    except (creds.UnknownCredential, creds.AmbiguousPrefix) as e:
+        fail(str(e))
+        return
+    typer.echo(f"{what} {'revoked' if changed else 'was already revoked'}")
 
 
 @ledger_app.command("verify")
@@ -235,6 +456,95 @@ def ledger_verify() -> None:
             f"accounts {check.mismatched_accounts[:20]}"
         )
     typer.echo("ledger balanced: yes")
+
+
+@recurring_app.command("verify")
+def recurring_verify(
+    grace_minutes: Annotated[
+        int | None, typer.Option(help="runs in flight younger than this are fine (default: settings)")
+    ] = None,
+    bank: Annotated[bool, typer.Option(help="ask the funding source about every debit and refund")] = True,
+    bank_limit: Annotated[
+        int, typer.Option(help="ask the funding source about at most this many runs")
+    ] = 100_000,
+) -> None:
+    """Check that every debit ends matched by a succeeded payment or refunded, never twice a period."""
+    import datetime as dt
+
+    from paymux.recurring.engine_settings import EngineSettings
+    from paymux.recurring.verify import verify_runs
+    from paymux.runtime import Hub
+
+    minutes = EngineSettings().verify_grace_minutes if grace_minutes is None else grace_minutes
+
+    async def main() -> Any:
+        hub = Hub(get_settings())
+        try:
+            return await verify_runs(
+                hub, grace=dt.timedelta(minutes=minutes), bank=bank, bank_limit=bank_limit
+            )
+        finally:
+            await hub.close()
+
+    report = asyncio.run(main())
+    states = ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "none"
+    typer.echo(
+        f"{report.runs} runs ({states}); {report.debits} debits; bank asked about {report.bank_checked}"
+    )
+    if not report.ok:
+        for problem in report.problems[:50]:
+            typer.echo(f"  {problem}")
+        fail(f"recurring runs NOT consistent: {len(report.problems)} problem(s)")
+    typer.echo("every debit matched or refunded: yes")
+
+
+@recurring_app.command("simulate")
+def recurring_simulate(
+    days: Annotated[int, typer.Option(min=1, max=366, help="days of simulated time")] = 31,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="the database to simulate on (default: a new SQLite file in a temporary directory)"
+        ),
+    ] = None,
+) -> None:
+    """A month of simulated time against the emulators: the demo's subscriptions of every kind and
+    hidden subscriptions; prints charges, refunds, reminders and their conversion, charged twice."""
+    import tempfile
+
+    from paymux.money import format_amount
+    from paymux.recurring.simulate import simulate
+
+    with tempfile.TemporaryDirectory(prefix="paymux-simulate-") as tmp:
+        url = database_url or f"sqlite+aiosqlite:///{tmp}/simulate.db"
+        settings = get_settings().model_copy(update={"database_url": url})
+        with typer.progressbar(length=days * 24, label=f"simulating {days} days") as bar:
+            done = [0]
+
+            def progress(step: int, total: int) -> None:
+                bar.update(step - done[0])
+                done[0] = step
+
+            report = asyncio.run(simulate(settings, days, progress=progress))
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.subscriptions.items()))
+    typer.echo(f"subscriptions:      {kinds}")
+    typer.echo("runs:               " + ", ".join(f"{s} {n}" for s, n in sorted(report.runs.items())))
+    charged = ", ".join(f"{format_amount(v, c)} {c}" for c, v in sorted(report.charged.items())) or "nothing"
+    typer.echo(f"charges:            {report.runs.get('paid', 0)} ({charged})")
+    typer.echo(f"refunds:            {report.refunded}")
+    typer.echo(f"debts confirmed:    {report.confirmations}")
+    typer.echo(
+        f"reminders sent:     {report.reminders_sent} (repeated {report.repeated}, subscribed "
+        f"{report.subscribed}, opted out {report.opted_out}; conversion {report.conversion_percent}%)"
+    )
+    typer.echo(f"charged twice:      {report.charged_twice}")
+    typer.echo("every debit matched or refunded: " + ("yes" if not report.verify_problems else "NO"))
+    for problem in report.verify_problems[:20]:
+        typer.echo(f"  {problem}")
+    typer.echo("ledger balanced:    " + ("yes" if report.ledger_balanced else "NO"))
+    typer.echo(f"elapsed:            {report.elapsed:.1f} s")
+    if not report.ok:
+        fail("the simulation found a broken guarantee")
 
 
 @app.command()

@@ -53,6 +53,13 @@ class RefreshAhead(Generic[K, V]):
         got = self._values.get(key)
         return None if got is None else got[0]
 
+    def fresh(self, key: K) -> V | None:
+        """The value held for ``key`` if it is still within its time to live (no read)."""
+        got = self._values.get(key)
+        if got is None or time.monotonic_ns() - got[1] >= self.ttl_ns:
+            return None
+        return got[0]
+
     async def get(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
         """The value of ``key``; ``load`` reads it when it must be read."""
         if self.ttl_ns <= 0:  # caching is off: every request reads for itself

@@ -11,20 +11,18 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from paymux.auth.throttle import AuthThrottle
 from paymux.catalog.snapshot import CatalogCache, ProviderView
 from paymux.db.engine import create_engine, is_sqlite, session_factory
 from paymux.db.uncancellable import wait_through_cancellation
 from paymux.db.write_turn import WriteTurn
 from paymux.ledger.service import AccountCache
+from paymux.payments.check_ids import CheckIds
 from paymux.providers.base import Protocol, protocol_class
 from paymux.providers.transport import provider_client
 from paymux.refresh_ahead import RefreshAhead
 from paymux.routing.breaker import BreakerBoard
 from paymux.settings import Settings, get_settings
-
-# how long a channel's API key is trusted without reading it again (a revoked key works this long at
-# most in another process; in this one, revoking clears the cache)
-CHANNEL_KEY_SECONDS = 5
 
 if TYPE_CHECKING:
     from paymux.payments.acceptor import Acceptor
@@ -37,16 +35,18 @@ class Hub:
 
     def __init__(self, settings: Settings | None = None, engine: AsyncEngine | None = None) -> None:
         self.settings = settings or get_settings()
-        self.engine = engine or create_engine(self.settings.database_url)
+        self.engine = engine or create_engine(self.settings.database_url, settings=self.settings)
         self.owns_engine = engine is None
         self.sqlite = is_sqlite(str(self.engine.url))
         # SQLite: a one-connection writer engine and a separate pool of readers; PostgreSQL: one pool
         # reads get their own pool, so a writer that needs a read (an account id not cached yet)
         # never waits for a connection held by another writer doing the same
+        pool: dict[str, Any] = {} if self.sqlite else {"pool_size": 4, "max_overflow": 4}
         self.read_engine = create_engine(
             self.engine.url.render_as_string(hide_password=False),
             readonly=True,
-            **({} if self.sqlite else {"pool_size": 4, "max_overflow": 4}),
+            settings=self.settings,
+            **pool,
         )
         self._write_sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         # SQLite admits one writer: the writers of this process take turns (acceptances first, then
@@ -58,14 +58,23 @@ class Hub:
         self.catalog = CatalogCache(self.read_sessions, self.settings.catalog_cache_seconds)
         self.accounts = AccountCache(self.read_sessions)
         self.breakers = BreakerBoard()
+        self.auth_throttle = AuthThrottle(
+            self.settings.auth_failures_per_address,
+            self.settings.auth_failures_per_key,
+            self.settings.auth_failure_window_seconds,
+        )
         self._http: httpx.AsyncClient | None = None
         self._provider_http: dict[int, httpx.AsyncClient] = {}
         self._protocols: dict[int, tuple[str, Protocol]] = {}
-        # key hash -> channel id (see channel_for_headers)
-        self.channel_keys: RefreshAhead[str, int] = RefreshAhead("channel keys", CHANNEL_KEY_SECONDS)
+        # key hash -> channel id (see channel_for_headers); a key revoked in another process is refused
+        # here within channel_key_cache_seconds, in this one at once (channel_keys_changed)
+        self.channel_keys: RefreshAhead[str, int] = RefreshAhead(
+            "channel keys", self.settings.channel_key_cache_seconds
+        )
         self._acceptor: Acceptor | None = None
         self._recorder: Recorder | None = None
         self.local_worker: Worker | None = None  # takes payments accepted here straight away
+        self.check_ids = CheckIds()  # transaction ids of account checks (paymux.payments.check_ids)
 
     @contextlib.asynccontextmanager
     async def sessions(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
@@ -141,6 +150,10 @@ class Hub:
 
     def catalog_changed(self) -> None:
         self.catalog.invalidate()
+        self.channel_keys.clear()
+
+    def channel_keys_changed(self) -> None:
+        """A channel key was revoked (committed): read every key again before trusting it."""
         self.channel_keys.clear()
 
     async def close(self) -> None:

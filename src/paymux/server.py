@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 
 from paymux.api.app import create_app
 from paymux.http_protocol import CoalescingHttpToolsProtocol
 from paymux.runtime import Hub
+from paymux.server_tls import ServerTLS
 from paymux.settings import Settings
 
 
-def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -> uvicorn.Config:
+def _config(
+    hub: Hub, host: str, port: int, run_workers: bool, log_level: str, tls: ServerTLS | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(hub, run_workers=run_workers),
         host=host,
@@ -28,6 +33,7 @@ def _config(hub: Hub, host: str, port: int, run_workers: bool, log_level: str) -
         # the app sees the real TCP peer: gateways and the back office decide themselves which
         # proxies' X-Forwarded-For and certificate headers they trust
         proxy_headers=False,
+        **(tls.uvicorn_options() if tls is not None else {}),
     )
 
 
@@ -36,6 +42,27 @@ class EmbeddedServer(uvicorn.Server):
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()
+
+
+class HubServer(uvicorn.Server):
+    """``paymux serve``'s server: SIGINT and SIGTERM stop it gracefully, as they stop uvicorn, but are
+    not raised again once it has stopped. uvicorn raises them again to end the process the signal's
+    way, which ended it before the hub was closed: SIGTERM's default action killed the process,
+    SIGINT made asyncio cancel the hub's close half-way (its database connections were not closed,
+    SQLite's WAL not checkpointed). The process now ends (status 0) after the hub has closed."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
@@ -52,23 +79,31 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-async def serve_hub(settings: Settings, host: str, port: int, *, run_workers: bool = True) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+async def serve_hub(
+    settings: Settings, host: str, port: int, *, run_workers: bool = True, tls: ServerTLS | None = None
+) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM); HTTPS when ``tls`` is given."""
     hub = Hub(settings)
     try:
-        config = _config(hub, host, port, run_workers, settings.log_level)
+        config = _config(hub, host, port, run_workers, settings.log_level, tls)
         settle_heap()
-        await uvicorn.Server(config).serve()
+        await HubServer(config).serve()
     finally:
         await hub.close()
 
 
 @contextlib.asynccontextmanager
 async def running_hub(
-    hub: Hub, host: str = "127.0.0.1", port: int = 0, *, run_workers: bool = True, log_level: str = "warning"
+    hub: Hub,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    run_workers: bool = True,
+    log_level: str = "warning",
+    tls: ServerTLS | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``hub`` in this event loop for the duration of the block; yields its base URL."""
-    server = EmbeddedServer(_config(hub, host, port, run_workers, log_level))
+    server = EmbeddedServer(_config(hub, host, port, run_workers, log_level, tls))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -81,7 +116,7 @@ async def running_hub(
             sock_port = sock.getsockname()[1]
             break
     try:
-        yield f"http://{host}:{sock_port}"
+        yield f"{'https' if tls is not None else 'http'}://{host}:{sock_port}"
     finally:
         server.should_exit = True
         await task

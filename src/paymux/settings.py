@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +19,18 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    # TLS on paymux serve's own listener (server_tls.py); without a certificate it serves plain HTTP
+    ssl_certfile: str | None = Field(default=None, description="PEM certificate (chain): serve HTTPS")
+    ssl_keyfile: str | None = Field(
+        default=None, description="its private key, if not in the certificate file"
+    )
+    ssl_keyfile_password: SecretStr = Field(default=SecretStr(""), description="password of an encrypted key")
+    ssl_ca_certs: str | None = Field(
+        default=None, description="CA certificates that issue client certificates"
+    )
+    ssl_cert_reqs: Literal["none", "optional", "required"] = Field(
+        default="none", description="client certificates: none, optional (checked when sent), required"
+    )
     log_level: str = "info"
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto", description="event loop of serve, worker and demo: uvloop when installed (auto)"
@@ -32,6 +45,22 @@ class Settings(BaseSettings):
     retry_max_ms: int = Field(default=600_000, description="longest delay between retries")
     payment_lifetime_seconds: int = Field(default=86_400, description="default lifetime of a payment")
 
+    # PostgreSQL session limits (0: none). A process paused or cut off inside a transaction holds its
+    # row locks (ledger balances among them) until its transaction ends: the server ends such a
+    # session after the idle timeout, and nobody waits for a lock longer than the lock timeout.
+    db_idle_in_transaction_timeout_ms: int = Field(
+        default=10_000, ge=0, description="PostgreSQL idle_in_transaction_session_timeout of every session"
+    )
+    db_lock_timeout_ms: int = Field(default=20_000, ge=0, description="PostgreSQL lock_timeout")
+    db_statement_timeout_ms: int = Field(
+        default=60_000, ge=0, description="PostgreSQL statement_timeout of the sessions that write"
+    )
+    db_read_statement_timeout_ms: int = Field(
+        default=300_000,
+        ge=0,
+        description="PostgreSQL statement_timeout of read-only sessions (reports)",
+    )
+
     # Providers
     provider_timeout_ms: int = 10_000
     provider_connect_timeout_ms: int = 3_000
@@ -41,6 +70,54 @@ class Settings(BaseSettings):
 
     # Caches of the catalog (seconds); changes through the admin API invalidate at once in-process.
     catalog_cache_seconds: int = 5
+    # How long a process trusts a channel API key it has read: a key revoked in another process is
+    # refused here within this time (in the revoking process at once). 0 reads it on every request.
+    channel_key_cache_seconds: float = Field(default=5, ge=0, le=300)
+
+    # The request edge (api/edge.py): the largest request body per route class, in bytes (413 beyond)
+    body_limit_channel: int = Field(default=64 * 1024, description="channel API (/api/v1/, not admin)")
+    body_limit_admin: int = Field(default=1024 * 1024, description="admin API, and any other route")
+    body_limit_catalog: int = Field(default=4 * 1024 * 1024, description="POST /api/v1/admin/catalog")
+    body_limit_upload: int = Field(
+        default=64 * 1024 * 1024, description="file uploads: reconciliation registers, bank statements"
+    )
+    body_limit_backoffice: int = Field(default=1024 * 1024, description="back-office forms")
+    body_limit_gateway: int = Field(
+        default=16 * 1024, description="inbound gateways (/osmp/..., /cyberplat/...)"
+    )
+    catalog_max_items: int = Field(
+        default=10_000,
+        description="the most providers, services, tariffs... in one list of a catalog document",
+    )
+    request_id_from_client: bool = Field(
+        default=True, description="use a well-formed X-Request-ID sent by the client instead of a new id"
+    )
+
+    # Failed authentication (auth/throttle.py; counted per process): after this many failures within
+    # the window, from one address or with one key prefix, further attempts get 429 (0: no limit)
+    auth_failures_per_address: int = 30
+    auth_failures_per_key: int = 10
+    auth_failure_window_seconds: int = 60
+
+    # The operator's own business day: dates and times written into files for the bank (payment orders)
+    business_timezone: str = Field(
+        default="UTC", description="IANA time zone of the operator's business dates, e.g. Europe/Moscow"
+    )
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as Europe/Moscow or UTC)"
+            ) from None
+        return v
+
+    @property
+    def business_tz(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
 
 
 @lru_cache

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymux import audit
+from paymux import audit, offload
+from paymux.admin.credentials import channel_in_scope
 from paymux.api.deps import AdminDep, HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Count, Id, Ident
 from paymux.audit.states import AuditAs, catalog_change
 from paymux.auth.keys import UnknownChannel, issue_channel_key
 from paymux.auth.principal import channel_scope
 from paymux.catalog import service as catalog
-from paymux.catalog.file import apply_catalog, dump_yaml, export_catalog, load_yaml
+from paymux.catalog.file import CatalogTooLarge, apply_catalog, dump_yaml, export_catalog, load_yaml
 from paymux.catalog.schemas import AgentIn, ChannelGroupIn, ChannelIn, ProviderIn, ServiceIn, TariffIn
-from paymux.errors import invalid, not_found
+from paymux.errors import Problem, invalid, not_found
 from paymux.gateways.exchanges import for_payment as inbound_exchanges
 from paymux.ledger.models import Account
 from paymux.ledger.topups import record_topup
+from paymux.masking import mask_secrets
 from paymux.money import MoneyError, format_amount, parse_amount
 from paymux.payments.details import payment_attempts, payment_postings
 from paymux.payments.models import Payment
+from paymux.payments.visibility import (
+    EXCHANGES,
+    INBOUND,
+    MONEY_FIELDS,
+    PaymentScope,
+    payment_scope,
+    payment_view,
+)
 from paymux.routing.switch import list_switches, switch_back, switch_provider
 from paymux.runtime import Hub
 from paymux.tariffs import service as tariffs
@@ -61,8 +73,13 @@ def _actor(admin: Any) -> str:
 
 @router.get("/catalog", response_class=Response, responses={200: {"content": {"application/yaml": {}}}})
 async def get_catalog(_: AdminDep, session: ReadSessionDep) -> Response:
-    """The whole catalog as the YAML file `paymux catalog export` prints."""
-    return Response(dump_yaml(await export_catalog(session)), media_type="application/yaml")
+    """The whole catalog as the YAML file `paymux catalog export` prints: secrets as `***` (written in
+    a thread).
+
+    Applying the file (`POST /catalog`, `paymux catalog apply`) keeps the stored secrets where it says `***`.
+    """
+    text = await asyncio.to_thread(dump_yaml, await export_catalog(session))
+    return Response(text, media_type="application/yaml")
 
 
 @router.post("/catalog")
@@ -73,39 +90,52 @@ async def post_catalog(
     session: SessionDep,
     dry_run: Annotated[bool, Query(description="report only, change nothing")] = False,
 ) -> dict[str, Any]:
-    """Apply a catalog YAML (or JSON) document: idempotent upsert, returns what changed."""
+    """Apply a catalog YAML (or JSON) document: idempotent upsert, returns what changed.
+
+    The body may be ``PAYMUX_BODY_LIMIT_CATALOG`` bytes long, and each list hold
+    ``PAYMUX_CATALOG_MAX_ITEMS`` items (413 beyond); it is read and validated in a thread."""
     raw = (await request.body()).decode("utf-8", errors="replace")
     try:
-        data = load_yaml(raw)
+        data = await offload.in_thread(load_yaml, raw, hub.settings.catalog_max_items)
+    except CatalogTooLarge as e:
+        raise Problem(413, "catalog-too-large", "Catalog document too large", str(e)) from None
     except ValueError as e:
         raise invalid("invalid-catalog", str(e)) from None
 
     async def _applied(r: Any) -> Any:
         return {"summary": r.summary(), "changes": r.lines()}
 
-    report = (
-        await _change(
-            hub,
-            session,
-            lambda: apply_catalog(session, data, actor=_actor(admin)),
-            AuditAs(admin, "catalog.apply", "catalog", None, _applied),
+    try:
+        report = (
+            await _change(
+                hub,
+                session,
+                lambda: apply_catalog(session, data, actor=_actor(admin)),
+                AuditAs(admin, "catalog.apply", "catalog", None, _applied),
+            )
+            if not dry_run
+            else await apply_catalog(session, data, actor=_actor(admin))
         )
-        if not dry_run
-        else await apply_catalog(session, data, actor=_actor(admin))
-    )
-    if dry_run:
-        await session.rollback()
-    return {"summary": report.summary(), "changes": report.lines(), "dry_run": dry_run}
+        if dry_run:
+            await session.rollback()
+        return {"summary": report.summary(), "changes": report.lines(), "dry_run": dry_run}
+    finally:
+        await offload.release_in_thread(data)  # thousands of models would be freed on the loop
 
 
 @router.get("/providers", response_model=list[ProviderIn])
 async def list_providers(_: AdminDep, session: ReadSessionDep) -> list[ProviderIn]:
-    return [catalog.provider_to_schema(p) for p in await catalog.list_providers(session)]
+    """Providers; config secrets are shown as `***` (sending `***` back keeps the stored value)."""
+    return [
+        catalog.masked_provider(catalog.provider_to_schema(p)) for p in await catalog.list_providers(session)
+    ]
 
 
 @router.get("/providers/{code}", response_model=ProviderIn)
 async def get_provider(code: str, _: AdminDep, session: ReadSessionDep) -> ProviderIn:
-    return catalog.provider_to_schema(await _found(catalog.get_provider(session, code)))
+    """A provider; config secrets are shown as `***` (sending `***` back keeps the stored value)."""
+    row = await _found(catalog.get_provider(session, code))
+    return catalog.masked_provider(catalog.provider_to_schema(row))
 
 
 @router.put("/providers/{code}")
@@ -202,16 +232,13 @@ async def put_agent(
 
 @router.get("/channels", response_model=list[ChannelIn])
 async def list_channels(admin: AdminDep, session: ReadSessionDep) -> list[ChannelIn]:
-    """Channels; HMAC secrets are masked (they are only ever written, not read back here)."""
+    """Channels; HMAC secrets are shown as `***` (sending `***` back keeps the stored secret)."""
     out = []
     scope = await channel_scope(session, admin)
     for c in await catalog.list_channels(session):
         if scope is not None and c.id not in scope:
             continue
-        ch = await catalog.channel_to_schema(session, c)
-        if ch.signing.hmac_secret:
-            ch = ch.model_copy(update={"signing": ch.signing.model_copy(update={"hmac_secret": "***"})})
-        out.append(ch)
+        out.append(catalog.masked_channel(await catalog.channel_to_schema(session, c)))
     return out
 
 
@@ -234,6 +261,7 @@ async def put_channel(
 @router.post("/channels/{code}/keys", status_code=201)
 async def new_channel_key(code: str, admin: AdminDep, session: SessionDep) -> dict[str, str]:
     """Issue a new API key for the channel; it is shown only in this answer."""
+    await channel_in_scope(session, admin, code)
     try:
         key = await issue_channel_key(session, code)
     except UnknownChannel as e:
@@ -275,7 +303,14 @@ async def list_tariffs(
     service: str | None = None,
     provider: str | None = None,
 ) -> list[TariffIn]:
-    """Tariff versions with their history, newest first."""
+    """Tariff versions with their history, newest first; an unknown service or provider is refused (422)."""
+    lookups = (("service", service, catalog.get_service), ("provider", provider, catalog.get_provider))
+    for what, code, lookup in lookups:
+        if code is not None:
+            try:
+                await lookup(session, code)
+            except catalog.CatalogError as e:
+                raise invalid("unknown-" + what, str(e)) from None
     rows = await tariffs.history(session, kind=kind, service=service, provider=provider)
     return [await tariffs.version_to_schema(session, r) for r in rows]
 
@@ -304,9 +339,9 @@ async def add_tariff(
 
 
 class SwitchBody(BaseModel):
-    off: StrictStr = Field(description="provider to move away from")
-    onto: StrictStr | None = Field(None, description="provider to move onto (optional)")
-    service: StrictStr | None = Field(None, description="one service; every service when omitted")
+    off: Ident = Field(description="provider to move away from")
+    onto: Ident | None = Field(None, description="provider to move onto (optional)")
+    service: Ident | None = Field(None, description="one service; every service when omitted")
 
 
 @router.post("/switches", status_code=201)
@@ -327,11 +362,12 @@ async def post_switch(
         "candidates_changed": r.candidates_changed,
         "services": r.services,
         "message": r.message,
+        "changes": [c.as_dict() for c in r.changes],
     }
 
 
 @router.post("/switches/{switch_id}/revert")
-async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def revert_switch(switch_id: Id, admin: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     r = await _change(
         hub,
         session,
@@ -343,11 +379,17 @@ async def revert_switch(switch_id: int, admin: AdminDep, hub: HubDep, session: S
         "candidates_changed": r.candidates_changed,
         "services": r.services,
         "message": r.message,
+        "changes": [c.as_dict() for c in r.changes],
     }
 
 
 async def _switch_state(r: Any) -> Any:
-    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services}
+    return {
+        "switch_id": r.switch_id,
+        "candidates_changed": r.candidates_changed,
+        "services": r.services,
+        "changes": [c.as_dict() for c in r.changes],
+    }
 
 
 @router.get("/switches")
@@ -406,11 +448,9 @@ def _owner(snap: Any, kind: str, owner_id: int) -> str | None:
 
 
 class TopUpBody(BaseModel):
-    amount: StrictStr = Field(examples=["100000.00"])
-    currency: StrictStr = Field(min_length=3, max_length=3)
-    reference: StrictStr = Field(
-        min_length=1, max_length=100, description="bank reference; makes it idempotent"
-    )
+    amount: Ident = Field(examples=["100000.00"])
+    currency: Ident = Field(min_length=3, max_length=3)
+    reference: Ident = Field(min_length=1, max_length=100, description="bank reference; makes it idempotent")
 
 
 @router.post("/providers/{code}/topups", status_code=201)
@@ -485,14 +525,18 @@ async def search_payments(
     created_to: dt.datetime | None = None,
     needs_attention: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> dict[str, Any]:
-    """Search payments with filters, newest first."""
+    """Search payments with filters, newest first. An agent's users get their channels' payments with
+    the fields they may see (``paymux.payments.visibility``), and cannot filter by the others."""
     snap = await hub.catalog.get()
+    scope = await payment_scope(session, admin)
+    for field, value in (("provider", provider), ("needs_attention", needs_attention)):
+        if value is not None and not scope.shows(field):
+            raise invalid("hidden-field", f"agent users cannot filter payments by {field}")
     q = select(Payment)
-    scope = await channel_scope(session, admin)
-    if scope is not None:  # an agent's users see only the agent's channels
-        q = q.where(Payment.channel_id.in_(scope or [-1]))
+    if scope.channels is not None:  # an agent's users see only the agent's channels
+        q = q.where(Payment.channel_id.in_(scope.channels or [-1]))
     if status:
         q = q.where(Payment.status == status)
     if service:
@@ -513,12 +557,7 @@ async def search_payments(
         q = q.where(Payment.needs_attention == needs_attention)
     total = await session.scalar(select(func.count()).select_from(q.subquery()))
     rows = (await session.scalars(q.order_by(Payment.id.desc()).limit(limit).offset(offset))).all()
-    return {"total": total, "items": [_payment_dict(snap, p) for p in rows]}
-
-
-def _provider_code(snap: Any, provider_id: int) -> str | int:
-    p = snap.providers.get(provider_id)
-    return p.code if p else provider_id
+    return {"total": total, "items": [_payment_dict(snap, scope, p) for p in rows]}
 
 
 def _id_of(view: Any, what: str, code: str) -> int:
@@ -527,64 +566,40 @@ def _id_of(view: Any, what: str, code: str) -> int:
     return int(view.id)
 
 
-def _payment_dict(snap: Any, p: Payment) -> dict[str, Any]:
-    cur = p.currency
-    svc = snap.services_by_id.get(p.service_id)
-    prov = snap.providers.get(p.provider_id)
-    ch = snap.channels.get(p.channel_id)
-    return {
-        "id": p.id,
-        "external_id": p.external_id,
-        "status": p.status,
-        "service": svc.code if svc else p.service_id,
-        "channel": ch.code if ch else p.channel_id,
-        "provider": prov.code if prov else p.provider_id,
-        "provider_service_code": p.provider_service_code,
-        "account": p.account,
-        "currency": cur,
-        "amount": format_amount(p.amount, cur),
-        "fee": format_amount(p.fee, cur),
-        "total": format_amount(p.total, cur),
-        "remuneration": format_amount(p.remuneration, cur),
-        "commission": format_amount(p.commission, cur),
-        "tariff_versions": {
-            "fee": p.fee_tariff_id,
-            "remuneration": p.remuneration_tariff_id,
-            "commission": p.commission_tariff_id,
-        },
-        "fields": p.fields,
-        "route_reason": p.route_reason,
-        "attempts": p.attempts,
-        "failovers": p.failovers,
-        "in_doubt": p.in_doubt,
-        "needs_attention": p.needs_attention,
-        "provider_txn_id": p.provider_txn_id,
-        "error_code": p.error_code,
-        "error_message": p.error_message,
-        "created_at": p.created_at,
-        "final_at": p.final_at,
-        "next_attempt_at": p.next_attempt_at,
-        "expires_at": p.expires_at,
-    }
+def _code_of(snap: Any) -> Callable[[str, int], Any]:
+    tables = {"service": snap.services_by_id, "channel": snap.channels, "provider": snap.providers}
+
+    def code_of(kind: str, owner_id: int) -> Any:
+        found = tables[kind].get(owner_id)
+        return found.code if found else owner_id
+
+    return code_of
+
+
+def _payment_dict(snap: Any, scope: PaymentScope, p: Payment) -> dict[str, Any]:
+    """What the caller may see of ``p``, amounts as decimal strings."""
+    view = payment_view(scope, p, _code_of(snap))
+    for k in MONEY_FIELDS & view.keys():
+        view[k] = None if view[k] is None else format_amount(view[k], p.currency)
+    return view
 
 
 @router.get("/payments/{payment_id}")
 async def payment_details(
-    payment_id: int, admin: AdminDep, hub: HubDep, session: ReadSessionDep
+    payment_id: Id, admin: AdminDep, hub: HubDep, session: ReadSessionDep
 ) -> dict[str, Any]:
-    """Everything about one payment: pricing, route, attempts with the provider exchange, postings."""
+    """Everything about one payment: pricing, route, attempts with the provider exchange, postings
+    (to an agent's users: what they may see of it, and the postings on their channels' accounts)."""
     p = await session.get(Payment, payment_id)
-    scope = await channel_scope(session, admin)
-    if p is None or (scope is not None and p.channel_id not in scope):
+    scope = await payment_scope(session, admin)
+    if p is None or not scope.sees_payment_of(p.channel_id):
         raise not_found(f"payment {payment_id}")
     snap = await hub.catalog.get()
-    attempts = await payment_attempts(session, p.id)
-    postings = await payment_postings(session, p.id)
-    return {
-        **_payment_dict(snap, p),
-        "attempts": [
+    out = _payment_dict(snap, scope, p)
+    if scope.shows(EXCHANGES):
+        out["attempts"] = [
             {
-                "provider": _provider_code(snap, a.provider_id),
+                "provider": _code_of(snap)("provider", a.provider_id),
                 "step": a.step,
                 "outcome": a.outcome,
                 "code": a.code,
@@ -592,24 +607,25 @@ async def payment_details(
                 "provider_txn_id": a.provider_txn_id,
                 "started_at": a.started_at,
                 "elapsed_ms": a.elapsed_ms,
-                "exchanges": a.exchanges,
+                "exchanges": mask_secrets(a.exchanges),
             }
-            for a in attempts
-        ],
-        "postings": [
-            {
-                "entry": e,
-                "entry_kind": ek,
-                "at": at,
-                "account": f"{ak}:{_owner(snap, ak, owner) or 'system'}",
-                "amount": format_amount(amt, cur),
-                "currency": cur,
-            }
-            for e, ek, at, ak, owner, amt, cur in postings
-        ],
+            for a in await payment_attempts(session, p.id)
+        ]
+    out["postings"] = [
+        {
+            "entry": e,
+            "entry_kind": ek,
+            "at": at,
+            "account": f"{ak}:{_owner(snap, ak, owner) or 'system'}",
+            "amount": format_amount(amt, cur),
+            "currency": cur,
+        }
+        for e, ek, at, ak, owner, amt, cur in scope.postings(await payment_postings(session, p.id))
+    ]
+    if scope.shows(INBOUND):
         # requests of a payment system through an inbound gateway (e.g. OSMP), with our answers
-        "inbound": await inbound_exchanges(session, p.id),
-    }
+        out["inbound"] = mask_secrets(await inbound_exchanges(session, p.id))
+    return out
 
 
 @router.get("/health/providers")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth.admin_api import admin_principal
 from paymux.auth.keys import channel_for_key, digest
 from paymux.auth.principal import Principal
+from paymux.auth.proxy import client_ip, proxy_settings
 from paymux.auth.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from paymux.auth.throttle import key_prefix
 from paymux.catalog.snapshot import ChannelView
-from paymux.errors import Problem
+from paymux.errors import Problem, unauthorized
 from paymux.runtime import Hub
 
 
@@ -46,31 +48,52 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 def bearer_token(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(
-            401, "unauthorized", "Authentication required", "send the key as 'Authorization: Bearer <key>'"
+        raise unauthorized(
+            "Authentication required", "send the key as 'Authorization: Bearer <key>'", presented=False
         )
     return token.strip()
-
-
-def _bearer(request: Request) -> str:
-    return bearer_token(request.headers.get("authorization"))
 
 
 async def current_channel(request: Request, hub: HubDep) -> ChannelView:
     """The channel whose API key made this request, after checking its signature if needed."""
     signed = request.headers.get(SIGNATURE_HEADER) is not None
-    channel = await channel_for_headers(hub, request.headers, None)
+
+    def address() -> str:
+        return client_ip(request, proxy_settings(request.app))
+
+    channel = await channel_for_headers(hub, request.headers, None, address)
     if channel.signing != "none" and (channel.signing_required or signed):
-        await channel_for_headers(hub, request.headers, await request.body())
+        await channel_for_headers(hub, request.headers, await request.body(), address)
     return channel
 
 
-async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes | None) -> ChannelView:
+async def channel_for_headers(
+    hub: Hub, headers: Mapping[str, str], body: bytes | None, address: Callable[[], str]
+) -> ChannelView:
     """Authenticate a channel request from its headers; with ``body`` also check its signature.
 
     ``body`` None: the signature is not checked here (the caller checks it once it has the body).
+    ``address`` gives the client's address, asked for only while failures are being throttled
+    (``auth/throttle.py``): a refused key or signature counts against it and the key's prefix, and
+    while either is throttled only keys this process verified within the last seconds (its cache of
+    keys) are served, so one client with a wrong key behind a shared address does not lock the
+    others out.
     """
     key = bearer_token(headers.get("authorization"))
+    throttle = hub.auth_throttle
+    if not throttle.idle:
+        refusal = throttle.refusal(address(), key_prefix(key))
+        if refusal is not None and hub.channel_keys.fresh(digest(key)) is None:
+            raise refusal.problem()
+    try:
+        return await _channel_for_key(hub, key, headers, body)
+    except Problem as e:
+        if e.status == 401:
+            throttle.failed(address(), key_prefix(key))
+        raise
+
+
+async def _channel_for_key(hub: Hub, key: str, headers: Mapping[str, str], body: bytes | None) -> ChannelView:
     h = digest(key)
 
     async def read() -> int | None:
@@ -79,14 +102,14 @@ async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes 
 
     channel_id = await hub.channel_keys.get(h, read)
     if channel_id is None:
-        raise Problem(401, "unauthorized", "Invalid API key", "the API key is unknown or revoked")
+        raise unauthorized("Invalid API key", "the API key is unknown or revoked")
     snap = await hub.catalog.get()
     channel = snap.channels.get(channel_id)
     if channel is None:
         hub.catalog_changed()
         channel = (await hub.catalog.get()).channels.get(channel_id)
     if channel is None:
-        raise Problem(401, "unauthorized", "Invalid API key", "the key's channel no longer exists")
+        raise unauthorized("Invalid API key", "the key's channel no longer exists")
     if not channel.enabled:
         raise Problem(403, "channel-disabled", "Channel disabled", f"channel {channel.code} is disabled")
     signature = headers.get(SIGNATURE_HEADER)
@@ -102,7 +125,7 @@ async def channel_for_headers(hub: Hub, headers: Mapping[str, str], body: bytes 
                 max_skew=hub.settings.signature_max_skew_seconds,
             )
         except SignatureError as e:
-            raise Problem(401, "bad-signature", "Request signature rejected", str(e)) from None
+            raise unauthorized("Request signature rejected", str(e), slug="bad-signature") from None
     return channel
 
 

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.audit.models import AuditEvent
 from paymux.db.base import utcnow
+from paymux.masking import mask_secrets
 
 GENESIS = "0" * 64
 # any constant: the advisory lock that orders appends on PostgreSQL
 _PG_LOCK_KEY = 7_317_202_611
-SECRET_KEYS = ("password", "secret", "token", "api_key", "private_key", "passphrase")
 
 
 def _plain(value: Any) -> Any:
@@ -42,22 +42,6 @@ def _default(o: Any) -> Any:
     if isinstance(o, set | frozenset | tuple):
         return sorted(o) if isinstance(o, set | frozenset) else list(o)
     return str(o)
-
-
-def mask(value: Any) -> Any:
-    """``value`` with secret-looking fields replaced by ``***`` (secrets never reach the log)."""
-    if isinstance(value, dict):
-        return {
-            k: (
-                "***"
-                if v and any(s == str(k).lower() or str(k).lower().endswith("_" + s) for s in SECRET_KEYS)
-                else mask(v)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
 
 
 def canonical(row: AuditEvent) -> bytes:
@@ -116,8 +100,9 @@ async def record(
         action=action[:64],
         target=target[:300],
         outcome=outcome[:16],
-        before=_plain(mask(before)),
-        after=_plain(mask(after)),
+        # secrets never reach the log (callers pass states as reads show them; this is the safety net)
+        before=mask_secrets(_plain(before)),
+        after=mask_secrets(_plain(after)),
         prev_hash=prev,
     )
     row.hash = chain_hash(prev, row)

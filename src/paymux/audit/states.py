@@ -13,19 +13,25 @@ from paymux.catalog import service as catalog
 
 
 async def catalog_state(session: AsyncSession, kind: str, code: str) -> dict[str, Any] | None:
-    """The catalog object ``kind``/``code`` as the admin API shows it, or None when it does not exist."""
+    """The catalog object ``kind``/``code`` as the admin API shows it (secrets masked), or None when it
+    does not exist."""
     try:
         if kind == "provider":
-            provider = await catalog.get_provider(session, code)
-            return catalog.provider_to_schema(provider).model_dump(mode="json")
+            provider = catalog.provider_to_schema(await catalog.get_provider(session, code))
+            return catalog.masked_provider(provider).model_dump(mode="json")
         if kind == "service":
             row = await catalog.get_service(session, code)
             return (await catalog.service_to_schema(session, row)).model_dump(mode="json")
         if kind == "channel":
-            ch = await catalog.get_channel(session, code)
-            return (await catalog.channel_to_schema(session, ch)).model_dump(mode="json")
+            ch = await catalog.channel_to_schema(session, await catalog.get_channel(session, code))
+            return catalog.masked_channel(ch).model_dump(mode="json")
         if kind == "agent":
             return catalog.agent_to_schema(await catalog.get_agent(session, code)).model_dump(mode="json")
+        if kind == "gateway":
+            from paymux.gateways import service as gateways
+
+            gw = await gateways.get_gateway(session, code)
+            return gateways.masked(await gateways.gateway_to_schema(session, gw)).model_dump(mode="json")
         if kind == "channel_group":
             group = await catalog.get_channel_group(session, code)
             return catalog.channel_group_to_schema(group).model_dump(mode="json")

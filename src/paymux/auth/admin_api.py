@@ -16,13 +16,14 @@ from fastapi import Depends, Request
 
 from paymux.auth import permissions as P
 from paymux.auth.access import ip_allowed
-from paymux.auth.keys import admin_for_token
+from paymux.auth.keys import admin_for_token, digest
 from paymux.auth.principal import Principal, legacy_admin, principal_for_user
 from paymux.auth.proxy import client_ip
+from paymux.auth.throttle import key_prefix
 from paymux.auth.tokens import PREFIX, user_for_token
 from paymux.auth.user_models import Role
 from paymux.backoffice.settings import BackofficeSettings, get_backoffice_settings
-from paymux.errors import Problem
+from paymux.errors import Problem, unauthorized
 
 A = "/api/v1/admin"
 
@@ -80,25 +81,41 @@ def _settings(request: Request) -> BackofficeSettings:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "unauthorized", "Invalid admin token", detail)
+    return unauthorized("Invalid admin token", detail)
 
 
 async def api_principal(request: Request) -> Principal:
-    """The caller of an admin API route, from its bearer token (cached for the request)."""
+    """The caller of an admin API route, from its bearer token (cached for the request).
+
+    Refused tokens count against the client's address and the token's prefix (``auth/throttle.py``)."""
     cached = getattr(request.state, "api_principal", None)
     if isinstance(cached, Principal):
         return cached
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Problem(
-            401,
-            "unauthorized",
-            "Authentication required",
-            "send the token as 'Authorization: Bearer <token>'",
+        raise unauthorized(
+            "Authentication required", "send the token as 'Authorization: Bearer <token>'", presented=False
         )
     ip = client_ip(request, _settings(request))
     hub = request.app.state.hub
+    throttle = hub.auth_throttle
+    if not throttle.idle:
+        refusal = throttle.refusal(ip, key_prefix(token))
+        if refusal is not None and not throttle.vouched(digest(token)):
+            raise refusal.problem()
+    try:
+        principal = await _principal_of(hub, token, ip)
+    except Problem as e:
+        if e.status == 401:
+            throttle.failed(ip, key_prefix(token))
+        raise
+    throttle.vouch(digest(token))
+    request.state.api_principal = principal
+    return principal
+
+
+async def _principal_of(hub: Any, token: str, ip: str) -> Principal:
     async with hub.read_sessions() as session:
         if token.startswith(PREFIX + "_"):
             found = await user_for_token(session, token)
@@ -114,14 +131,11 @@ async def api_principal(request: Request) -> Principal:
                     "Not allowed from this address",
                     "the token's user may not use it from this IP address",
                 )
-            principal = await principal_for_user(session, user, ip=ip, via=f"token {row.prefix}")
-        else:
-            admin = await admin_for_token(session, token)
-            if admin is None:
-                raise _unauthorized("the admin token is unknown, expired or revoked")
-            principal = legacy_admin(admin.name, ip)
-    request.state.api_principal = principal
-    return principal
+            return await principal_for_user(session, user, ip=ip, via=f"token {row.prefix}")
+        admin = await admin_for_token(session, token)
+        if admin is None:
+            raise _unauthorized("the admin token is unknown, expired or revoked")
+        return legacy_admin(admin.name, ip)
 
 
 def _forbidden(permission: str) -> Problem:

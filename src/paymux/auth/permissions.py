@@ -34,6 +34,11 @@ PREDEFINED_ROLES: dict[str, str] = {
     AGENT: "Agent",
 }
 
+# Predefined roles a role may give to users beyond its own permissions (and whose users it may then
+# manage). Everyone else gives only roles whose permissions they hold themselves (auth/grants.py).
+# Compliance creates and manages the Customer support and Anti-fraud staff.
+DELEGATIONS: dict[str, frozenset[str]] = {COMPLIANCE: frozenset({SUPPORT, ANTI_FRAUD})}
+
 
 @dataclass(frozen=True)
 class Permission:
@@ -68,7 +73,8 @@ OVERSIGHT = (COMPLIANCE, ANTI_FRAUD)
 
 # --- users, roles, audit ------------------------------------------------------------------------------
 USERS_READ = define("users.read", "View users", (COMPLIANCE,))
-USERS_WRITE = define("users.write", "Create and change users")
+# Compliance: only users whose permissions it holds, or of the roles it delegates (DELEGATIONS)
+USERS_WRITE = define("users.write", "Create and change users", (COMPLIANCE,))
 ROLES_READ = define("roles.read", "View roles", (COMPLIANCE,))
 ROLES_WRITE = define("roles.write", "Create and change roles")
 ORGS_READ = define("orgs.read", "View organizations", (COMPLIANCE, CFO))
@@ -77,12 +83,16 @@ SESSIONS_READ = define("sessions.read", "View sessions of users", (COMPLIANCE,))
 SESSIONS_END = define("sessions.end", "End sessions of users")
 AUDIT_READ = define("audit.read", "View the audit log", (CFO, COMPLIANCE, ANTI_FRAUD))
 API_TOKENS = define("api.tokens", "Own API tokens", (OPERATOR, CFO, FINANCIAL_SPECIALIST))
+# admin tokens carry every permission: only the Administrator sees and revokes them
+ADMIN_TOKENS = define("admin_tokens.manage", "View and revoke admin tokens")
 
 # --- catalog and operations (admin API) ---------------------------------------------------------------
 CATALOG_READ = define("catalog.read", "View the catalog", (*FIN, *OVERSIGHT, SUPPORT, OPERATOR))
 CATALOG_WRITE = define("catalog.write", "Change the catalog", (OPERATOR,))
+# `paymux catalog export --with-secrets`: every read masks secrets; only the Administrator gets them
+CATALOG_SECRETS = define("catalog.secrets", "Export the catalog with its secrets")
 CHANNELS_READ = define("channels.read", "View channels", (*FIN, *OVERSIGHT, SUPPORT, OPERATOR, AGENT))
-CHANNEL_KEYS = define("channels.keys", "Issue channel API keys", (OPERATOR,))
+CHANNEL_KEYS = define("channels.keys", "Issue, list and revoke channel API keys", (OPERATOR,))
 ROUTING_READ = define("routing.read", "View routes and switches", (CFO, *OVERSIGHT, OPERATOR, SUPPORT))
 ROUTING_WRITE = define("routing.write", "Switch providers", (OPERATOR,))
 TARIFFS_READ = define("tariffs.read", "View tariffs", (*FIN, OPERATOR, COMPLIANCE))
@@ -132,4 +142,61 @@ RECON_RESOLVE = define(
 )
 RECON_CONFIGURE = define(
     "reconciliation.configure", "Configure register mappings and fetching", (CFO, FINANCIAL_SPECIALIST)
+)
+
+# --- notifications (notifications/endpoints.py): templates, agents' webhook endpoints, delivery ------------
+NOTIFICATIONS_READ = define(
+    "notifications.read",
+    "View notifications, their delivery log, templates and webhook endpoints",
+    (SUPPORT, OPERATOR),
+)
+NOTIFICATIONS_WRITE = define(
+    "notifications.write",
+    "Edit notification templates, configure agents' webhook endpoints, redeliver notifications",
+    (OPERATOR,),
+)
+
+# --- recurring payments (recurring/admin.py; the back-office section "Recurring") -----------------------
+RECURRING_READ = define(
+    "recurring.read",
+    "View recurring customers, subscriptions, runs and agents' recurring settings",
+    (*FIN, *OVERSIGHT, SUPPORT, OPERATOR),
+)
+RECURRING_MANAGE = define(
+    "recurring.manage",
+    "Pause, resume and cancel customers' subscriptions (with a reason)",
+    (SUPPORT, OPERATOR),
+)
+RECURRING_CONFIGURE = define(
+    "recurring.configure", "Configure agents' recurring payments and their funding sources", (OPERATOR,)
+)
+
+# --- invoice collection (invoices/admin.py): billers, their API keys and webhooks ---------------------------
+INVOICES_READ = define(
+    "invoices.read",
+    "View billers, their invoices, API keys (masked) and webhook deliveries",
+    (*FIN, SUPPORT, OPERATOR),
+)
+INVOICES_WRITE = define(
+    "invoices.write",
+    "Create and change billers, issue and revoke their API keys, rotate webhook secrets, redeliver webhooks",
+    (OPERATOR,),
+)
+
+# What an agent's users may do, whatever their role holds: read their own channels' payments (as
+# ``paymux.payments.visibility`` shows them to agents), their reports and their channels, own API
+# tokens for that, and, scoped to the agent by the code that grants them, manage the users of their
+# own organization (``auth/grants.py``) and their own channels' API keys (``admin/credentials.py``).
+# Every other permission reads or changes the operator's side (providers, balances, the ledger,
+# settlement, the audit log, organizations) and is not scoped to an agent.
+AGENT_PERMISSIONS = frozenset(
+    {
+        PAYMENTS_READ,
+        REPORTS_READ,
+        CHANNELS_READ,
+        API_TOKENS,
+        USERS_READ,
+        USERS_WRITE,
+        CHANNEL_KEYS,
+    }
 )

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymux.auth.permissions import PERMISSIONS, role_permissions
+from paymux.auth.keys import admin_for_token
+from paymux.auth.permissions import AGENT_PERMISSIONS, PERMISSIONS, role_permissions
+from paymux.auth.tokens import PREFIX, user_for_token
 from paymux.auth.user_models import Organization, Role, User
 from paymux.catalog.models import Channel
 
@@ -26,6 +28,7 @@ class Principal:
     timezone: str = "UTC"
     language: str = "en"
     via: str = ""  # "session", "token <prefix>", "admin token"
+    role_code: str = ""  # the user's predefined role ("" for a custom role): its delegations apply
     extra: dict[str, object] = field(default_factory=dict)
 
     def can(self, permission: str) -> bool:
@@ -49,10 +52,13 @@ async def principal_for_user(session: AsyncSession, user: User, *, ip: str, via:
     role = await session.get(Role, user.role_id)
     org = await session.get(Organization, user.organization_id)
     scoped = org is not None and org.kind == "agent"
+    permissions = permissions_of(role) if role else frozenset()
+    if scoped:  # an agent's user holds no more than an agent may, whatever role it was given
+        permissions &= AGENT_PERMISSIONS
     return Principal(
         kind="user",
         name=user.username,
-        permissions=permissions_of(role) if role else frozenset(),
+        permissions=permissions,
         user_id=user.id,
         organization_id=user.organization_id,
         agent_id=org.agent_id if org else None,
@@ -61,7 +67,24 @@ async def principal_for_user(session: AsyncSession, user: User, *, ip: str, via:
         timezone=user.timezone,
         language=user.language,
         via=via,
+        role_code=role.code if role is not None and role.builtin else "",
     )
+
+
+async def principal_for_token(session: AsyncSession, raw: str, *, ip: str = "") -> Principal | None:
+    """Who an admin API token stands for: a personal token's user, or a legacy admin token (every
+    permission); None for a token that is unknown, expired or revoked, or whose user is disabled.
+
+    The caller applies what depends on how the token came (the admin API checks the user's networks).
+    """
+    if raw.startswith(PREFIX + "_"):
+        found = await user_for_token(session, raw)
+        if found is None:
+            return None
+        row, user = found
+        return await principal_for_user(session, user, ip=ip, via=f"token {row.prefix}")
+    admin = await admin_for_token(session, raw)
+    return legacy_admin(admin.name, ip) if admin is not None else None
 
 
 def legacy_admin(name: str, ip: str = "") -> Principal:

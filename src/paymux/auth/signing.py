@@ -54,7 +54,7 @@ def verify(
     """Raise SignatureError unless the signature is valid and fresh."""
     if not timestamp or not signature:
         raise SignatureError("missing X-Paymux-Timestamp or X-Paymux-Signature header")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise SignatureError("X-Paymux-Timestamp must be Unix seconds")
     current = int(time.time()) if now is None else now
     if abs(current - int(timestamp)) > max_skew:

@@ -115,3 +115,17 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FlashMessage(Base):
+    """A message for the next back-office page a browser opens (after an action redirects it there),
+    shown once. The browser holds a random id in a cookie, the table its SHA-256 and the text: pages
+    show only what the server put here, never text from the address (``backoffice.flash``)."""
+
+    __tablename__ = "backoffice_flashes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8), default="info")  # "info" or "error"
+    message: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

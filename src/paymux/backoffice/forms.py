@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Request
 
+from paymux.api.params import ascii_digits
 from paymux.auth.access import parse_hours, parse_networks
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -29,6 +30,6 @@ async def access_rules(request: Request) -> tuple[list[str], dict[str, Any] | No
     """
     form = await request.form()
     networks = parse_networks(str(form.get("networks", "")))
-    days = [int(str(d)) for d in form.getlist("days") if str(d).isdigit()]
+    days = [int(str(d)) for d in form.getlist("days") if ascii_digits(str(d)) and len(str(d)) == 1]
     hours = parse_hours(days, str(form.get("start", "")).strip(), str(form.get("end", "")).strip())
     return networks, hours

@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import html
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import Match
 
 from paymux.auth import sessions as sess
 from paymux.auth.access import zone
+from paymux.auth.grants import GrantRefused
 from paymux.auth.principal import Principal, principal_for_user
 from paymux.auth.proxy import client_ip
 from paymux.auth.user_models import User, UserSession
+from paymux.backoffice import flash
 from paymux.backoffice.i18n import LANGUAGES, negotiate, translator
 from paymux.backoffice.settings import BackofficeSettings, get_backoffice_settings
 from paymux.db.base import utcnow
@@ -75,12 +82,23 @@ class PageNotFound(Exception):
 # --- sections and the menu ---------------------------------------------------------------------------------
 
 
+# The menu's areas, in their order (English msgids). An entry without an area (the home page, one's own
+# account) stands above them.
+OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
+AREAS = (OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION)
+
+
 @dataclass(frozen=True)
 class MenuEntry:
     title: str  # English msgid
     path: str
     permission: str | None  # None: every signed-in user
     order: int = 100
+    area: str = ""  # one of AREAS, or "" (above the areas)
+
+    def __post_init__(self) -> None:
+        if self.area and self.area not in AREAS:
+            raise ValueError(f"menu entry {self.title!r}: unknown area {self.area!r} (one of {AREAS})")
 
 
 @dataclass
@@ -110,6 +128,15 @@ def menu_for(principal: Principal | None) -> list[MenuEntry]:
     return sorted(entries, key=lambda m: (m.order, m.title))
 
 
+def menu_groups(entries: list[MenuEntry]) -> list[tuple[str, list[MenuEntry]]]:
+    """``entries`` by area: those without one first (area ""), then each area that has any, in order."""
+    return [
+        (area, [m for m in entries if m.area == area])
+        for area in ("", *AREAS)
+        if any(m.area == area for m in entries)
+    ]
+
+
 # --- settings, database, identity --------------------------------------------------------------------------
 
 
@@ -124,7 +151,11 @@ SettingsDep = Annotated[BackofficeSettings, Depends(bo_settings)]
 async def db(request: Request) -> AsyncIterator[AsyncSession]:
     """One writable session per back-office request (the page commits what it changes)."""
     async with request.app.state.hub.sessions() as session:
-        yield session
+        request.state.bo_db = session  # the route class keeps a page's message with it (flash)
+        try:
+            yield session
+        finally:
+            request.state.bo_db = None
 
 
 DbDep = Annotated[AsyncSession, Depends(db)]
@@ -179,6 +210,10 @@ async def authenticated(request: Request, session: DbDep, current: OpenSessionDe
     return principal
 
 
+# the permission each ``require``/``require_before_reading`` dependency checks (None: a signed-in user)
+PERMISSION_OF: dict[Callable[..., Any], str | None] = {}
+
+
 def require(permission: str | None) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency: the signed-in user, who must hold ``permission`` (None: any signed-in user).
 
@@ -191,23 +226,26 @@ def require(permission: str | None) -> Callable[..., Coroutine[Any, Any, Princip
         return principal
 
     dependency.__name__ = f"require_{permission or 'login'}".replace(".", "_")
+    PERMISSION_OF[dependency] = permission
     return dependency
 
 
-def require_before_reading(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+def require_before_reading(permission: str | None) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Like ``require``, but the writable session it signs the user in with is closed before the page
     runs: for pages that only read, for long (reports), through ``ReadDbDep``. On SQLite a writable
     session holds the process's writer turn, which payments are waiting for. Never together with
-    ``DbDep`` on one page: that session would hold the turn this one waits for (a test checks)."""
+    ``DbDep`` on one page: that session would hold the turn this one waits for (a test checks).
+    ``permission`` None: any signed-in user."""
 
     async def dependency(request: Request) -> Principal:
         async with request.app.state.hub.sessions() as session:
             principal = await authenticated(request, session, await open_session(request, session))
-        if not principal.can(permission):
+        if permission is not None and not principal.can(permission):
             raise Forbidden(permission)
         return principal
 
-    dependency.__name__ = f"require_before_reading_{permission}".replace(".", "_")
+    dependency.__name__ = f"require_before_reading_{permission or 'login'}".replace(".", "_")
+    PERMISSION_OF[dependency] = permission
     return dependency
 
 
@@ -218,6 +256,73 @@ async def read_db(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 ReadDbDep = Annotated[AsyncSession, Depends(read_db)]
+
+
+# --- which pages a user may open (links) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What opening a back-office page takes: a signed-in user (``login``) holding ``permissions``."""
+
+    login: bool
+    permissions: frozenset[str]
+
+
+def _gate_of(dependant: Dependant) -> Gate:
+    login, permissions = False, set()
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        if d.call in PERMISSION_OF:
+            login = True
+            needed = PERMISSION_OF[d.call]
+            if needed is not None:
+                permissions.add(needed)
+        todo.extend(d.dependencies)
+    return Gate(login, frozenset(permissions))
+
+
+@lru_cache(maxsize=4096)
+def gate(path: str) -> Gate | None:
+    """What ``GET path`` takes, read from the ``require`` dependencies of the page that answers it
+    (None: no back-office page answers it)."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": ""}
+    for section in SECTIONS.values():
+        for route in section.router.routes:
+            if isinstance(route, APIRoute) and route.matches(scope)[0] == Match.FULL:
+                return _gate_of(route.dependant)
+    return None
+
+
+def may_open(principal: Principal | None, url: str) -> bool:
+    """Whether ``principal`` (None: nobody signed in) may open ``url``: what every link checks before
+    it is shown (a page the user cannot open is not linked). Other sites' and non-back-office
+    addresses, and relative ones (the page itself, with other parameters), are left to the page."""
+    parts = urlsplit(html.unescape(url))
+    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
+        return True
+    needed = gate(parts.path)
+    if needed is None or not needed.login:
+        return True
+    return principal is not None and all(principal.can(p) for p in needed.permissions)
+
+
+_LINK = re.compile(r'<a\b(?P<attrs>[^>]*?)\bhref="(?P<href>[^"]*)"(?P<rest>[^>]*)>(?P<text>.*?)</a>', re.S)
+
+
+def unlink_forbidden(page: str, principal: Principal | None) -> str:
+    """``page`` with every link to a page ``principal`` may not open taken out: a button-like link (an
+    action) goes, any other keeps its text without the link. The safety net under every template."""
+
+    def check(m: re.Match[str]) -> str:
+        if may_open(principal, m["href"]):
+            return m[0]
+        if re.search(r'class="[^"]*\bbutton\b', m["attrs"] + m["rest"]):
+            return ""
+        return f'<span class="unlinked">{m["text"]}</span>'
+
+    return _LINK.sub(check, page)
 
 
 # --- rendering ---------------------------------------------------------------------------------------------
@@ -278,6 +383,10 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     lang = language_of(request)
     tz = timezone_of(request)
     principal: Principal | None = getattr(request.state, "principal", None)
+    menu = menu_for(principal)
+    kind, message = getattr(request.state, "flash_in", None) or ("", "")
+    if message:
+        request.state.flash_shown = True
     ctx = {
         "request": request,
         "_": translator(lang),
@@ -285,23 +394,39 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "languages": LANGUAGES,
         "tz": tz,
         "user": principal,
-        "menu": menu_for(principal),
+        "menu": menu,
+        "menu_groups": menu_groups(menu),
         "csrf_token": csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "dt": lambda v, seconds=False: format_dt(v, tz, seconds),
         "path": request.url.path,
-        "flash": request.query_params.get("msg", ""),
+        "may_open": lambda url: may_open(principal, url),
+        # a message the server kept for this page (never text from the address)
+        "flash": message if kind == "info" else "",
+        "flash_error": message if kind == "error" else "",
         **context,
     }
-    html = _env.get_template(template).render(ctx)
-    return HTMLResponse(html, status_code=status_code)
+    page = _env.get_template(template).render(ctx)
+    if principal is not None:
+        page = unlink_forbidden(page, principal)
+    return HTMLResponse(page, status_code=status_code)
 
 
-def redirect(path: str, msg: str | None = None) -> RedirectResponse:
-    """303 to ``path`` (a back-office path), with an optional message (msgid) to show there."""
-    if msg:
-        path += ("&" if "?" in path else "?") + "msg=" + quote(msg)
-    return RedirectResponse(path, status_code=303)
+class Redirect(RedirectResponse):
+    """A 303 to a back-office page, with the message to show there once (``flash``)."""
+
+    def __init__(self, path: str, flash: tuple[str, str] | None = None) -> None:
+        super().__init__(path, status_code=303)
+        self.flash = flash
+
+
+def redirect(path: str, msg: str | None = None, *, error: str | None = None) -> RedirectResponse:
+    """303 to ``path`` (a back-office path), with a message (a msgid) or an error to show there once.
+
+    The route class keeps the message on the server (``paymux.backoffice.flash``), not in the address."""
+    if error:
+        return Redirect(path, ("error", error))
+    return Redirect(path, ("info", msg) if msg else None)
 
 
 def safe_next(value: str | None) -> str:
@@ -360,6 +485,53 @@ def _finish(request: Request, response: Response) -> Response:
     return response
 
 
+def error_page(request: Request, status: int, title: str, message: str, detail: str = "") -> Response:
+    """The error page (``title`` and ``message`` are msgids), with the back office's headers."""
+    return _finish(
+        request, render(request, "error.html", status, title=title, message=message, detail=detail)
+    )
+
+
+async def _flash_in(request: Request) -> None:
+    """Read the message kept for this browser's next page (shown if the page renders)."""
+    raw = request.cookies.get(flash.COOKIE)
+    if raw and request.method == "GET":
+        async with request.app.state.hub.read_sessions() as session:
+            request.state.flash_in = await flash.peek(session, raw)
+
+
+async def _flash_out(request: Request, response: Response) -> None:
+    """Drop the message a page showed, keep the one a redirect carries (and their cookie)."""
+    raw = request.cookies.get(flash.COOKIE)
+    shown = bool(getattr(request.state, "flash_shown", False))
+    stale = raw is not None and request.method == "GET" and getattr(request.state, "flash_in", None) is None
+    out = response.flash if isinstance(response, Redirect) else None
+    if not (shown or out):
+        if stale:
+            response.delete_cookie(flash.COOKIE, path=PREFIX)
+        return
+
+    async def write(session: AsyncSession) -> str | None:
+        await session.rollback()  # what the page did not commit stays undone, as at its end
+        if shown and raw:
+            await flash.drop(session, raw)
+        new = await flash.put(session, *out) if out else None
+        await session.commit()
+        return new
+
+    # on a page with a writable session, that one (on SQLite it holds this process's writer turn)
+    current: AsyncSession | None = getattr(request.state, "bo_db", None)
+    if current is not None:
+        new = await write(current)
+    else:
+        async with request.app.state.hub.sessions() as session:
+            new = await write(session)
+    if new is not None:
+        set_cookie(response, request, flash.COOKIE, new, max_age=int(flash.FRESH.total_seconds()))
+    else:
+        response.delete_cookie(flash.COOKIE, path=PREFIX)
+
+
 class BackofficeRoute(APIRoute):
     """Checks CSRF on every unsafe request and turns auth failures into pages or redirects."""
 
@@ -367,6 +539,7 @@ class BackofficeRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def wrapped(request: Request) -> Response:
+            await _flash_in(request)
             try:
                 if request.method not in SAFE_METHODS:
                     await check_csrf(request)
@@ -386,6 +559,15 @@ class BackofficeRoute(APIRoute):
                     message="You do not have the permission this page needs.",
                     detail=e.permission,
                 )
+            except GrantRefused as e:
+                response = render(
+                    request,
+                    "error.html",
+                    403,
+                    title="Not allowed",
+                    message=e.message,
+                    detail=", ".join(e.missing),
+                )
             except CsrfFailed:
                 response = render(
                     request,
@@ -404,6 +586,7 @@ class BackofficeRoute(APIRoute):
                     message="This page does not exist or was removed.",
                     detail="",
                 )
+            await _flash_out(request, response)
             return _finish(request, response)
 
         return wrapped

@@ -18,8 +18,9 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.api.params import parse_id
 from paymux.backoffice.i18n import Translator
-from paymux.downloads import attachment
+from paymux.downloads import attachment_built
 
 EXPORT_LIMIT = 100_000
 
@@ -54,6 +55,9 @@ class ListSpec:
     default_desc: bool = True
     page_size: int = 25
     sheet: str = "export"
+    # what a page and its export show of each row read (default: the row itself), e.g. only the
+    # fields the viewer may see
+    row_view: Callable[[Any], Any] | None = None
 
     async def run(self, session: AsyncSession, request: Request) -> ListPage:
         params = request.query_params
@@ -76,19 +80,17 @@ class ListSpec:
             expr = sortable[sort]
             q = q.order_by(expr.desc() if desc else expr.asc())
         total = int(await session.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)
-        try:
-            page = max(1, int(params.get("page", "1")))
-        except ValueError:
-            page = 1
+        pages = max(1, -(-total // self.page_size))
+        page = min(parse_id(params.get("page")) or 1, pages)  # past the last page: the last page
         export = params.get("export") == "xlsx"
         if export:
             rows = (await session.execute(q.limit(EXPORT_LIMIT))).all()
         else:
             rows = (await session.execute(q.limit(self.page_size).offset((page - 1) * self.page_size))).all()
         items = [r[0] if len(r) == 1 else r for r in rows]
-        return ListPage(
-            self, items, total, page, max(1, -(-total // self.page_size)), sort, desc, term, values, export
-        )
+        if self.row_view is not None:
+            items = [self.row_view(r) for r in items]
+        return ListPage(self, items, total, page, pages, sort, desc, term, values, export)
 
 
 @dataclass
@@ -120,18 +122,20 @@ class ListPage:
         return self.url(sort=key, dir="asc" if self.sort == key and self.desc else "desc", page=1)
 
     def xlsx(self, _: Translator, tz_format: Callable[[dt.datetime], str]) -> Response:
+        """The rows as an Excel file, written in a thread as it is sent (up to EXPORT_LIMIT rows)."""
+        return attachment_built(lambda: self._workbook(_, tz_format), f"{self.spec.sheet}.xlsx")
+
+    def _workbook(self, _: Translator, tz_format: Callable[[dt.datetime], str]) -> bytes:
         from openpyxl import Workbook  # imported when needed: 6 MB the server does not hold idle
 
-        wb = Workbook()
-        ws = wb.active
-        assert ws is not None
-        ws.title = self.spec.sheet[:31]
+        wb = Workbook(write_only=True)  # rows go to a temporary file, not to cell objects
+        ws = wb.create_sheet(self.spec.sheet[:31])
         ws.append([_(c.title) for c in self.spec.columns])
         for row in self.rows:
             ws.append([_cell(c.get(row), tz_format) for c in self.spec.columns])
         buf = io.BytesIO()
         wb.save(buf)
-        return attachment(buf.getvalue(), f"{self.spec.sheet}.xlsx")
+        return buf.getvalue()
 
 
 def _cell(value: Any, tz_format: Callable[[dt.datetime], str]) -> Any:

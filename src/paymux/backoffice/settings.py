@@ -18,6 +18,9 @@ class BackofficeSettings(BaseSettings):
     lockout_minutes: int = Field(30, description="how long a locked account stays locked")
     otp_minutes: int = Field(5, description="lifetime of a code sent by e-mail or SMS")
     otp_attempts: int = Field(5, description="wrong codes allowed per sent code")
+    chart_series: int = Field(
+        10, ge=2, description="series a chart draws at most: the largest groups, the rest summed as Other"
+    )
     default_language: str = "en"
     default_timezone: str = "UTC"
     totp_issuer: str = "paymux"

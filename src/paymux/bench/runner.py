@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -372,12 +373,13 @@ class Bench:
 
     def env(self, database_url: str | None = None) -> dict[str, str]:
         """The environment of started processes: the caller's, with our database and nothing else
-        that would point the hub elsewhere."""
+        that would point the hub elsewhere (or make it serve HTTPS the load generator does not speak)."""
         env = {
             k: v
             for k, v in os.environ.items()
             if k
             not in ("PAYMUX_DATABASE_URL", "PAYMUX_HOST", "PAYMUX_PORT", "PAYMUX_EMULATOR_TOKEN", KEYS_ENV)
+            and not k.startswith("PAYMUX_SSL_")
         }
         if database_url:
             env["PAYMUX_DATABASE_URL"] = database_url
@@ -624,6 +626,10 @@ class Bench:
                 )
             memory = {p.name: p.memory() for p in hubs}
             peak_kb = sum(m.get("VmHWM", 0) for m in memory.values())
+            killed: dict[str, Any] | None = None
+            if scale:
+                assert isinstance(poller, PgPoller)
+                killed = await self.worker_kill(label, hubs, poller, api_ports, keys, env)
             await poller.close()
             poller = None
         finally:
@@ -706,8 +712,80 @@ class Bench:
             "hub_log_error_count": sum(1 for ln in log_errors if ": " in ln and " ERROR " in ln),
             "hub_log_errors": log_errors[:20],
             "ceiling_sql": ceiling,
+            "worker_kill": killed if scale else None,
             "levels": levels,
             "seconds": round(time.monotonic() - t_start, 1),
+        }
+
+    async def worker_kill(
+        self,
+        label: str,
+        hubs: Sequence[procs.Proc],
+        poller: PgPoller,
+        ports: Sequence[int],
+        keys: Sequence[str],
+        env: dict[str, str],
+    ) -> dict[str, Any]:
+        """Kill one of the two workers (SIGKILL) while payments flow: how long its payments wait.
+
+        The payments it held stay claimed until their lease ends (``PAYMUX_LEASE_SECONDS``); then the
+        other worker takes them over, asks their provider for the status and settles them there."""
+        victim = next(p for p in hubs if p.name.endswith("worker-1"))
+        found = re.search(r"worker (w-[0-9a-f]+) processing payments", victim.log.read_text(errors="replace"))
+        if found is None:
+            raise RuntimeError(f"{victim.name} did not print its name:\n{victim.log_tail()}")
+        held_sql = (
+            f"SELECT id FROM payments WHERE lease_owner LIKE $1 AND status NOT IN {_FINAL_SQL} ORDER BY id"
+        )
+        like = found[1] + ".%"
+        lease = int(env.get("PAYMUX_LEASE_SECONDS") or 120)
+        n = 2_000
+        say(f"[{label}] worker kill: {n} payments at concurrency 64, {victim.name} killed mid-way")
+        load = asyncio.create_task(self.loadgen(ports, 64, n, keys, "kill-"))
+        try:
+            deadline = time.monotonic() + 60
+            while not load.done() and time.monotonic() < deadline:
+                if len(await poller.conn.fetch(held_sql, like)) >= 10:
+                    break
+                await asyncio.sleep(0.01)
+            victim.popen.kill()
+            victim.popen.wait()
+            killed_at = time.time()
+            orphans = [int(r[0]) for r in await poller.conn.fetch(held_sql, like)]
+        finally:
+            lg = await load
+        say(f"[{label}] worker kill: {len(orphans)} payments held by the killed worker; lease {lease} s")
+        deadline = time.monotonic() + lease + 120
+        done, last = 0, None
+        while orphans:
+            row = await poller.conn.fetchrow(
+                f"SELECT count(*) FILTER (WHERE status IN {_FINAL_SQL}), max(final_at) FROM payments"
+                " WHERE id = ANY($1::bigint[])",
+                orphans,
+            )
+            done, last = int(row[0]), row[1]
+            if done >= len(orphans) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        lo, hi = lg["min_id"], lg["max_id"]
+        rest = 0.0
+        if lo is not None and hi is not None:
+            _, _, last_final, _ = await self._wait_final(label, hubs[:2], poller, lo, hi, lg["ok"])
+            rest = (last_final - killed_at) if last_final else 0.0
+        after = round(last.timestamp() - killed_at, 1) if last is not None and orphans else None
+        say(
+            f"[{label}] worker kill: its {len(orphans)} payments final {after} s after the kill"
+            f" ({done} of {len(orphans)}); all {lg['ok']} final {rest:.1f} s after it"
+        )
+        return {
+            "lease_seconds": lease,
+            "payments": n,
+            "accepted": lg["ok"],
+            "errors": lg["errors"],
+            "orphans": len(orphans),
+            "orphans_final": done,
+            "orphans_final_after_kill_s": after,
+            "all_final_after_kill_s": round(rest, 1),
         }
 
     async def _topup(self, port: int, admin: str) -> None:
@@ -956,6 +1034,14 @@ def table(results: dict[str, Any]) -> str:
         )
         for ln in s["hub_log_errors"][:6]:
             out.append(f"    {ln}")
+        k = s.get("worker_kill")
+        if k:
+            out.append(
+                f"  worker killed (SIGKILL) during {k['payments']:,} payments: it held {k['orphans']},"
+                f" final {_f(k['orphans_final_after_kill_s'], '.1f')} s after the kill"
+                f" (lease {k['lease_seconds']} s; {k['orphans_final']} of {k['orphans']} final);"
+                f" the others final {_f(k['all_final_after_kill_s'], '.1f')} s after it"
+            )
         for c, lv in s["levels"].items():
             if lv["payments"] >= LONG_LEVEL:  # a long run: does memory grow with the payments?
                 at = lv["hub_rss_mb_at"]
@@ -1117,7 +1203,7 @@ def _settings_overrides() -> dict[str, str]:
         "PAYMUX_HOST",
         "PAYMUX_PORT",
     }
-    return {k: v for k, v in os.environ.items() if k in names}
+    return {k: v for k, v in os.environ.items() if k in names and not k.startswith("PAYMUX_SSL_")}
 
 
 def _code_info() -> dict[str, Any]:

@@ -5,6 +5,7 @@ unknown keys naming the allowed ones. Imports nothing of either, so both can use
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
@@ -12,6 +13,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 from paymux.money import MoneyError, check_currency
 
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+
+
+@lru_cache(maxsize=1024)
+def catalog_pattern(pattern: str) -> re.Pattern[str]:
+    """A pattern of the catalog (a service's ``account_pattern``, a field's ``pattern``), compiled with
+    ASCII semantics: ``\\d`` is 0-9 only, ``\\w`` and ``\\s`` ASCII only (by default Python's are
+    Unicode, and ``\\d`` would take Arabic-Indic or full-width digits). Raises re.error."""
+    return re.compile(pattern, re.ASCII)
 
 
 def _code(value: object) -> object:

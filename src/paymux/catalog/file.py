@@ -30,6 +30,8 @@ from paymux.catalog.service import (
     list_channels,
     list_providers,
     list_services,
+    masked_channel,
+    masked_provider,
     provider_to_schema,
     service_to_schema,
     upsert_agent,
@@ -38,15 +40,19 @@ from paymux.catalog.service import (
     upsert_provider,
     upsert_service,
 )
-from paymux.gateways.service import gateway_to_schema, list_gateways, upsert_gateway
+from paymux.gateways.service import gateway_to_schema, list_gateways, masked, upsert_gateway
+from paymux.offload import release
 from paymux.routing.switch import switch_provider
 from paymux.tariffs.models import TariffVersion
 from paymux.tariffs.service import add_version, tariff_label, version_to_schema
+from paymux.yaml_text import SafeLoader, TooMuchYaml, expanded_values, release_nodes
 
 __all__ = [
     "ApplyItem",
     "ApplyReport",
+    "CatalogTooLarge",
     "apply_catalog",
+    "check_size",
     "dump_yaml",
     "export_catalog",
     "load_yaml",
@@ -167,26 +173,40 @@ async def _switch(
     return "updated" if result.changed else "unchanged"
 
 
-async def export_catalog(session: AsyncSession) -> CatalogFile:
+async def export_catalog(session: AsyncSession, *, with_secrets: bool = False) -> CatalogFile:
     """The whole catalog as a file: every tariff version (history) included, switches not (their effect
-    is in the candidates' ``enabled``). Applying the export changes nothing."""
+    is in the candidates' ``enabled``). Applying the export changes nothing.
+
+    Secrets (provider config secrets, channel HMAC secrets, gateway password hashes) are written as
+    ``***``, which applying the file keeps as stored; ``with_secrets`` writes them out (the caller
+    checks that whoever asks may have them).
+    """
     tariffs = (await session.execute(select(TariffVersion).order_by(TariffVersion.id))).scalars()
+    providers = [provider_to_schema(p) for p in await list_providers(session)]
+    channels = [await channel_to_schema(session, c) for c in await list_channels(session)]
+    gateways = [await gateway_to_schema(session, g) for g in await list_gateways(session)]
+    if not with_secrets:
+        providers = [masked_provider(p) for p in providers]
+        channels = [masked_channel(c) for c in channels]
+        gateways = [masked(g) for g in gateways]
     return CatalogFile(
-        providers=[provider_to_schema(p) for p in await list_providers(session)],
+        providers=providers,
         channel_groups=[channel_group_to_schema(g) for g in await list_channel_groups(session)],
         agents=[agent_to_schema(a) for a in await list_agents(session)],
-        channels=[await channel_to_schema(session, c) for c in await list_channels(session)],
+        channels=channels,
         services=[await service_to_schema(session, s) for s in await list_services(session)],
         tariffs=[await version_to_schema(session, t) for t in tariffs],
-        gateways=[await gateway_to_schema(session, g) for g in await list_gateways(session)],
+        gateways=gateways,
     )
 
 
 # --- YAML ------------------------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2-style booleans (only true/false, so a key ``off:`` stays a string) and no duplicate keys."""
+class _Loader(SafeLoader):
+    """YAML 1.2-style booleans (only true/false, so a key ``off:`` stays a string) and no duplicate keys.
+
+    Built on libyaml's parser where PyYAML has it (about five times faster than the pure-Python one)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -229,13 +249,53 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def load_yaml(text: str) -> CatalogFile:
-    """Parse and validate a catalog file; CatalogError says where (line, or path of the bad field)."""
+class CatalogTooLarge(CatalogError):
+    """A catalog document with more items than one document may hold (``PAYMUX_CATALOG_MAX_ITEMS``)."""
+
+
+def load_yaml(text: str, max_items: int | None = None) -> CatalogFile:
+    """Parse and validate a catalog file; CatalogError says where (line, or path of the bad field).
+
+    Before anything is validated, a list (``services``, ``providers``...) longer than ``max_items``
+    raises CatalogTooLarge, as does a document whose aliases expand it to more values than it has
+    characters (a "billion laughs"). This takes CPU in proportion to the text: on the event loop,
+    run it in a thread (``asyncio.to_thread``).
+    """
+    loader = _Loader(text)  # safe: _Loader is a SafeLoader subclass
+    node = None
     try:
-        data = yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader subclass
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise CatalogError(f"catalog file is not valid YAML: {exc}") from None
-    return parse_catalog(data)
+    finally:
+        loader.dispose()
+        release_nodes(node)
+    try:
+        check_size(data, max_items, max_values=len(text) + 1000)
+        return parse_catalog(data)
+    finally:
+        if isinstance(data, dict):
+            release(data)
+
+
+def check_size(data: object, max_items: int | None, max_values: int) -> None:
+    """Raise CatalogTooLarge for a list of the catalog longer than ``max_items``, or for a document of
+    more than ``max_values`` values once its aliases are expanded (each shared value counted each time
+    it is used, as validation would visit it)."""
+    if not isinstance(data, dict):
+        return
+    if max_items is not None:
+        for name in _LIST_OF.values():
+            items = data.get(name)
+            if isinstance(items, list) and len(items) > max_items:
+                raise CatalogTooLarge(
+                    f"{name}: {len(items)} items; a catalog document holds at most {max_items} per list"
+                )
+    try:
+        expanded_values(data, max_values)
+    except TooMuchYaml as exc:
+        raise CatalogTooLarge(str(exc)) from None
 
 
 def dump_yaml(catalog: CatalogFile) -> str:

@@ -64,6 +64,9 @@ class Service(Base):
     # extra fields: [{"name": ..., "pattern": ..., "required": bool}]
     fields: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     lifetime_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # paid again every so many days (a phone, a utility bill): a one-off payment with a customer
+    # reference is reminded one period later (hidden subscriptions, paymux.recurring.reminders)
+    periodic_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     strategy: Mapped[str] = mapped_column(String(16), default="priority")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     ValidationError,
@@ -20,9 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from paymux.catalog.fields import Amount, Code, Currency
+from paymux.api.params import MAX_INT32, no_control_characters
+from paymux.catalog.fields import Amount, Code, Currency, catalog_pattern
 from paymux.catalog.fields import StrictIn as _In
 from paymux.gateways.schemas import GatewayIn
+from paymux.masking import MASK
 from paymux.money import MoneyError, check_currency, parse_amount
 from paymux.tariffs.calc import TariffError, parse_rule
 
@@ -72,13 +75,13 @@ def _provider_code(value: object) -> object:
 
 
 ProviderServiceCode = Annotated[str, BeforeValidator(_provider_code)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control_characters)]
 
 
 def _check_regex(pattern: str, what: str) -> None:
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        catalog_pattern(pattern)
+    except (re.error, ValueError) as exc:  # ValueError: a (?u) flag, which ASCII semantics refuse
         raise ValueError(f"{what} {pattern!r} is not a valid regular expression: {exc}") from None
 
 
@@ -105,10 +108,10 @@ class BreakerIn(_In):
     """Circuit breaker: open for ``open_seconds`` when ``failure_rate_percent`` of at least
     ``min_calls`` calls within ``window_seconds`` failed."""
 
-    window_seconds: int = Field(60, ge=1)
-    min_calls: int = Field(10, ge=1)
+    window_seconds: int = Field(60, ge=1, le=MAX_INT32)
+    min_calls: int = Field(10, ge=1, le=MAX_INT32)
     failure_rate_percent: int = Field(50, ge=1, le=100)
-    open_seconds: int = Field(30, ge=1)
+    open_seconds: int = Field(30, ge=1, le=MAX_INT32)
 
 
 class ProviderIn(_In):
@@ -161,7 +164,10 @@ class AgentIn(_In):
 
 
 class SigningIn(_In):
-    """Request signing of a channel: HMAC with a shared secret, or RSA with the channel's public key."""
+    """Request signing of a channel: HMAC with a shared secret, or RSA with the channel's public key.
+
+    Reads show a stored ``hmac_secret`` as ``***``; written back as ``***`` it keeps the stored one.
+    """
 
     mode: SigningMode = "none"
     required: bool = False
@@ -175,7 +181,7 @@ class SigningIn(_In):
         if self.mode == "hmac":
             if not self.hmac_secret:
                 raise ValueError("mode hmac needs hmac_secret")
-            if len(self.hmac_secret) < _MIN_HMAC_SECRET:
+            if self.hmac_secret != MASK and len(self.hmac_secret) < _MIN_HMAC_SECRET:
                 raise ValueError(f"hmac_secret must be at least {_MIN_HMAC_SECRET} characters")
         if self.mode == "rsa":
             if not self.rsa_public_key:
@@ -215,8 +221,9 @@ class CandidateIn(_In):
 
     provider: Code
     code: ProviderServiceCode
-    priority: int | None = Field(None, ge=1)  # None: position in the list + 1; lower is tried first
-    weight: int = Field(1, ge=1)
+    # None: position in the list + 1; lower is tried first
+    priority: int | None = Field(None, ge=1, le=MAX_INT32)
+    weight: int = Field(1, ge=1, le=MAX_INT32)
     min_amount: Amount | None = None
     max_amount: Amount | None = None
     channel_group: Code | None = None
@@ -280,7 +287,14 @@ class ServiceIn(_In):
     min_amount: Amount | None = None
     max_amount: Amount | None = None
     fields: list[FieldIn] = Field(default_factory=list)
-    lifetime_seconds: int | None = Field(None, ge=1)
+    lifetime_seconds: int | None = Field(None, ge=1, le=MAX_INT32)
+    periodic_days: int | None = Field(
+        None,
+        ge=1,
+        le=366,
+        description="paid again every so many days (e.g. 30): a one-off payment naming its customer is"
+        " reminded one period later (hidden subscriptions)",
+    )
     enabled: bool = True
     route: RouteIn = Field(default_factory=RouteIn)
 
@@ -396,13 +410,18 @@ class CatalogFile(_In):
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
+MAX_PROBLEM_LINES = 50
+
+
 def describe_validation_error(exc: ValidationError, data: object = None) -> str:
-    """One line per problem: ``services[2] (mts).route.candidates[0].hours: <message>``.
+    """One line per problem: ``services[2] (mts).route.candidates[0].hours: <message>``; after the
+    first 50, one line says how many more there are.
 
     ``data`` is the validated input; when given, the code of the list item is shown after its index.
     """
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_PROBLEM_LINES]:
         loc = err["loc"]
         path = ""
         node: object = data
@@ -423,4 +442,6 @@ def describe_validation_error(exc: ValidationError, data: object = None) -> str:
         if err["type"] == "missing":
             msg = "this field is required"
         lines.append(f"{path}: {msg}" if path else msg)
+    if len(errors) > MAX_PROBLEM_LINES:
+        lines.append(f"... and {len(errors) - MAX_PROBLEM_LINES} more problems")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ never commit: the caller (a CLI command or an HTTP request) commits or rolls bac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,9 +27,14 @@ from paymux.catalog.schemas import (
     SigningIn,
 )
 from paymux.db.base import utcnow
+from paymux.masking import MaskedSecretError, keep_secrets, mask_secrets
 from paymux.money import format_amount, parse_amount
 from paymux.providers import base as protocols
+from paymux.recurring.observe import mapping_problems
 from paymux.routing.models import RouteCandidate
+
+if TYPE_CHECKING:
+    from paymux.gateways.models import InboundGateway
 
 __all__ = [
     "CatalogError",
@@ -49,6 +54,8 @@ __all__ = [
     "list_providers",
     "list_route_candidates",
     "list_services",
+    "masked_channel",
+    "masked_provider",
     "provider_to_schema",
     "service_to_schema",
     "set_enabled",
@@ -60,7 +67,7 @@ __all__ = [
 ]
 
 ChangeKind = Literal["created", "updated", "unchanged"]
-EnableKind = Literal["provider", "service", "agent", "channel"]
+EnableKind = Literal["provider", "service", "agent", "channel", "gateway"]
 
 _Row = TypeVar("_Row", Provider, Service, ChannelGroup, Agent, Channel)
 
@@ -181,13 +188,29 @@ def _check_protocol(data: ProviderIn) -> None:
     except protocols.UnknownProtocol as exc:
         raise CatalogError(f"provider {data.code!r}: {exc}") from None
     problems = cls.validate_config(dict(data.config))
+    problems += mapping_problems(dict(data.config))  # the recurring field mapping, any protocol
     if problems:
         joined = "; ".join(problems)
         raise CatalogError(f"provider {data.code!r}: config for protocol {data.protocol!r}: {joined}")
 
 
+def _kept(what: str, new: Any, stored: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
+    """``new`` with the masks a read showed (``***``) put back to the stored secrets."""
+    try:
+        return keep_secrets(new, stored, secret_keys, what)
+    except MaskedSecretError as exc:
+        raise CatalogError(str(exc)) from None
+
+
 async def upsert_provider(session: AsyncSession, data: ProviderIn) -> ChangeKind:
-    """Create or update a provider; its protocol must be installed and accept its config."""
+    """Create or update a provider; its protocol must be installed and accept its config.
+
+    Config values given as ``***`` (as a read shows secrets) keep the stored ones.
+    """
+    row = await _find(session, Provider, data.code)
+    stored = dict(row.config or {}) if row is not None else {}
+    config = _kept("config", dict(data.config), stored, protocols.config_secret_keys(data.protocol))
+    data = data.model_copy(update={"config": config})
     _check_protocol(data)
     values: dict[str, Any] = {
         "name": data.name,
@@ -199,7 +222,6 @@ async def upsert_provider(session: AsyncSession, data: ProviderIn) -> ChangeKind
         "breaker": data.breaker.model_dump(),
         "enabled": data.enabled,
     }
-    row = await _find(session, Provider, data.code)
     if row is not None and _breaker_of(row) == data.breaker:
         values["breaker"] = row.breaker  # the same settings stored in an older (partial) form
     change, _ = await _upsert(session, Provider, data.code, values)
@@ -224,7 +246,11 @@ async def upsert_agent(session: AsyncSession, data: AgentIn) -> ChangeKind:
 
 
 async def upsert_channel(session: AsyncSession, data: ChannelIn) -> ChangeKind:
-    """Create or update a channel; its group and agent must exist."""
+    """Create or update a channel; its group and agent must exist. ``hmac_secret: ***`` keeps the stored
+    one."""
+    row = await _find(session, Channel, data.code)
+    stored = {"hmac_secret": row.hmac_secret if row else None}
+    hmac_secret = _kept("signing", {"hmac_secret": data.signing.hmac_secret}, stored)["hmac_secret"]
     values = {
         "name": data.name,
         "kind": data.kind,
@@ -233,7 +259,7 @@ async def upsert_channel(session: AsyncSession, data: ChannelIn) -> ChangeKind:
         "enabled": data.enabled,
         "signing": data.signing.mode,
         "signing_required": data.signing.required,
-        "hmac_secret": data.signing.hmac_secret,
+        "hmac_secret": hmac_secret,
         "rsa_public_key": data.signing.rsa_public_key,
     }
     change, _ = await _upsert(session, Channel, data.code, values)
@@ -308,6 +334,7 @@ async def upsert_service(session: AsyncSession, data: ServiceIn) -> ChangeKind:
         "max_amount": _minor(data.max_amount, data.currency),
         "fields": [f.model_dump() for f in data.fields],
         "lifetime_seconds": data.lifetime_seconds,
+        "periodic_days": data.periodic_days,
         "strategy": data.route.strategy,
         "enabled": data.enabled,
     }
@@ -321,8 +348,9 @@ async def upsert_service(session: AsyncSession, data: ServiceIn) -> ChangeKind:
 
 
 async def set_enabled(session: AsyncSession, kind: EnableKind, code: str, enabled: bool) -> ChangeKind:
-    """Enable or disable a provider, service, agent or channel: ``updated`` or ``unchanged``."""
-    row: Provider | Service | Agent | Channel
+    """Enable or disable a provider, service, agent, channel or inbound gateway: ``updated`` or
+    ``unchanged``."""
+    row: Provider | Service | Agent | Channel | InboundGateway
     if kind == "provider":
         row = await get_provider(session, code)
     elif kind == "service":
@@ -331,8 +359,17 @@ async def set_enabled(session: AsyncSession, kind: EnableKind, code: str, enable
         row = await get_agent(session, code)
     elif kind == "channel":
         row = await get_channel(session, code)
+    elif kind == "gateway":
+        from paymux.gateways.models import InboundGateway
+
+        found = await session.scalar(select(InboundGateway).where(InboundGateway.code == code))
+        if found is None:
+            raise CatalogError(f"unknown gateway {code!r}")
+        row = found
     else:
-        raise CatalogError(f"cannot enable or disable a {kind!r} (use provider, service, agent or channel)")
+        raise CatalogError(
+            f"cannot enable or disable a {kind!r} (use provider, service, agent, channel or gateway)"
+        )
     if row.enabled == enabled:
         return "unchanged"
     row.enabled = enabled
@@ -355,6 +392,13 @@ def provider_to_schema(row: Provider) -> ProviderIn:
         breaker=BreakerIn.model_validate(row.breaker or {}),
         enabled=row.enabled,
     )
+
+
+def masked_provider(provider: ProviderIn) -> ProviderIn:
+    """The provider as every read shows it: secrets in its config (and anywhere else) masked."""
+    data = mask_secrets(provider.model_dump(mode="json"))
+    data["config"] = mask_secrets(provider.config, protocols.config_secret_keys(provider.protocol))
+    return ProviderIn.model_validate(data)
 
 
 def channel_group_to_schema(row: ChannelGroup) -> ChannelGroupIn:
@@ -389,6 +433,11 @@ async def channel_to_schema(session: AsyncSession, row: Channel) -> ChannelIn:
     )
 
 
+def masked_channel(channel: ChannelIn) -> ChannelIn:
+    """The channel as every read shows it: its HMAC secret masked."""
+    return ChannelIn.model_validate(mask_secrets(channel.model_dump(mode="json")))
+
+
 def _amount_or_none(minor: int | None, currency: str) -> str | None:
     return None if minor is None else format_amount(minor, currency)
 
@@ -420,6 +469,7 @@ async def service_to_schema(session: AsyncSession, row: Service) -> ServiceIn:
         max_amount=_amount_or_none(row.max_amount, row.currency),
         fields=[FieldIn.model_validate(f) for f in row.fields or []],
         lifetime_seconds=row.lifetime_seconds,
+        periodic_days=row.periodic_days,
         enabled=row.enabled,
         route=RouteIn(strategy=row.strategy, candidates=candidates),
     )

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from paymux.catalog.fields import catalog_pattern
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.refresh_ahead import RefreshAhead
 from paymux.routing.models import RouteCandidate
@@ -161,7 +162,7 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
             code=s.code,
             name=s.name,
             currency=s.currency,
-            pattern=re.compile(s.account_pattern),
+            pattern=catalog_pattern(s.account_pattern),
             min_amount=s.min_amount,
             max_amount=s.max_amount,
             fields=tuple(s.fields or ()),

@@ -27,6 +27,8 @@ import contextvars
 import logging
 from typing import Generic, TypeVar
 
+from paymux import request_id
+
 log = logging.getLogger("paymux.group_commit")
 
 T = TypeVar("T")
@@ -74,7 +76,10 @@ class GroupCommitter(abc.ABC, Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"paymux {self.name}")
+            # the committer outlives the request that starts it: its log lines name no request
+            self._task = asyncio.create_task(
+                self._run(), name=f"paymux {self.name}", context=request_id.detached_context()
+            )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._wake.set()

@@ -4,10 +4,14 @@ from paymux.auth import models as auth_models
 from paymux.catalog import models as catalog_models
 from paymux.db.base import Base
 from paymux.gateways import models as gateways_models
+from paymux.invoices import models as invoices_models
 from paymux.ledger import models as ledger_models
+from paymux.notifications import models as notifications_models
 from paymux.payments import models as payments_models
 from paymux.rates import models as rates_models
 from paymux.reconciliation import models as reconciliation_models
+from paymux.recurring import models as recurring_models
+from paymux.recurring import reminder_models as recurring_reminder_models
 from paymux.registers import models as registers_models
 from paymux.routing import models as routing_models
 from paymux.settlement import models as settlement_models
@@ -19,10 +23,14 @@ __all__ = [
     "auth_models",
     "catalog_models",
     "gateways_models",
+    "invoices_models",
     "ledger_models",
+    "notifications_models",
     "payments_models",
     "rates_models",
     "reconciliation_models",
+    "recurring_models",
+    "recurring_reminder_models",
     "registers_models",
     "routing_models",
     "settlement_models",

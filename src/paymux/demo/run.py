@@ -19,6 +19,9 @@ from sqlalchemy import func, select
 from paymux.catalog.file import apply_catalog, load_yaml
 from paymux.db.migrate import upgrade
 from paymux.demo.load import run_load
+from paymux.demo.recurring import BANK_PORT, bank_config, seed_recurring
+from paymux.demo.settlement_details import seed_provider_details, set_demo_debtor_defaults
+from paymux.funding.emulator import create_app as bank_app
 from paymux.ledger.service import balance
 from paymux.money import format_amount
 from paymux.payments.models import Payment
@@ -35,6 +38,14 @@ from paymux.settings import Settings
 
 # Scripted accounts every emulator refuses: payments to them fail on every provider.
 REFUSED_ACCOUNT = "9999999999"
+
+# Balances and debts the emulators report in their check answers (paymux.recurring.observe): a phone
+# running low (threshold top-ups), a phone with money on it, an electricity account in debt.
+DEMO_BALANCES: dict[str, dict[str, str]] = {
+    "9160000001": {"balance": "12.50"},
+    "9160000002": {"balance": "750.00"},
+    "5000000001": {"balance": "-1843.27", "debt": "1843.27"},
+}
 
 EMULATORS: dict[str, tuple[int, dict[str, Any]]] = {
     "fastpay": (8101, {"latency_ms": 5, "jitter_ms": 20, "provider_txn_prefix": "FP-"}),
@@ -99,6 +110,8 @@ class DemoInfo:
     users: dict[str, str] = field(default_factory=dict)  # back-office user -> password
     emulators: dict[str, BehaviourEngine] = field(default_factory=dict)
     changes: str = ""
+    subscriptions: int = 0  # recurring subscriptions added by this seed
+    bank_url: str = ""
 
 
 def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
@@ -115,13 +128,17 @@ def emulator_config(code: str, txn_start: int = 1) -> EmulatorConfig:
     cfg = dict(EMULATORS[code][1])
     cfg["provider_txn_start"] = txn_start
     cfg["accounts"] = {
-        REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"}
+        REFUSED_ACCOUNT: {"pay": "fatal:5:account not found", "check": "reject:5:account not found"},
+        **DEMO_BALANCES,
     }
     return EmulatorConfig.model_validate(cfg)
 
 
-async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = True) -> DemoInfo:
-    """Load the demo catalog (idempotent), fund prepaid deposits once, issue keys and a token."""
+async def seed(
+    hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = True, bank_url: str | None = None
+) -> DemoInfo:
+    """Load the demo catalog (idempotent), fund prepaid deposits once, issue keys and a token, and
+    the recurring customers (with the bank at ``bank_url`` as their funding source)."""
     from paymux.auth.keys import issue_admin_token, issue_channel_key
     from paymux.ledger.topups import record_topup
     from paymux.rates.service import add_rate
@@ -137,6 +154,8 @@ async def seed(hub: Hub, urls: dict[str, str] | None = None, *, keys: bool = Tru
             await record_topup(
                 hub, session, code, cur, amount, reference="demo-initial-deposit", actor="demo"
             )
+        await seed_provider_details(session)
+        info.subscriptions = await seed_recurring(session, bank_url)
         for base, rate in DEMO_RATES.items():  # the same version again is a no-op
             await add_rate(
                 session, base, "RUB", rate, effective_from=DEMO_RATES_FROM, source="demo", actor="demo"
@@ -184,6 +203,7 @@ async def run_demo(
 ) -> int:
     # the demo serves plain http on loopback: back-office cookies must not require https there
     os.environ.setdefault("PAYMUX_BACKOFFICE_COOKIE_SECURE", "false")
+    set_demo_debtor_defaults()  # so payment orders export from the demo; the environment's own win
     if "PAYMUX_RETRY_BASE_MS" not in os.environ:
         settings = settings.model_copy(update={"retry_base_ms": 300, "retry_max_ms": 5000})
     await asyncio.to_thread(upgrade, settings.database_url)
@@ -205,8 +225,11 @@ async def run_demo(
                     run_emulator(EMULATOR_APPS.get(code, jsonhttp_app)(engine=engine), port=p)
                 )
                 engines[code] = engine
-            info = await seed(hub, urls)
+            bank_port = BANK_PORT if _port_free("127.0.0.1", BANK_PORT) else 0
+            bank_url = await stack.enter_async_context(run_emulator(bank_app(bank_config()), port=bank_port))
+            info = await seed(hub, urls, bank_url=bank_url)
             info.emulators = engines
+            info.bank_url = bank_url
             base = await stack.enter_async_context(running_hub(hub, host, port, run_workers=True))
             _print_access(info, base, urls)
             exit_code = 0
@@ -227,6 +250,8 @@ def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None 
         typer.echo(f"paymux demo serving on {base}  (OpenAPI: {base}/docs)")
     for code, url in (urls or {}).items():
         typer.echo(f"  emulated provider {code:9s} {url}")
+    if info.bank_url:
+        typer.echo(f"  emulated bank (funding) {info.bank_url}")
     if info.admin_token:
         typer.echo(f"  admin token:           {info.admin_token}")
     for ch, key in info.channel_keys.items():

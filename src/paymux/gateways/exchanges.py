@@ -10,15 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.db.base import utcnow
 from paymux.gateways.models import InboundExchange, InboundGateway
+from paymux.masking import mask_secrets
 from paymux.runtime import Hub
 
 log = logging.getLogger("paymux.gateways")
 
-MASK = "***"
-
 
 def masked_params(params: dict[str, str], secret: frozenset[str]) -> dict[str, str]:
-    return {k: (MASK if k in secret else v) for k, v in params.items()}
+    """The request's parameters as kept: the protocol's ``secret`` ones and secret-looking ones masked."""
+    masked: dict[str, str] = mask_secrets(params, secret)
+    return masked
 
 
 async def record(hub: Hub, **values: Any) -> None:

@@ -15,13 +15,16 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from paymux.gateways.models import InboundGateway
 from paymux.gateways.service import password_matches
 from paymux.runtime import Hub
+
+if TYPE_CHECKING:
+    from paymux.gateways.base import InboundProtocol
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,6 +47,7 @@ class GatewayView:
     limits: Mapping[str, tuple[int | None, int | None]]
     ignore_params: frozenset[str]
     check: str
+    check_txn_id: str
     pay_result: str
     login: str | None
     password_hash: str | None
@@ -51,6 +55,7 @@ class GatewayView:
     cert_allowed: frozenset[str]
     allow_ips: tuple[IPNetwork, ...]
     trusted_proxies: tuple[IPNetwork, ...]
+    config: Mapping[str, Any]  # the protocol's own settings (keys, serials...)
 
     @classmethod
     def of(cls, row: InboundGateway) -> GatewayView:
@@ -68,6 +73,7 @@ class GatewayView:
             limits={cur: (r.get("min"), r.get("max")) for cur, r in (s.get("limits") or {}).items()},
             ignore_params=frozenset(s.get("ignore_params") or ()),
             check=s.get("check") or "provider",
+            check_txn_id=s.get("check_txn_id") or "own",
             pay_result=s.get("pay_result") or "accepted",
             login=row.login,
             password_hash=row.password_hash,
@@ -77,6 +83,7 @@ class GatewayView:
             trusted_proxies=tuple(
                 ipaddress.ip_network(n, strict=False) for n in s.get("trusted_proxies") or ()
             ),
+            config=dict(s.get("config") or {}),
         )
 
 
@@ -141,6 +148,7 @@ class GatewayRegistry:
         self._snapshot: object = None
         self._lock = asyncio.Lock()
         self._verified: set[tuple[int, str, str]] = set()  # (gateway, hash, sha256 of login+password)
+        self._protocols: dict[int, tuple[GatewayView, InboundProtocol]] = {}  # by gateway id
 
     async def get(self, code: str) -> GatewayView | None:
         snap = await self.hub.catalog.get()
@@ -151,9 +159,21 @@ class GatewayRegistry:
                     async with self.hub.read_sessions() as session:
                         rows = (await session.scalars(select(InboundGateway))).all()
                     self._by_code = {r.code: GatewayView.of(r) for r in rows}
+                    self._protocols.clear()
                     self._snapshot = snap
                     self._loaded_ns = time.monotonic_ns()
         return self._by_code.get(code)
+
+    def protocol(self, gw: GatewayView) -> InboundProtocol:
+        """The gateway's protocol instance (made from its ``config`` once per loaded view)."""
+        from paymux.gateways.base import inbound_protocol
+
+        held = self._protocols.get(gw.id)
+        if held is not None and held[0] is gw:
+            return held[1]
+        instance = inbound_protocol(gw.protocol)(dict(gw.config))
+        self._protocols[gw.id] = (gw, instance)
+        return instance
 
     async def password_ok(self, gw: GatewayView, login: str, password: str) -> bool:
         """Login and password match the gateway's; argon2 runs in a thread, successes are remembered."""

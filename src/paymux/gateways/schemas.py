@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from paymux.catalog.fields import Amount, Code
 from paymux.catalog.fields import StrictIn as _In
+from paymux.masking import MASK
 from paymux.money import MoneyError, check_currency, parse_amount
 
 __all__ = [
@@ -29,10 +30,11 @@ _PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 _MIN_PASSWORD = 8
 
-# OSMP parameters the gateway reads itself; every other one is an extra field of the service
+# OSMP parameters the gateway reads itself; every other one is an extra field of the service (each
+# inbound protocol declares its own: InboundProtocol.reserved_params)
 RESERVED_PARAMS = frozenset({"command", "txn_id", "txn_date", "account", "sum", "ccy", "login", "password"})
 # written in place of a stored password hash (admin API listing); sent back, it keeps the stored one
-KEEP_PASSWORD = "***"
+KEEP_PASSWORD = MASK
 
 
 class AmountRangeIn(_In):
@@ -111,7 +113,9 @@ class GatewayIn(_In):
 
     code: Code
     name: str = Field(min_length=1, max_length=200)
-    protocol: Literal["osmp"] = "osmp"
+    protocol: str = Field(
+        "osmp", description="the inbound protocol it speaks (an installed one: osmp, cyberplat...)"
+    )
     channel: Code | None = Field(
         None, description="its channel (kind gateway); the gateway's code if omitted"
     )
@@ -124,6 +128,13 @@ class GatewayIn(_In):
     check: Literal["provider", "local"] = Field(
         "provider", description="provider: ask the routed provider; local: the hub's rules only"
     )
+    check_txn_id: Literal["own", "upstream"] = Field(
+        "own",
+        description=(
+            "the txn_id of the provider's check for an inbound check: own (a check id of the hub's, "
+            "never a payment's id) or upstream (the payment system's txn_id, forwarded)"
+        ),
+    )
     pay_result: Literal["accepted", "final"] = Field(
         "accepted", description="accepted: 0 once accepted; final: 90 until the provider has paid"
     )
@@ -132,20 +143,34 @@ class GatewayIn(_In):
     trusted_proxies: list[str] = Field(
         default_factory=list, description="proxies whose client-address and certificate headers are believed"
     )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the protocol's own settings (keys, serials...; see docs/protocols.md)",
+    )
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, value: str) -> str:
+        from paymux.gateways.base import inbound_names
+
+        if value not in inbound_names():
+            known = ", ".join(inbound_names()) or "none installed"
+            raise ValueError(f"unknown inbound protocol {value[:32]!r} (installed: {known})")
+        return value
 
     @field_validator("service_param")
     @classmethod
     def _service_param(cls, value: str) -> str:
-        if not _PARAM_RE.match(value) or value in RESERVED_PARAMS:
-            raise ValueError(f"service_param {value!r} must be a parameter name other than the OSMP ones")
+        if not _PARAM_RE.match(value):
+            raise ValueError(f"service_param {value!r} must be a parameter name")
         return value
 
     @field_validator("ignore_params")
     @classmethod
     def _ignore(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _PARAM_RE.match(name) or name in RESERVED_PARAMS:
-                raise ValueError(f"ignore_params: {name!r} must be a parameter name other than the OSMP ones")
+            if not _PARAM_RE.match(name):
+                raise ValueError(f"ignore_params: {name!r} must be a parameter name")
         return value
 
     @field_validator("allow_ips")
@@ -177,6 +202,22 @@ class GatewayIn(_In):
                 raise ValueError(f"limits.{cur}: min {rng.min} is greater than max {rng.max}")
         if self.auth.client_cert is not None and not self.trusted_proxies:
             raise ValueError("auth.client_cert needs trusted_proxies (the proxies that set its header)")
+        from paymux.gateways.base import inbound_protocol
+
+        proto = inbound_protocol(self.protocol)
+        name = proto.name.upper() if proto.name == "osmp" else proto.name
+        if self.service_param in proto.reserved_params:
+            raise ValueError(
+                f"service_param {self.service_param!r} must be a parameter name other than the {name} ones"
+            )
+        for param in self.ignore_params:
+            if param in proto.reserved_params:
+                raise ValueError(
+                    f"ignore_params: {param!r} must be a parameter name other than the {name} ones"
+                )
+        problems = proto.validate_gateway(self)
+        if problems:
+            raise ValueError(f"{self.protocol}: " + "; ".join(problems))
         return self
 
     @property

@@ -18,6 +18,7 @@ from paymux.catalog.models import Channel, Service
 from paymux.catalog.service import CatalogError, ChangeKind
 from paymux.gateways.models import InboundGateway
 from paymux.gateways.schemas import KEEP_PASSWORD, AmountRangeIn, ClientCertIn, GatewayAuthIn, GatewayIn
+from paymux.masking import MaskedSecretError, keep_secrets, mask_secrets
 from paymux.money import format_amount, parse_amount
 
 __all__ = [
@@ -56,6 +57,23 @@ async def get_gateway(session: AsyncSession, code: str) -> InboundGateway:
     return row
 
 
+def _secret_keys(protocol: str) -> frozenset[str]:
+    from paymux.gateways.base import inbound_protocols
+
+    cls = inbound_protocols().get(protocol)
+    return cls.secret_config_keys if cls is not None else frozenset()
+
+
+def _config(row: InboundGateway | None, data: GatewayIn) -> dict[str, Any]:
+    """The config to store: a masked secret (``***``, as reads show it) keeps the stored value."""
+    stored = dict((row.settings or {}).get("config") or {}) if row is not None else {}
+    try:
+        kept: dict[str, Any] = keep_secrets(dict(data.config), stored, _secret_keys(data.protocol), "config")
+    except MaskedSecretError as e:
+        raise CatalogError(str(e)) from None
+    return kept
+
+
 def _settings(data: GatewayIn) -> dict[str, Any]:
     """What the gateway row keeps in its ``settings`` column (money in minor units)."""
     limits = {
@@ -73,10 +91,12 @@ def _settings(data: GatewayIn) -> dict[str, Any]:
         "limits": limits,
         "ignore_params": list(data.ignore_params),
         "check": data.check,
+        "check_txn_id": data.check_txn_id,
         "pay_result": data.pay_result,
         "client_cert": None if cert is None else {"header": cert.header, "allowed": list(cert.allowed)},
         "allow_ips": list(data.allow_ips),
         "trusted_proxies": list(data.trusted_proxies),
+        **({"config": dict(data.config)} if data.config else {}),
     }
 
 
@@ -111,6 +131,7 @@ async def upsert_gateway(session: AsyncSession, data: GatewayIn) -> ChangeKind:
     other = await session.scalar(select(InboundGateway).where(InboundGateway.channel_id == channel.id))
     if other is not None and (row is None or other.id != row.id):
         raise CatalogError(f"channel {channel.code!r} already belongs to gateway {other.code!r}")
+    data = data.model_copy(update={"config": _config(row, data)})
     values: dict[str, Any] = {
         "name": data.name,
         "protocol": data.protocol,
@@ -150,7 +171,7 @@ async def gateway_to_schema(session: AsyncSession, row: InboundGateway) -> Gatew
     return GatewayIn(
         code=row.code,
         name=row.name,
-        protocol="osmp",
+        protocol=row.protocol,
         channel=None if channel_code == row.code else channel_code,
         enabled=row.enabled,
         services=list(s.get("services") or []),
@@ -159,6 +180,7 @@ async def gateway_to_schema(session: AsyncSession, row: InboundGateway) -> Gatew
         limits=limits,
         ignore_params=list(s.get("ignore_params") or []),
         check=s.get("check") or "provider",
+        check_txn_id=s.get("check_txn_id") or "own",
         pay_result=s.get("pay_result") or "accepted",
         auth=GatewayAuthIn(
             login=row.login,
@@ -167,12 +189,12 @@ async def gateway_to_schema(session: AsyncSession, row: InboundGateway) -> Gatew
         ),
         allow_ips=list(s.get("allow_ips") or []),
         trusted_proxies=list(s.get("trusted_proxies") or []),
+        config=dict(s.get("config") or {}),
     )
 
 
 def masked(gateway: GatewayIn) -> GatewayIn:
-    """The gateway with its password hash replaced by ``***`` (sending it back keeps the hash)."""
-    if gateway.auth.password_hash is None:
-        return gateway
-    auth = gateway.auth.model_copy(update={"password_hash": KEEP_PASSWORD})
-    return gateway.model_copy(update={"auth": auth})
+    """The gateway as every read shows it: its password hash as ``***`` (sending it back keeps the hash)."""
+    return GatewayIn.model_validate(
+        mask_secrets(gateway.model_dump(mode="json"), _secret_keys(gateway.protocol))
+    )

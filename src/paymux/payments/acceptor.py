@@ -175,12 +175,13 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
             chosen[item.key] = (item, key)
         worker = hub.local_worker
         slots = worker.take_slots(len(rows)) if worker is not None else 0
+        lease = None
         if slots:
-            lease_until = batch[-1].now + dt.timedelta(seconds=hub.settings.lease_seconds)
             assert worker is not None
+            lease = worker.new_lease()
             for r in rows[:slots]:
                 r.update(
-                    status="processing", in_doubt=True, lease_owner=worker.lease, next_attempt_at=lease_until
+                    status="processing", in_doubt=True, lease_owner=lease.token, next_attempt_at=lease.until
                 )
         try:
             inserted = await _insert(hub, session, conn, rows, chosen, ids)
@@ -189,8 +190,8 @@ async def write_batch(hub: Hub, batch: list[Pending]) -> dict[int, Accepted]:
             if worker is not None and slots:
                 worker.hand_over((), reserved=slots)
             raise
-    if worker is not None and slots:
-        worker.hand_over((r for r in inserted.values() if r.lease_owner == worker.lease), reserved=slots)
+    if worker is not None and lease is not None:
+        worker.hand_over((r for r in inserted.values() if r.lease_owner == lease.token), slots, lease)
     if len(rows) > slots:  # due now, for whichever worker claims first
         hub.work_due()
     for k, new in inserted.items():

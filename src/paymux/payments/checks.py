@@ -15,8 +15,15 @@ from paymux.runtime import Hub
 UNANSWERED = ("unreachable", "unknown", "temporary")
 
 
-async def check_account(hub: Hub, channel: ChannelView, body: CheckIn) -> CheckOut:
-    """The first provider on the route that answers decides; ones that do not answer are skipped."""
+async def check_account(
+    hub: Hub, channel: ChannelView, body: CheckIn, *, txn_id: str | None = None
+) -> CheckOut:
+    """The first provider on the route that answers decides; ones that do not answer are skipped.
+
+    ``txn_id``: the transaction id the providers get (an inbound gateway may forward its payment
+    system's); by default a check id of the hub's own (:mod:`paymux.payments.check_ids`), taken once
+    there is a provider to ask.
+    """
     snap = await hub.catalog.get()
     v = validate(snap, body)
     now = utcnow()
@@ -27,10 +34,12 @@ async def check_account(hub: Hub, channel: ChannelView, body: CheckIn) -> CheckO
     for option in plan.options:
         p = option.provider
         proto = hub.protocol(p)
+        if txn_id is None:
+            txn_id = await hub.check_ids.next(hub)
         hub.breakers.begin_call(p.id, p.breaker)
         r = await proto.check(
             CheckRequest(
-                txn_id=f"chk-{now:%Y%m%d%H%M%S%f}",
+                txn_id=txn_id,
                 service_code=option.candidate.provider_service_code,
                 account=body.account,
                 amount=v.amount,
@@ -49,6 +58,7 @@ async def check_account(hub: Hub, channel: ChannelView, body: CheckIn) -> CheckO
             message=r.message,
             provider=p.code,
             info=r.info,
+            fields=r.fields,
             fee=format_amount(pricing.fee, cur),
             total=format_amount(v.amount + pricing.fee, cur),
         )

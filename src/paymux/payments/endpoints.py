@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from paymux.api.deps import ChannelDep, HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Id
+from paymux.auth.proxy import client_ip, proxy_settings
 from paymux.payments import fastpath, service
 from paymux.payments.checks import check_account
 from paymux.payments.fastpath import payment_view
@@ -46,9 +48,13 @@ async def create_payment(request: Request) -> Response:
     Served by ``paymux.payments.fastpath`` ahead of the framework; this route documents it and
     answers only when the app runs without that middleware.
     """
+
+    def address() -> str:
+        return client_ip(request, proxy_settings(request.app))
+
     try:
         status, out = await fastpath.create_payment(
-            request.app.state.hub, request.headers, await request.body()
+            request.app.state.hub, request.headers, await request.body(), address
         )
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False)) from None
@@ -57,22 +63,21 @@ async def create_payment(request: Request) -> Response:
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, responses=PROBLEMS)
 async def get_payment(
-    payment_id: int, channel: ChannelDep, hub: HubDep, session: ReadSessionDep
+    payment_id: Id, channel: ChannelDep, hub: HubDep, session: ReadSessionDep
 ) -> PaymentOut:
     return await payment_view(hub, await service.get_payment(session, channel.id, payment_id))
 
 
-@router.get("/payments/by-external-id/{external_id}", response_model=PaymentOut, responses=PROBLEMS)
+@router.get("/payments/by-external-id/{external_id:path}", response_model=PaymentOut, responses=PROBLEMS)
 async def get_payment_by_external_id(
     external_id: str, channel: ChannelDep, hub: HubDep, session: ReadSessionDep
 ) -> PaymentOut:
+    """The payment of ``external_id``, percent-encoded as a path segment (it may hold ``/``)."""
     return await payment_view(hub, await service.get_by_external_id(session, channel.id, external_id))
 
 
 @router.post("/payments/{payment_id}/cancel", response_model=PaymentOut, responses=PROBLEMS)
-async def cancel_payment(
-    payment_id: int, channel: ChannelDep, hub: HubDep, session: SessionDep
-) -> PaymentOut:
+async def cancel_payment(payment_id: Id, channel: ChannelDep, hub: HubDep, session: SessionDep) -> PaymentOut:
     """Cancel a payment that has not been sent to a provider yet."""
     payment = await service.cancel(hub, session, channel.id, payment_id)
     await session.commit()

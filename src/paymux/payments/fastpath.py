@@ -9,7 +9,7 @@ route in ``payments/endpoints.py`` calls, so both give the same answers and prob
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -17,21 +17,25 @@ from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 from paymux.api.deps import channel_for_headers
+from paymux.api.limits import BodyTooLarge
+from paymux.auth.proxy import proxy_settings, scope_client_ip
 from paymux.catalog.snapshot import Snapshot
 from paymux.errors import Problem, internal_error, invalid_request, not_found
 from paymux.payments import service
 from paymux.payments.schemas import PaymentIn, PaymentOut, payment_out
+from paymux.request_id import REQUEST_ID, accepted
 from paymux.runtime import Hub
 
 log = logging.getLogger("paymux.api")
 
 PATH = "/api/v1/payments"
-MAX_BODY = 64 * 1024
 
 
-async def create_payment(hub: Hub, headers: Mapping[str, str], body: bytes) -> tuple[int, PaymentOut]:
+async def create_payment(
+    hub: Hub, headers: Mapping[str, str], body: bytes, address: Callable[[], str]
+) -> tuple[int, PaymentOut]:
     """Authenticate, validate and accept; (201, payment) for a new one, (200, payment) for a repeat."""
-    channel = await channel_for_headers(hub, headers, body)
+    channel = await channel_for_headers(hub, headers, body, address)
     request = PaymentIn.model_validate_json(body)
     payment, created = await service.accept(hub, channel, request)
     return (201 if created else 200), await payment_view(hub, payment)
@@ -62,35 +66,71 @@ def handles(scope: Scope) -> bool:
     return scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST"
 
 
-async def respond(hub: Hub, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer ``POST /api/v1/payments`` (every failure is a problem document, never an exception)."""
-    status, payload, media = await _answer(hub, scope, receive)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", media), (b"content-length", str(len(payload)).encode())],
-        }
-    )
+async def respond(hub: Hub, scope: Scope, receive: Receive, send: Send, app: Any = None) -> None:
+    """Answer ``POST /api/v1/payments`` (every failure is a problem document, never an exception).
+
+    The request edge's rules (``api/edge.py``) hold here too: the request id (answer header, problem
+    documents, log lines), ``Cache-Control: no-store``, the channel API's body limit, the bearer
+    challenge of a 401 and the throttling of failed keys. ``app`` names the trusted proxies.
+    """
+    headers = _Headers.of(scope)
+    rid = accepted(headers.get("x-request-id"), hub.settings.request_id_from_client)
+    token = REQUEST_ID.set(rid)
+    try:
+        status, payload, media, extra = await _answer(hub, scope, headers, receive, rid, app)
+    finally:
+        REQUEST_ID.reset(token)
+    out = [
+        (b"content-type", media),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-request-id", rid.encode()),
+    ]
+    if extra:
+        out += extra
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _answer(hub: Hub, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
+_NONE: list[tuple[bytes, bytes]] = []
+
+
+async def _answer(
+    hub: Hub, scope: Scope, headers: _Headers, receive: Receive, rid: str, app: Any
+) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
     problem = b"application/problem+json"
     try:
-        body = await _read_body(receive)
-        status, out = await create_payment(hub, _Headers.of(scope), body)
-        return status, out.model_dump_json().encode(), b"application/json"
+        body = await _read_body(receive, headers, hub.settings.body_limit_channel)
+
+        def address() -> str:
+            return scope_client_ip(scope, headers.get("x-forwarded-for"), proxy_settings(app))
+
+        status, out = await create_payment(hub, headers, body, address)
+        return status, out.model_dump_json().encode(), b"application/json", _NONE
     except Problem as e:
-        return e.status, orjson.dumps(e.to_dict(instance=PATH)), problem
+        doc = e.to_dict(instance=PATH)
+        doc["request_id"] = rid
+        extra = (
+            [(k.lower().encode(), v.encode("latin-1")) for k, v in e.headers.items()] if e.headers else _NONE
+        )
+        return e.status, orjson.dumps(doc), problem, extra
     except ValidationError as e:
-        return 422, orjson.dumps(invalid_request(e.errors(include_url=False), PATH)), problem
+        doc = invalid_request(e.errors(include_url=False), PATH)
+        doc["request_id"] = rid
+        return 422, orjson.dumps(doc), problem, _NONE
     except Exception:
         log.exception("unhandled error on %s", PATH)
-        return 500, orjson.dumps(internal_error(PATH)), problem
+        doc = internal_error(PATH)
+        doc["request_id"] = rid
+        return 500, orjson.dumps(doc), problem, _NONE
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to be longer than ``limit``: by its declared
+    length before anything is read, or while it arrives."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -99,8 +139,8 @@ async def _read_body(receive: Receive) -> bytes:
             raise Problem(400, "client-disconnected", "The client went away")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, "body-too-large", "Request body too large", f"at most {MAX_BODY} bytes")
+        if size > limit:
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

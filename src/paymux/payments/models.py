@@ -6,7 +6,18 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from paymux.db.base import Base, BigId, Json, UTCDateTime, utcnow
@@ -36,6 +47,14 @@ class Payment(Base):
             sqlite_where=text("final_at IS NOT NULL"),
         ),
         Index("ix_payments_service_created", "service_id", "created_at"),
+        # final payments naming a customer: the hidden-subscription sweep (paymux.recurring.reminders)
+        Index(
+            "ix_payments_customer_final",
+            "final_at",
+            "id",
+            postgresql_where=text("customer IS NOT NULL AND final_at IS NOT NULL"),
+            sqlite_where=text("customer IS NOT NULL AND final_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -56,6 +75,7 @@ class Payment(Base):
     )
     commission_tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_versions.id"), nullable=True)
     fields: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    customer: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the agent's reference
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
     provider_service_code: Mapped[str] = mapped_column(String(64))
@@ -67,6 +87,10 @@ class Payment(Base):
     # only a status request to that same provider may settle it
     in_doubt: Mapped[bool] = mapped_column(Boolean, default=False)
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a request may have left for provider_id under a lease that ran out (its worker paused or died):
+    # the payment is settled there only (status, then the same pay), never rerouted, never failed
+    # while that provider may still pay it
+    provider_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     provider_txn_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -91,6 +115,8 @@ class PaymentValues:
     service_id: int
     provider_id: int
     in_doubt: bool
+    provider_pinned: bool = False
+    status: str = "accepted"
     currency: str
     amount: int
     fee: int
@@ -127,3 +153,17 @@ class PaymentAttempt(Base):
     exchanges: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     elapsed_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the claim that sent it
+
+
+class CheckIdBlock(Base):
+    """A block of account-check transaction ids taken by one process (``paymux.payments.check_ids``).
+
+    Rows are only ever added: a block's id is never given out twice, so neither are its check ids.
+    """
+
+    __tablename__ = "check_id_blocks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_by: Mapped[str] = mapped_column(String(100))  # host and process id, for operators

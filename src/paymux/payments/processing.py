@@ -9,8 +9,16 @@ The rules that keep a payment from being lost or paid twice:
 * The transaction id sent to providers is the payment id, the same on every retry.
 * Only a definitive answer (refusal, unreachable before sending, or a status saying "failed" /
   "not found") clears ``in_doubt``; only then may the payment go to another provider.
-* The outcome is recorded in one transaction with its journal entry, and only if the worker
-  still holds the lease (outcomes finishing together share one transaction: :mod:`.recorder`).
+* Every claim has a lease of its own (a fencing token, :class:`Lease`): the outcome is recorded in
+  one transaction with its journal entry, and only if that claim still holds the lease (outcomes
+  finishing together share one transaction: :mod:`.recorder`). A worker that claims its own payment
+  again holds a new lease: the earlier claim's outcome is refused.
+* The lease is checked again immediately before each request leaves (:mod:`paymux.providers.send_guard`):
+  a worker that paused past its lease sends nothing more and gives the payment back.
+* A claim that takes over a lease that ran out without an outcome *pins* the payment to its
+  provider (``provider_pinned``): the paused worker may still send there, so the payment is settled
+  at that provider only (status, then the same pay), never rerouted, and never failed while that
+  provider may still pay it (past its lifetime it waits for an operator, ``needs_attention``).
 * A payment accepted in a process that runs a worker with room for it is inserted already claimed
   by that worker (in the acceptance transaction, leased and in doubt) and handed to it directly:
   no claim transaction, no polling delay.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import random
 import secrets
@@ -29,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select, tuple_, update
 
 from paymux.catalog.snapshot import ProviderView, Snapshot
 from paymux.db import direct
@@ -45,7 +54,9 @@ from paymux.payments.postings import (
     success_lines,
 )
 from paymux.payments.recorder import Writes
+from paymux.providers import send_guard
 from paymux.providers.base import PayRequest, ProtocolResult, StatusRequest
+from paymux.providers.send_guard import SendGuard
 from paymux.routing.engine import plan_route
 from paymux.runtime import Hub
 
@@ -55,6 +66,30 @@ BREAKER_FAILURES = ("unreachable", "unknown", "temporary")
 _payments = cast(Table, Payment.__table__)
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One claim's lease: its token (the payments' ``lease_owner`` while it holds them), when it runs
+    out in the database (``next_attempt_at``) and, on this process's monotonic clock, the last
+    moment a request may leave under it (a margin earlier, for other hosts' clocks)."""
+
+    token: str
+    until: dt.datetime
+    deadline: float
+
+
+def new_lease(hub: Hub, owner: str) -> Lease:
+    """A lease for one claim of worker ``owner``, starting now."""
+    seconds = hub.settings.lease_seconds
+    margin = min(2.0, seconds / 10)
+    mono, now = time.monotonic(), utcnow()
+    return Lease(
+        f"{owner}.{next(_claim_numbers)}", now + dt.timedelta(seconds=seconds), mono + seconds - margin
+    )
+
+
+_claim_numbers = itertools.count(1)
+
+
 @dataclass(slots=True)
 class Claimed:
     """A payment as it was when claimed (before the claim marked it in doubt)."""
@@ -62,16 +97,31 @@ class Claimed:
     payment: Any  # PaymentValues: read by a claim, or inserted already claimed by the acceptor
     was_in_doubt: bool
     lease: str
+    guard: SendGuard
+    pinned: bool = False  # settled at its provider only (see the module's docstring)
+    was_status: str = "accepted"
     due_again: bool = False  # its recorded outcome makes it due again at once (failover, resend)
 
 
-async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due payments for this worker, in one short transaction.
+def claimed(
+    payment: Any, lease: Lease, *, was_in_doubt: bool = False, pinned: bool = False, status: str = "accepted"
+) -> Claimed:
+    return Claimed(payment, was_in_doubt, lease.token, SendGuard(lease.deadline), pinned, status)
+
+
+async def claim_due(hub: Hub, lease: Lease | str, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` due payments under ``lease`` (or a new lease of the worker so named), in
+    one short transaction.
+
+    A payment whose ``lease_owner`` is still set was claimed and never given an outcome: its lease
+    ran out (the worker paused, died or failed). A request may have left for its provider, and may
+    still leave (a paused worker wakes up): the payment is pinned to that provider.
 
     Rows are read with Core into :class:`PaymentValues` (a claim of a hundred payments built ORM
     objects for a third of its time) and leased with one statement per row of the same shape."""
+    if isinstance(lease, str):
+        lease = new_lease(hub, lease)
     now = utcnow()
-    lease_until = now + dt.timedelta(seconds=hub.settings.lease_seconds)
     async with hub.sessions() as session:
         conn = await session.connection()
         stmt = (
@@ -90,17 +140,42 @@ async def claim_due(hub: Hub, lease_owner: str, limit: int) -> list[Claimed]:
         if not rows:
             await session.rollback()
             return []
-        claimed = [Claimed(p, p.in_doubt, lease_owner) for p in rows]
-        lease = {
-            "next_attempt_at": lease_until,
-            "lease_owner": lease_owner,
+        taken = [
+            claimed(
+                p,
+                lease,
+                was_in_doubt=p.in_doubt,
+                pinned=bool(p.provider_pinned or p.lease_owner is not None),
+                status=p.status,
+            )
+            for p in rows
+        ]
+        for c in taken:
+            if c.pinned and not c.payment.provider_pinned:
+                log.warning(
+                    "payment %s: taken over from lease %s, which ran out without an outcome; "
+                    "pinned to its provider",
+                    c.payment.id,
+                    c.payment.lease_owner,
+                )
+        values = {
+            "next_attempt_at": lease.until,
+            "lease_owner": lease.token,
             "status": "processing",
             "in_doubt": True,
             "updated_at": now,
         }
-        await direct.update(conn, _payments, [{**lease, "id": pid} for pid in sorted(r.id for r in rows)])
+        await direct.update(
+            conn,
+            _payments,
+            [{**values, "provider_pinned": c.pinned, "id": c.payment.id} for c in sorted(taken, key=_by_id)],
+        )
         await session.commit()
-    return claimed
+    return taken
+
+
+def _by_id(c: Claimed) -> int:
+    return int(c.payment.id)
 
 
 def backoff(hub: Hub, attempt: int) -> dt.timedelta:
@@ -118,12 +193,20 @@ async def process(hub: Hub, c: Claimed) -> None:
         hub.catalog_changed()  # created by another node after this process loaded its snapshot
         snap = await hub.catalog.get()
     provider = snap.providers[p.provider_id]
-    if not c.was_in_doubt and not _still_routable(snap, p, provider):
-        # switched off or disabled since acceptance, and never sent there: move it first
-        await _reroute_before_sending(hub, snap, c, provider, f"{provider.code} is switched off or disabled")
-        return
-    if not c.was_in_doubt and not hub.breakers.allow(provider.id, provider.breaker):
-        await _reroute_before_sending(hub, snap, c, provider, f"{provider.code}: circuit breaker open")
+    if not c.was_in_doubt:
+        why = ""
+        if not _still_routable(snap, p, provider):
+            why = f"{provider.code} is switched off or disabled"
+        elif not hub.breakers.allow(provider.id, provider.breaker):
+            why = f"{provider.code}: circuit breaker open"
+        if why and c.pinned:
+            await _wait_for_pinned_provider(hub, c, provider, why)
+            return
+        if why:  # and never sent there: move it first
+            await _reroute_before_sending(hub, snap, c, provider, why)
+            return
+    if c.guard.expired():  # paused between the claim and here: give it back, nothing was sent
+        await release(hub, c)
         return
     proto = hub.protocol(provider)
     hub.breakers.begin_call(provider.id, provider.breaker)
@@ -137,12 +220,20 @@ async def process(hub: Hub, c: Claimed) -> None:
         currency=p.currency,
         fields=dict(p.fields or {}),
     )
-    if c.was_in_doubt:
-        step = "status"
-        result = await proto.status(StatusRequest(pay.txn_id, pay.service_code, p.provider_txn_id, pay))
-    else:
-        step = "pay"
-        result = await proto.pay(pay)
+    guarded = send_guard.current.set(c.guard)
+    try:
+        if c.was_in_doubt:
+            step = "status"
+            result = await proto.status(StatusRequest(pay.txn_id, pay.service_code, p.provider_txn_id, pay))
+        else:
+            step = "pay"
+            result = await proto.pay(pay)
+    finally:
+        send_guard.current.reset(guarded)
+    if c.guard.tripped:  # the lease ran out before a request could leave: nothing more was sent
+        hub.breakers.abandon_call(provider.id, provider.breaker)  # no call, no verdict on the provider
+        await release(hub, c)
+        return
     hub.breakers.record(provider.id, provider.breaker, result.outcome not in BREAKER_FAILURES)
     elapsed_ms = (utcnow() - started) // dt.timedelta(milliseconds=1)
     attempt = {
@@ -156,6 +247,7 @@ async def process(hub: Hub, c: Claimed) -> None:
         "exchanges": [_exchange_dict(e) for e in result.exchanges],
         "elapsed_ms": elapsed_ms,
         "started_at": started,
+        "lease": c.lease,
     }
 
     async def apply(w: Writes) -> None:
@@ -163,6 +255,55 @@ async def process(hub: Hub, c: Claimed) -> None:
 
     if not await hub.recorder.record(p.id, c.lease, attempt, apply):
         log.warning("payment %s: lease lost, outcome left to the new owner", p.id)
+
+
+async def release(hub: Hub, c: Claimed) -> None:
+    """Give a claimed payment back (its lease ran out before anything more was sent, or its step
+    failed before sending): due at once for any worker, as it was before the claim unless a request
+    of this step left. Only while this claim still holds the lease; otherwise the new holder has it."""
+    sent = c.guard.sent > 0
+    in_doubt = c.was_in_doubt or sent
+    values: dict[str, Any] = {"lease_owner": None, "next_attempt_at": utcnow(), "in_doubt": in_doubt}
+    if not in_doubt:
+        values["status"] = c.was_status
+    try:
+        async with hub.sessions() as session:
+            held = await session.execute(
+                update(Payment)
+                .where(Payment.id == c.payment.id, Payment.lease_owner == c.lease)
+                .values(**values)
+                .returning(Payment.id)
+            )
+            given_back = held.first() is not None
+            await session.commit()
+    except Exception:  # the lease runs out on its own
+        log.exception("payment %s: giving it back failed", c.payment.id)
+        return
+    if given_back:
+        log.warning("payment %s: given back unsent (lease %s)", c.payment.id, c.lease)
+        hub.work_due()
+    else:
+        log.warning("payment %s: lease %s was taken over; nothing sent under it", c.payment.id, c.lease)
+
+
+async def _wait_for_pinned_provider(hub: Hub, c: Claimed, provider: ProviderView, why: str) -> None:
+    """A pinned payment whose provider may not be called now waits for it (it never moves)."""
+    now = utcnow()
+    p = c.payment
+
+    async def apply(w: Writes) -> None:
+        _set(
+            w,
+            c,
+            in_doubt=False,
+            needs_attention=now >= p.expires_at or not provider.enabled,
+            next_attempt_at=now + backoff(hub, max(p.attempts, 1)),
+            error_code="pinned",
+            error_message=f"waits for {provider.code}, where a request may have reached it: {why}"[:500],
+        )
+
+    if not await hub.recorder.record(p.id, c.lease, None, apply):
+        log.warning("payment %s: lease lost, left to the new owner", p.id)
 
 
 def _still_routable(snap: Snapshot, p: PaymentValues, provider: ProviderView) -> bool:
@@ -233,6 +374,9 @@ async def _apply(
         _set(w, c, in_doubt=False, attempts=attempts, next_attempt_at=now)
         return
     if o == "fatal":  # a refusal, or (to a status request) "it failed": definitive either way
+        if c.pinned:  # it will not pay it; nowhere else may
+            _fail(w, c, provider, r, attempts, now, f"{provider.code}: {r.message or r.code or r.outcome}")
+            return
         await _failover_or_fail(hub, w, snap, c, provider, r, attempts, now)
         return
     if o in ("pending", "unknown") or (step == "status" and o in ("temporary", "unreachable")):
@@ -251,6 +395,19 @@ async def _apply(
     if o == "unreachable" and await _failover(hub, w, snap, c, provider, r, attempts, now, keep_tried=False):
         return
     # temporary error, or unreachable with nowhere else to go: retry the same provider later
+    if now >= p.expires_at and c.pinned:
+        # a request that left under a lapsed lease may still be paid there: ask, never give up
+        _set(
+            w,
+            c,
+            in_doubt=True,
+            attempts=attempts,
+            needs_attention=True,
+            next_attempt_at=now + backoff(hub, attempts),
+            error_code=r.code,
+            error_message=("lifetime ended, pinned to its provider: " + (r.message or o))[:500],
+        )
+        return
     if now >= p.expires_at:
         _fail(w, c, provider, r, attempts, now, "lifetime ended: " + (r.message or o))
         return
@@ -344,7 +501,7 @@ async def _failover(
     unreachable) it is only skipped for this move.
     """
     p = c.payment
-    if now >= p.expires_at:
+    if now >= p.expires_at or c.pinned:
         return False
     tried = list(p.tried_provider_ids or [])
     if provider.id not in tried:
@@ -407,7 +564,7 @@ class Worker:
     def __init__(self, hub: Hub, concurrency: int | None = None) -> None:
         self.hub = hub
         self.concurrency = concurrency or hub.settings.workers
-        self.lease = f"w-{secrets.token_hex(8)}"
+        self.lease = f"w-{secrets.token_hex(8)}"  # this worker's name: each claim's lease starts with it
         self._running: set[asyncio.Task[None]] = set()
         self._inbox: deque[Claimed] = deque()
         self._reserved = 0
@@ -427,10 +584,15 @@ class Worker:
         self._reserved += k
         return k
 
-    def hand_over(self, payments: Iterable[Any], reserved: int) -> None:
-        """Payments committed as claimed by this worker (after ``take_slots(reserved)``)."""
+    def new_lease(self) -> Lease:
+        """A lease for payments an acceptance batch inserts already claimed by this worker."""
+        return new_lease(self.hub, self.lease)
+
+    def hand_over(self, payments: Iterable[Any], reserved: int, lease: Lease | None = None) -> None:
+        """Payments committed as claimed by this worker under ``lease`` (after ``take_slots(reserved)``)."""
         self._reserved -= reserved
-        self._inbox.extend(Claimed(p, False, self.lease) for p in payments)
+        if lease is not None:
+            self._inbox.extend(claimed(p, lease) for p in payments)
         self._wake.set()
 
     def claim_soon(self) -> None:
@@ -449,6 +611,8 @@ class Worker:
             await process(self.hub, c)
         except Exception:  # a bug or a database error: the lease expires and the payment is retried
             log.exception("payment %s: processing failed", c.payment.id)
+            if c.guard.sent == 0:  # nothing left for the provider: no need to wait for the lease
+                await release(self.hub, c)
         finally:
             self.processed += 1
             if c.due_again:
@@ -484,13 +648,13 @@ class Worker:
                     last_claim = time.monotonic()
                     want = min(free, batch)
                     try:
-                        claimed = await claim_due(hub, self.lease, want)
+                        taken = await claim_due(hub, new_lease(hub, self.lease), want)
                     except Exception:
                         log.exception("claiming due payments failed")
-                        claimed = []
+                        taken = []
                     self.claims += 1
-                    self._start(claimed)
-                    if len(claimed) == want:
+                    self._start(taken)
+                    if len(taken) == want:
                         self._claim_soon = True  # probably more where these came from
                         await asyncio.sleep(0)
                         continue
@@ -509,7 +673,7 @@ class Worker:
 
     async def _release_inbox(self) -> None:
         """Give back payments handed over but never started, so any worker may take them at once."""
-        left = [c.payment.id for c in self._inbox]
+        left = [(c.payment.id, c.lease) for c in self._inbox]
         self._inbox.clear()
         if not left:
             return
@@ -517,7 +681,7 @@ class Worker:
             async with self.hub.sessions() as session:
                 await session.execute(
                     update(Payment)
-                    .where(Payment.id.in_(left), Payment.lease_owner == self.lease)
+                    .where(tuple_(Payment.id, Payment.lease_owner).in_(left))
                     .values(next_attempt_at=utcnow(), lease_owner=None, in_doubt=False, status="accepted")
                 )
                 await session.commit()

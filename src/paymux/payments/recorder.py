@@ -5,8 +5,13 @@ final outcome, its journal entry, all only if the worker still holds the payment
 Deliveries finishing at the same time hand their outcomes to one committer task per process, which
 records everything queued so far in ONE transaction:
 
-* the leases of the batch's payments are read at once (locked, on PostgreSQL); an outcome whose
-  lease was taken over writes nothing;
+* the first statement is the fence: ONE ``SELECT id FROM payments WHERE (id, lease_owner) IN (...)
+  FOR NO KEY UPDATE`` over the batch's (payment, lease) pairs checks that each claim still holds its
+  payment and locks the row until the commit (SQLite: this transaction is the only writer); an
+  outcome whose lease was taken over (or that an earlier outcome of the same claim released) writes
+  nothing. A batch never holds two outcomes of one payment (a later one waits for the next batch),
+  so the ids that come back say which outcomes hold their lease. Each outcome's payment update
+  releases the lease (``lease_owner = NULL``);
 * journal entries and postings are inserted together and balances updated once each, in id
   order; then payment updates with the same columns go out as one ``executemany``, then the
   attempt rows.
@@ -26,10 +31,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux import failpoints
 from paymux.db import direct
 from paymux.db.group_commit import GroupCommitter
 from paymux.ledger.batch import JournalBatch
@@ -48,24 +54,28 @@ class Writes:
 
     session: AsyncSession
     journal: JournalBatch = field(default_factory=JournalBatch)
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # payment id -> its new values
     check_txn_ids: bool = False  # look for provider transaction ids other payments already have
 
     def update_payment(self, payment_id: int, values: dict[str, Any]) -> None:
-        self.updates[tuple(sorted(values))].append({"id": payment_id, **values})
+        self.rows.setdefault(payment_id, {"id": payment_id}).update(values)
 
     async def flush_updates(self) -> None:
+        """The payments' updates, in id order; those with the same columns in one ``executemany``."""
         conn = await self.session.connection()
         if self.check_txn_ids:
             await self._drop_taken_txn_ids()
-        for rows in self.updates.values():
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for pid in sorted(self.rows):
+            row = self.rows[pid]
+            shapes[tuple(sorted(row))].append(row)
+        for rows in shapes.values():
             await direct.update(conn, _payments, rows)
-        self.updates.clear()
+        self.rows.clear()
 
     async def _drop_taken_txn_ids(self) -> None:
         conn = await self.session.connection()
-        rows = [row for rows in self.updates.values() for row in rows]
-        for row in rows:
+        for row in self.rows.values():
             txn_id = row.get("provider_txn_id")
             if txn_id is None:
                 continue
@@ -95,9 +105,6 @@ class Writes:
                 needs_attention=True,
                 error_message=f"the provider gave transaction id {txn_id}, which payment {taken} already has",
             )
-        self.updates = defaultdict(list)
-        for row in rows:
-            self.updates[tuple(sorted(k for k in row if k != "id"))].append(row)
 
 
 Apply = Callable[[Writes], Awaitable[None]]
@@ -131,7 +138,20 @@ class Recorder(GroupCommitter[Outcome, bool]):
         return await self.submit(Outcome(payment_id, lease, attempt, apply))
 
     async def write(self, batch: list[Outcome]) -> list[bool]:
-        return await self._write(batch, check_txn_ids=False)
+        ids = {o.payment_id for o in batch}
+        if len(ids) == len(batch):
+            return await self._write(batch, check_txn_ids=False)
+        # two claims' outcomes for one payment (a worker that claimed it again): one per transaction
+        first: list[Outcome] = []
+        later: list[Outcome] = []
+        seen: set[int] = set()
+        for o in batch:
+            (later if o.payment_id in seen else first).append(o)
+            seen.add(o.payment_id)
+        done = dict(zip(map(id, first), await self._write(first, check_txn_ids=False), strict=True))
+        for o in later:
+            done[id(o)] = await self.write_alone(o)
+        return [done[id(o)] for o in batch]
 
     async def write_alone(self, item: Outcome) -> bool:
         try:
@@ -142,21 +162,22 @@ class Recorder(GroupCommitter[Outcome, bool]):
     async def _write(self, batch: list[Outcome], *, check_txn_ids: bool) -> list[bool]:
         results: list[bool] = []
         async with self.hub.sessions() as session:
-            held = select(_payments.c.id, _payments.c.lease_owner).where(
-                _payments.c.id.in_(sorted({o.payment_id for o in batch}))
-            )
-            if not self.hub.sqlite:  # SQLite: this transaction is the only writer already
-                held = held.order_by(_payments.c.id).with_for_update(key_share=True)  # FOR NO KEY UPDATE
             conn = await session.connection()
-            owners = dict((await conn.execute(held)).all())
+            held = {
+                int(r[0])
+                for r in await conn.execute(
+                    _fence(sorted((o.payment_id, o.lease) for o in batch), self.hub.sqlite)
+                )
+            }
             w = Writes(session, check_txn_ids=check_txn_ids)
             attempts: list[dict[str, Any]] = []
             for item in batch:
-                ok = owners.get(item.payment_id) == item.lease
+                ok = item.payment_id in held
                 results.append(ok)
                 if not ok:
                     continue
                 await item.apply(w)
+                w.update_payment(item.payment_id, {"lease_owner": None})  # the claim's lease ends here
                 if item.attempt is not None:
                     attempts.append(item.attempt)
             # the attempts first: they take no lock an acceptance batch waits for, so the accounts'
@@ -167,6 +188,20 @@ class Recorder(GroupCommitter[Outcome, bool]):
             # updates: an acceptance batch holding those accounts and inserting a repeat of one of
             # these payments would otherwise wait on the updated payment while this waits on it
             await w.journal.write(session, self.hub.accounts)
+            failpoints.hit("in_outcome_transaction")
             await w.flush_updates()
             await session.commit()
         return results
+
+
+def _fence(pairs: list[tuple[int, str]], sqlite: bool) -> Any:
+    """ONE statement: the ids of the given (payment, lease) pairs whose lease is still held, locked
+    until the commit (PostgreSQL, in id order: the order every writer of payments follows).
+
+    Locked, not updated yet: an acceptance batch inserting a repeat of one of these payments would
+    wait for an updated row (its unique check) while this batch waits for that batch's accounts."""
+    held = select(_payments.c.id).where(tuple_(_payments.c.id, _payments.c.lease_owner).in_(pairs))
+    if sqlite:  # this transaction is the only writer
+        return held
+    # FOR NO KEY UPDATE: the attempts' foreign-key checks do not wait for it
+    return held.order_by(_payments.c.id).with_for_update(key_share=True)

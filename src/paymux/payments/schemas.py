@@ -5,32 +5,41 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
+from paymux.api.params import Ident
 from paymux.money import format_amount
 
 
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    external_id: StrictStr = Field(
+    external_id: Ident = Field(
         min_length=1, max_length=64, description="unique per channel; makes the call idempotent"
     )
-    service: StrictStr = Field(min_length=1, max_length=64)
-    account: StrictStr = Field(min_length=1, max_length=64)
-    amount: StrictStr = Field(description='decimal string in major units, e.g. "150.00"', examples=["150.00"])
-    currency: StrictStr = Field(min_length=3, max_length=3, examples=["RUB"])
-    fields: dict[StrictStr, StrictStr] = Field(default_factory=dict, description="the service's extra fields")
+    service: Ident = Field(min_length=1, max_length=64)
+    account: Ident = Field(min_length=1, max_length=64)
+    amount: Ident = Field(description='decimal string in major units, e.g. "150.00"', examples=["150.00"])
+    currency: Ident = Field(min_length=3, max_length=3, examples=["RUB"])
+    fields: dict[Ident, Ident] = Field(default_factory=dict, description="the service's extra fields")
+    customer: Ident | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the agent's own reference of the payer (optional): a payment of a periodic service"
+        " naming its customer is reminded one period later (hidden subscriptions)",
+        examples=["C-1001"],
+    )
 
 
 class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    service: StrictStr = Field(min_length=1, max_length=64)
-    account: StrictStr = Field(min_length=1, max_length=64)
-    amount: StrictStr = Field(examples=["150.00"])
-    currency: StrictStr = Field(min_length=3, max_length=3)
-    fields: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    service: Ident = Field(min_length=1, max_length=64)
+    account: Ident = Field(min_length=1, max_length=64)
+    amount: Ident = Field(examples=["150.00"])
+    currency: Ident = Field(min_length=3, max_length=3)
+    fields: dict[Ident, Ident] = Field(default_factory=dict)
 
 
 class CheckOut(BaseModel):
@@ -39,6 +48,10 @@ class CheckOut(BaseModel):
     message: str | None = None
     provider: str | None = None
     info: dict[str, Any] = Field(default_factory=dict, description="what the provider told about the account")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="account details the provider gave for the payer to see (e.g. OSMP <fields>), as text",
+    )
     fee: str | None = None
     total: str | None = None
 

@@ -15,13 +15,15 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.catalog.fields import catalog_pattern
 from paymux.catalog.snapshot import ChannelView, ServiceView, Snapshot
 from paymux.db.base import utcnow
+from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
 from paymux.ledger.service import post_entry
 from paymux.money import MoneyError, format_amount, parse_amount
 from paymux.payments.acceptor import Pending
-from paymux.payments.models import Payment, PaymentValues
+from paymux.payments.models import FINAL_STATUSES, Payment, PaymentValues
 from paymux.payments.postings import accept_lines, provider_account, reverse
 from paymux.payments.schemas import CheckIn, PaymentIn
 from paymux.routing.engine import plan_route
@@ -95,9 +97,7 @@ def validate(snap: Snapshot, body: PaymentIn | CheckIn) -> Validated:
 
 
 def _fullmatch(pattern: str, value: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern, value) is not None
+    return catalog_pattern(pattern).fullmatch(value) is not None
 
 
 def price(
@@ -116,11 +116,11 @@ def price(
     )
 
 
-def request_hash(channel_id: int, v: Validated, account: str) -> str:
-    canon = orjson.dumps(
-        [channel_id, v.service.code, account, v.amount, v.service.currency, v.fields],
-        option=orjson.OPT_SORT_KEYS,
-    )
+def request_hash(channel_id: int, v: Validated, account: str, customer: str | None = None) -> str:
+    parts: list[object] = [channel_id, v.service.code, account, v.amount, v.service.currency, v.fields]
+    if customer is not None:  # payments without one keep the hash they always had
+        parts.append(customer)
+    canon = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canon).hexdigest()
 
 
@@ -138,7 +138,7 @@ async def accept(hub: Hub, channel: ChannelView, body: PaymentIn) -> tuple[Payme
     """
     snap = await hub.catalog.get()
     v = validate(snap, body)
-    digest = request_hash(channel.id, v, body.account)
+    digest = request_hash(channel.id, v, body.account, body.customer)
     now = utcnow()
     pricing = price(snap, v.service, channel, v.amount, now)
     plan = plan_route(snap, v.service, channel, v.amount, now, hub.breakers)
@@ -165,6 +165,7 @@ async def accept(hub: Hub, channel: ChannelView, body: PaymentIn) -> tuple[Payme
         "fee_tariff_id": pricing.fee_tariff_id,
         "commission_tariff_id": pricing.commission_tariff_id,
         "fields": v.fields,
+        "customer": body.customer,
         "status": "accepted",
         "tried_provider_ids": [],
         "attempts": 0,
@@ -215,15 +216,35 @@ async def get_by_external_id(session: AsyncSession, channel_id: int, external_id
     return p
 
 
+def cancellable(p: Payment) -> bool:
+    """Accepted and never claimed for sending (a claim marks it in doubt and in processing)."""
+    return p.status == "accepted" and p.attempts == 0 and not p.in_doubt
+
+
 async def cancel(hub: Hub, session: AsyncSession, channel_id: int, payment_id: int) -> Payment:
-    """Cancel a payment that has not been sent to a provider yet (reversing its acceptance)."""
-    p = await get_payment(session, channel_id, payment_id)
+    """Cancel a payment that has not been sent to a provider yet (reversing its acceptance).
+
+    Cancelling a cancelled payment answers it again, also when another request cancelled it a
+    moment ago: the row is locked and read as committed before anything is decided
+    (:mod:`paymux.db.concurrent`)."""
+    p = await locked(session, Payment, payment_id, key_share=True)
+    if p is None or p.channel_id != channel_id:
+        raise not_found(f"payment {payment_id}")
     if p.status == "cancelled":
         return p
+    if not cancellable(p):
+        raise Problem(
+            409,
+            "cannot-cancel",
+            "The payment can no longer be cancelled",
+            f"payment {p.id} is already {p.status}"
+            if p.status in FINAL_STATUSES
+            else f"payment {p.id} is {p.status} and has been sent to a provider",
+        )
     now = utcnow()
-    res = await session.execute(
+    await session.execute(
         update(Payment)
-        .where(Payment.id == p.id, Payment.status == "accepted", Payment.attempts == 0, ~Payment.in_doubt)
+        .where(Payment.id == p.id)
         .values(
             status="cancelled",
             next_attempt_at=None,
@@ -232,15 +253,7 @@ async def cancel(hub: Hub, session: AsyncSession, channel_id: int, payment_id: i
             error_code="cancelled",
             error_message="cancelled by the channel",
         )
-        .returning(Payment.id)
     )
-    if res.first() is None:
-        raise Problem(
-            409,
-            "cannot-cancel",
-            "The payment can no longer be cancelled",
-            f"payment {p.id} is {p.status} and has been sent to a provider",
-        )
     snap = await hub.catalog.get()
     prov = snap.providers[p.provider_id]
     key = provider_account(prov.id, prov.settlement, p.currency)

@@ -27,15 +27,13 @@ import abc
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import cache, lru_cache
+from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 
 Outcome = Literal["ok", "pending", "temporary", "fatal", "unreachable", "unknown", "not_found"]
-
-SECRET_KEYS = ("password", "secret", "token", "authorization", "key", "signature")
 
 DEFAULT_TIMEOUT = "10"  # seconds a provider has to answer (config ``timeout``)
 DEFAULT_CONNECT_TIMEOUT = "3"  # seconds to connect to a provider (config ``connect_timeout``)
@@ -63,6 +61,8 @@ class Exchange:
 
 @dataclass(slots=True)
 class CheckRequest:
+    # a check's own id (digits only, never a payment's id: paymux.payments.check_ids), or the id a
+    # payment system gave the check it forwards; a pay's pre-check uses the payment's txn_id
     txn_id: str
     service_code: str  # the provider's own code for the service
     account: str
@@ -99,12 +99,19 @@ class ProtocolResult:
     provider_txn_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # extra fields the provider told
     exchanges: list[Exchange] = field(default_factory=list)
+    # what the provider told about the account or payment for the payer to see (OSMP's <fields>,
+    # the JSON protocol's check info), as text: an inbound gateway passes them on to its payment system
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 class Protocol(abc.ABC):
     """Base class of a provider protocol. One instance per provider (its ``config``)."""
 
     name: str = ""
+    # config keys holding secrets (passwords, tokens, private keys): masked wherever a provider is
+    # shown (admin API, back office, catalog export, audit log). Keys whose names look secret
+    # (paymux.masking.looks_secret) are masked too; declaring them all documents the protocol.
+    secret_config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: dict[str, Any], http: httpx.AsyncClient) -> None:
         self.config = config
@@ -138,20 +145,21 @@ def display_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=4096)
-def _secret_key(key: Any) -> bool:
-    """Whether a key's name looks like it holds a secret (every exchange recorded asks: cached)."""
-    name = str(key).lower()
-    return any(s in name for s in SECRET_KEYS)
-
-
-def mask_secrets(data: Any) -> Any:
-    """A copy of ``data`` (dicts/lists/str) with values under secret-looking keys masked."""
-    if isinstance(data, dict):
-        return {k: ("***" if _secret_key(k) else mask_secrets(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [mask_secrets(v) for v in data]
-    return data
+def base_url_problems(url: Any, example: str) -> list[str]:
+    """What is wrong with a config's ``url``: an absolute http(s) base URL without query or fragment."""
+    if not url:
+        return [f"url is required (the base URL, e.g. {example})"]
+    if not isinstance(url, str):
+        return [f"url must be a string (got {url!r})"]
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        return [f"url {url!r} is not a valid URL: {exc}"]
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return [f"url {url!r} must be an absolute http:// or https:// URL"]
+    if parsed.query or parsed.fragment:
+        return [f"url {url!r} must not have a query or fragment"]
+    return []
 
 
 def parse_seconds(value: Any, name: str) -> tuple[Decimal | None, str | None]:
@@ -213,6 +221,12 @@ def protocol_classes() -> dict[str, type[Protocol]]:
             raise TypeError(f"entry point {ep.name} ({ep.value}) is not a paymux Protocol")
         found[ep.name] = cls
     return found
+
+
+def config_secret_keys(protocol: str) -> frozenset[str]:
+    """The config keys the protocol declares secret (none for a protocol that is not installed)."""
+    cls = protocol_classes().get(protocol)
+    return cls.secret_config_keys if cls is not None else frozenset()
 
 
 def protocol_class(name: str) -> type[Protocol]:

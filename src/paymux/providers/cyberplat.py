@@ -37,10 +37,10 @@ from typing import Any, Literal
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from paymux.masking import MASK, looks_secret
 from paymux.money import MoneyError, check_currency, exponent, format_amount
 from paymux.providers import cyberplat_codes as codes
 from paymux.providers.base import (
-    SECRET_KEYS,
     CheckRequest,
     Exchange,
     Outcome,
@@ -205,6 +205,7 @@ class CyberplatProtocol(Protocol):
     """Client of the Cyberplat-style signed key=value protocol."""
 
     name = "cyberplat"
+    secret_config_keys = frozenset({"private_key", "private_key_passphrase"})
 
     def __init__(self, config: dict[str, Any], http: httpx.AsyncClient) -> None:
         super().__init__(config, http)
@@ -442,11 +443,9 @@ class CyberplatProtocol(Protocol):
     def _record_request(self, envelope: bytes, body: bytes, message: list[tuple[str, str]]) -> str:
         """The envelope as sent, with values of secret-looking extra fields masked."""
         text = envelope.decode(ENCODING)
-        secret = [
-            k for k, _ in message if k not in STANDARD_FIELDS and any(s in k.lower() for s in SECRET_KEYS)
-        ]
+        secret = [k for k, _ in message if k not in STANDARD_FIELDS and looks_secret(k)]
         if secret:
-            masked = encode_message([(k, "***" if k in secret else v) for k, v in message])
+            masked = encode_message([(k, MASK if k in secret else v) for k, v in message])
             text = text.replace(body.decode(ENCODING), masked.decode(ENCODING))
         return text
 

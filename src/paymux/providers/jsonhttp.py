@@ -50,6 +50,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from paymux.masking import mask_secrets
 from paymux.money import MoneyError, format_amount
 from paymux.providers.base import (
     CheckRequest,
@@ -59,9 +60,9 @@ from paymux.providers.base import (
     Protocol,
     ProtocolResult,
     StatusRequest,
+    base_url_problems,
     display_url,
     http_timeout,
-    mask_secrets,
     network_failure,
     timeout_problems,
 )
@@ -109,6 +110,7 @@ class JsonHttpProtocol(Protocol):
     """Client of the generic JSON/HTTP provider protocol."""
 
     name = "jsonhttp"
+    secret_config_keys = frozenset({"token"})
 
     def __init__(self, config: dict[str, Any], http: httpx.AsyncClient) -> None:
         super().__init__(config, http)
@@ -120,22 +122,7 @@ class JsonHttpProtocol(Protocol):
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> list[str]:
-        problems: list[str] = []
-        url = config.get("url")
-        if not url:
-            problems.append("url is required (the provider's base URL, e.g. https://provider.example/api)")
-        elif not isinstance(url, str):
-            problems.append(f"url must be a string (got {url!r})")
-        else:
-            try:
-                parsed = httpx.URL(url)
-            except (httpx.InvalidURL, TypeError, ValueError) as exc:
-                problems.append(f"url {url!r} is not a valid URL: {exc}")
-            else:
-                if parsed.scheme not in ("http", "https") or not parsed.host:
-                    problems.append(f"url {url!r} must be an absolute http:// or https:// URL")
-                elif parsed.query or parsed.fragment:
-                    problems.append(f"url {url!r} must not have a query or fragment")
+        problems = base_url_problems(config.get("url"), "https://provider.example/api")
         token = config.get("token")
         if token is not None and not isinstance(token, str):
             problems.append("token must be a string")
@@ -270,8 +257,13 @@ class JsonHttpProtocol(Protocol):
                 return self._not_protocol(answer, "fatal")
             return self._not_protocol(answer, "temporary")
         if result == "ok":
+            info = _info(data)
             return ProtocolResult(
-                "ok", code=_opt_str(data.get("code")), message=_opt_str(data.get("message")), info=_info(data)
+                "ok",
+                code=_opt_str(data.get("code")),
+                message=_opt_str(data.get("message")),
+                info=info,
+                fields=_text_fields(info),
             )
         if result == "rejected":
             return ProtocolResult(
@@ -353,3 +345,12 @@ class JsonHttpProtocol(Protocol):
 def _info(data: dict[str, Any]) -> dict[str, Any]:
     info = data.get("info")
     return dict(info) if isinstance(info, dict) else {}
+
+
+def _text_fields(info: dict[str, Any]) -> dict[str, str]:
+    """The check info's text and whole-number values: the account details a payer may be shown."""
+    return {
+        str(name): str(value)
+        for name, value in info.items()
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    }

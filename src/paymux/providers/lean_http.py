@@ -33,6 +33,8 @@ from urllib.parse import unquote, urlsplit
 import httptools
 import httpx
 
+from paymux.providers import send_guard
+
 Origin = tuple[str, str, int]
 
 
@@ -221,6 +223,11 @@ class LeanHttp:
     async def _exchange(
         self, origin: Origin, conn: _Connection, request: bytes, read_timeout: float | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        try:
+            send_guard.before_send()  # nothing awaited between this check and the write below
+        except send_guard.LeaseExpired:
+            self._idle.setdefault(origin, deque()).append(conn)  # unused: back to the pool
+            raise
         answer = conn.request(request)  # from here on the request may have reached the provider
         timer = (
             asyncio.get_running_loop().call_later(read_timeout, conn.timed_out)

@@ -3,6 +3,7 @@
 Every call is one HTTP request (``GET`` with a query string, or ``POST`` of a form, as configured)
 to the provider's URL; the answer is an XML document::
 
+    ?command=getInfo&account=9001234567&sum=10.45&ccy=RUB[&<extra fields>]
     ?command=check&txn_id=1234&account=9001234567&sum=10.45&ccy=RUB[&<extra fields>]
     ?command=pay&txn_id=1234&txn_date=20261122100000&account=9001234567&sum=10.45&ccy=RUB[&...]
 
@@ -11,7 +12,11 @@ to the provider's URL; the answer is an XML document::
       <result>0</result><comment>OK</comment>[<fields><field1 name="balance">5.00</field1></fields>]
     </response>
 
-The result codes and whether each is fatal are in :mod:`paymux.providers.osmp_codes`.
+The protocol's payment is two steps with one ``txn_id``: ``check`` registers it at the provider
+(the account is checked), ``pay`` confirms it. ``getInfo`` looks an account up and registers
+nothing (it has no ``txn_id``). ``txn_id`` is a whole number of at most 20 digits; anything else is
+refused before sending (``fatal`` / ``invalid_request``). The result codes and whether each is fatal
+are in :mod:`paymux.providers.osmp_codes`.
 
 Provider config:
 
@@ -25,27 +30,37 @@ Provider config:
 ``service_param``     optional: the parameter that carries the provider's service code.
 ``send_ccy``          send ``ccy`` (default ``true``).
 ``txn_date_timezone`` IANA time zone of ``txn_date`` (default ``UTC``).
+``check_before_pay``  send ``check`` with the payment's ``txn_id`` before its ``pay`` (default
+                      ``true``, as the protocol's payment process goes); ``false`` for providers
+                      that take a ``pay`` alone.
+``account_check``     what the hub's account checks send: ``check`` (default; every OSMP provider
+                      has it) or ``getInfo`` (for providers that have it: registers nothing).
 ``timeout``, ``connect_timeout``  seconds, decimal strings (defaults ``"10"`` and ``"3"``).
 
 Classification (see :mod:`paymux.providers.base`):
 
 * result ``0`` -> ``ok``; ``1`` -> ``temporary``; ``90`` -> ``pending`` for ``pay`` (the provider
-  has the payment and has not finished it) and ``temporary`` for ``check``; any other code -> ``fatal``;
+  has the payment and has not finished it) and ``temporary`` for ``check`` and ``getInfo``; any
+  other code -> ``fatal``;
 * the connection was not established -> ``unreachable``;
-* ``check``: a lost or malformed answer -> ``temporary`` (a check changes nothing);
+* ``check``, ``getInfo``: a lost or malformed answer -> ``temporary`` (they move no money);
 * ``pay``: a lost answer (read timeout, connection closed), malformed XML, an answer that is not
   XML (e.g. an HTML page) or a non-OSMP HTTP 5xx/2xx -> ``unknown``; a non-OSMP 408/429 ->
   ``temporary``, another non-OSMP 4xx (e.g. 401, wrong credentials) -> ``fatal``. A ``0`` whose
-  ``sum`` differs from the one sent is ``unknown`` too (someone must look at it).
+  ``sum`` differs from the one sent is ``unknown`` too (someone must look at it);
+* ``pay`` with ``check_before_pay``: a check that is not ``ok`` ends the step there, and since the
+  pay was not sent its outcome is the check's (``fatal`` refusal, ``temporary``, ``unreachable``),
+  never ``unknown``.
 
 Status: OSMP has no status command. A payment whose answer was lost is settled by sending the same
 ``pay`` again with the same ``txn_id``: the provider does not pay twice and answers the original
-outcome. :meth:`OsmpProtocol.status` does exactly that, with the pay request it remembered when the
-payment was first sent (kept in this process until a final answer arrives). The result is classified
+outcome. :meth:`OsmpProtocol.status` does exactly that, with the pay request the hub passes in the
+:class:`StatusRequest` (or, failing that, the one this process remembers having sent). With
+``check_before_pay`` the repeated pay is preceded by the same check (a payment whose first attempt
+never reached the provider is then registered before it is paid); the check's answer decides
+nothing unless there is none (then ``temporary``): the pay's answer does. The result is classified
 as for ``pay``, except that nothing short of an OSMP result code is ever ``fatal`` (lost or
-malformed answers are ``temporary``). If this process has not sent the payment (it was restarted
-in between), ``status`` answers ``temporary`` with code ``cannot_settle``: the payment stays in doubt
-and is flagged for attention when its lifetime ends.
+malformed answers are ``temporary``).
 """
 
 from __future__ import annotations
@@ -65,6 +80,7 @@ import defusedxml.ElementTree as SafeET
 import httpx
 from defusedxml import DefusedXmlException
 
+from paymux.masking import mask_secrets
 from paymux.money import MoneyError, format_amount, parse_amount
 from paymux.providers.base import (
     CheckRequest,
@@ -75,19 +91,21 @@ from paymux.providers.base import (
     ProtocolResult,
     StatusRequest,
     http_timeout,
-    mask_secrets,
     network_failure,
     timeout_problems,
 )
 from paymux.providers.osmp_codes import NOT_COMPLETED, OK, TEMPORARY, result_code
 
-Step = Literal["check", "pay", "status"]
+Step = Literal["getInfo", "check", "pay", "status"]
+AccountCheck = Literal["check", "getInfo"]
 
 MAX_RECORDED_TEXT = 4000  # characters of an answer kept in an Exchange
 REMEMBERED_PAYS = 100_000  # pay requests kept for settling lost answers (oldest forgotten first)
 RESERVED_PARAMS = frozenset({"command", "txn_id", "txn_date", "account", "sum", "ccy"})
 XML_CONTENT_TYPES = ("application/xml", "text/xml", "text/plain")
 STANDARD_ELEMENTS = frozenset({"osmp_txn_id", "prv_txn", "sum", "result", "comment"})
+TXN_ID = re.compile(r"^[0-9]{1,20}\Z")  # the protocol's txn_id: a whole number of up to 20 digits
+ACCOUNT_CHECKS = ("check", "getInfo")
 
 
 # Pay requests sent by this process and not yet final, by (provider url, txn_id): what status()
@@ -185,7 +203,7 @@ class _Reply:
 
     __slots__ = ("answer", "content_type", "problem", "status_code", "text")
 
-    def __init__(self, status_code: int, content_type: str, text: str, txn_id: str) -> None:
+    def __init__(self, status_code: int, content_type: str, text: str, txn_id: str | None) -> None:
         self.status_code = status_code
         self.content_type = content_type
         self.text = text
@@ -202,7 +220,7 @@ class _Reply:
             except ValueError as exc:
                 self.problem = f"not an OSMP answer: {exc}"
             else:
-                if answer.osmp_txn_id is not None and answer.osmp_txn_id != txn_id:
+                if txn_id is not None and answer.osmp_txn_id is not None and answer.osmp_txn_id != txn_id:
                     self.problem = f"the answer is about osmp_txn_id {answer.osmp_txn_id!r}, not {txn_id!r}"
                 else:
                     self.answer = answer
@@ -212,6 +230,7 @@ class OsmpProtocol(Protocol):
     """Client of the OSMP (QIWI) provider protocol."""
 
     name = "osmp"
+    secret_config_keys = frozenset({"password", "key_password"})
 
     def __init__(self, config: dict[str, Any], http: httpx.AsyncClient) -> None:
         super().__init__(config, http)
@@ -232,6 +251,8 @@ class OsmpProtocol(Protocol):
         service_param = config.get("service_param")
         self._service_param = service_param if isinstance(service_param, str) and service_param else None
         self._send_ccy = config.get("send_ccy", True) is not False
+        self._check_before_pay = config.get("check_before_pay", True) is not False
+        self._account_check: AccountCheck = "getInfo" if config.get("account_check") == "getInfo" else "check"
         try:
             self._tz: dt.tzinfo = ZoneInfo(str(config.get("txn_date_timezone") or "UTC"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -302,8 +323,12 @@ class OsmpProtocol(Protocol):
             problems.append("service_param must be a parameter name")
         elif isinstance(service_param, str) and service_param in RESERVED_PARAMS:
             problems.append(f"service_param {service_param!r} is one of the protocol's own parameters")
-        if not isinstance(config.get("send_ccy", True), bool):
-            problems.append("send_ccy must be true or false")
+        for key in ("send_ccy", "check_before_pay"):
+            if not isinstance(config.get(key, True), bool):
+                problems.append(f"{key} must be true or false")
+        account_check = config.get("account_check", "check")
+        if account_check not in ACCOUNT_CHECKS:
+            problems.append(f"account_check must be check or getInfo (got {account_check!r})")
         tz = config.get("txn_date_timezone")
         if tz is not None:
             try:
@@ -336,16 +361,46 @@ class OsmpProtocol(Protocol):
             await self._own_http.aclose()
             self._own_http = None
 
-    # -- the three steps -------------------------------------------------------------------------
+    # -- the steps -------------------------------------------------------------------------------
 
     async def check(self, req: CheckRequest) -> ProtocolResult:
+        """The hub's account check: ``check`` with ``req.txn_id``, or ``getInfo`` when configured."""
+        if self._account_check == "getInfo":
+            return await self.get_info(req)
+        return await self._check(
+            req.txn_id, req.service_code, req.account, req.amount, req.currency, req.fields
+        )
+
+    async def get_info(self, req: CheckRequest) -> ProtocolResult:
+        """``getInfo``: the account's state and details; registers nothing (``req.txn_id`` is not sent)."""
         params = self._params_for(
-            "check", req.txn_id, req.service_code, req.account, req.amount, req.currency, req.fields
+            "getInfo", None, req.service_code, req.account, req.amount, req.currency, req.fields
         )
         if isinstance(params, ProtocolResult):
             return params
         exchanges: list[Exchange] = []
-        reply = await self._send("check", params, req.txn_id, exchanges)
+        reply = await self._send("getInfo", params, None, exchanges)
+        return self._lookup_result(reply, exchanges)
+
+    async def _check(
+        self,
+        txn_id: str,
+        service_code: str,
+        account: str,
+        amount: int,
+        currency: str,
+        fields: dict[str, str],
+        exchanges: list[Exchange] | None = None,
+    ) -> ProtocolResult:
+        params = self._params_for("check", txn_id, service_code, account, amount, currency, fields)
+        if isinstance(params, ProtocolResult):
+            return params
+        exchanges = [] if exchanges is None else exchanges
+        reply = await self._send("check", params, txn_id, exchanges)
+        return self._lookup_result(reply, exchanges)
+
+    def _lookup_result(self, reply: _Reply | ProtocolResult, exchanges: list[Exchange]) -> ProtocolResult:
+        """How a ``check`` or ``getInfo`` answer is classified (they move no money)."""
         if isinstance(reply, ProtocolResult):
             return reply
         if reply.answer is None:
@@ -365,33 +420,56 @@ class OsmpProtocol(Protocol):
         _remembered.move_to_end(key)
         while len(_remembered) > REMEMBERED_PAYS:
             _remembered.popitem(last=False)
-        result = await self._pay(req, "pay")
+        exchanges: list[Exchange] = []
+        if self._check_before_pay:
+            checked = await self._check_before(req, exchanges)
+            if checked.outcome != "ok":
+                # the pay was not sent: the check's refusal is the provider's answer to this payment
+                if checked.outcome == "fatal":
+                    _remembered.pop(key, None)
+                return checked
+        result = await self._pay(req, "pay", exchanges)
         if result.outcome in ("ok", "fatal"):
             _remembered.pop(key, None)
         return result
 
     async def status(self, req: StatusRequest) -> ProtocolResult:
         key = (self._url, req.txn_id)
-        # A status request that carries the original pay request (an attribute ``pay``, which the
-        # plug-in interface may add) settles it from any process; else this process's memory.
-        carried = getattr(req, "pay", None)
-        original = carried if isinstance(carried, PayRequest) else _remembered.get(key)
+        # the original pay request comes with the status request (the hub's processing passes it,
+        # so any process settles the payment); failing that, this process's memory of it
+        original = req.pay if isinstance(req.pay, PayRequest) else _remembered.get(key)
         if original is None:
             return ProtocolResult(
                 "temporary",
                 code="cannot_settle",
                 message=(
-                    f"OSMP has no status command and the pay request of txn_id {req.txn_id} is not known "
-                    "to this process (restarted, or sent by another node): it cannot be repeated to "
-                    "settle the payment"
+                    f"OSMP has no status command and the pay request of txn_id {req.txn_id} was not given "
+                    "and is not known to this process: it cannot be repeated to settle the payment"
                 ),
             )
-        result = await self._pay(original, "status")
+        exchanges: list[Exchange] = []
+        if self._check_before_pay:
+            checked = await self._check_before(original, exchanges)
+            if "result" not in checked.info and checked.exchanges:
+                # sent, and no OSMP answer came back: nothing is known yet, ask again later
+                if checked.outcome != "unreachable":
+                    checked.outcome = "temporary"
+                return checked
+        result = await self._pay(original, "status", exchanges)
         if result.outcome in ("ok", "fatal"):
             _remembered.pop(key, None)
         return result
 
-    async def _pay(self, req: PayRequest, step: Step) -> ProtocolResult:
+    async def _check_before(self, req: PayRequest, exchanges: list[Exchange]) -> ProtocolResult:
+        """The check that registers a payment before its pay, with the same ``txn_id``."""
+        result = await self._check(
+            req.txn_id, req.service_code, req.account, req.amount, req.currency, req.fields, exchanges
+        )
+        if result.outcome != "ok":
+            result.message = "check before pay: " + (result.message or result.outcome)
+        return result
+
+    async def _pay(self, req: PayRequest, step: Step, exchanges: list[Exchange]) -> ProtocolResult:
         params = self._params_for(
             "pay",
             req.txn_id,
@@ -404,7 +482,6 @@ class OsmpProtocol(Protocol):
         )
         if isinstance(params, ProtocolResult):
             return params
-        exchanges: list[Exchange] = []
         reply = await self._send(step, params, req.txn_id, exchanges)
         if isinstance(reply, ProtocolResult):
             return reply
@@ -446,7 +523,7 @@ class OsmpProtocol(Protocol):
     def _params_for(
         self,
         command: str,
-        txn_id: str,
+        txn_id: str | None,
         service_code: str,
         account: str,
         amount: int,
@@ -459,7 +536,15 @@ class OsmpProtocol(Protocol):
             sum_ = format_amount(amount, currency)
         except MoneyError as exc:
             return ProtocolResult("fatal", code="invalid_request", message=str(exc))
-        params = {"command": command, "txn_id": txn_id}
+        params = {"command": command}
+        if txn_id is not None:  # getInfo has none
+            if not TXN_ID.match(txn_id):
+                return ProtocolResult(
+                    "fatal",
+                    code="invalid_request",
+                    message=f"txn_id {txn_id[:40]!r} is not a whole number of up to 20 digits (OSMP)",
+                )
+            params["txn_id"] = txn_id
         if txn_date is not None:
             params["txn_date"] = txn_date
         params.update(account=account, sum=sum_)
@@ -468,7 +553,7 @@ class OsmpProtocol(Protocol):
         if self._service_param:
             params[self._service_param] = service_code
         for name, value in fields.items():
-            if name in params:
+            if name in params or name in RESERVED_PARAMS:
                 return ProtocolResult(
                     "fatal",
                     code="invalid_request",
@@ -482,7 +567,7 @@ class OsmpProtocol(Protocol):
     # -- transport -------------------------------------------------------------------------------
 
     async def _send(
-        self, step: Step, params: dict[str, str], txn_id: str, exchanges: list[Exchange]
+        self, step: Step, params: dict[str, str], txn_id: str | None, exchanges: list[Exchange]
     ) -> _Reply | ProtocolResult:
         """Send one request; a :class:`_Reply`, or the classified result when no answer came."""
         if self._problems:
@@ -573,6 +658,7 @@ class OsmpProtocol(Protocol):
             provider_txn_id=answer.prv_txn,
             info=info,
             exchanges=exchanges,
+            fields=dict(answer.fields),
         )
 
     @staticmethod

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from paymux.providers import send_guard
 from paymux.providers.lean_http import LeanHttp
 
 
@@ -101,6 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
+        send_guard.before_send()
         response, raw = await _send(
             self._client(),
             request.method,

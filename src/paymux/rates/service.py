@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.db.base import utcnow
+from paymux.db.concurrent import inserted
 from paymux.money import ROUNDING_MODES, MoneyError, check_currency, exponent, round_minor
 from paymux.rates.models import ExchangeRate
 
@@ -68,18 +69,25 @@ async def add_rate(
     when = effective_from or utcnow()
     if when.tzinfo is None:
         raise RateError("effective_from needs a timezone (an offset or Z)")
-    existing = await session.scalar(
-        select(ExchangeRate).where(
-            ExchangeRate.base == base, ExchangeRate.quote == quote, ExchangeRate.effective_from == when
+
+    async def same_time() -> tuple[ExchangeRate, bool] | None:
+        existing = await session.scalar(
+            select(ExchangeRate).where(
+                ExchangeRate.base == base, ExchangeRate.quote == quote, ExchangeRate.effective_from == when
+            )
         )
-    )
-    if existing is not None:
+        if existing is None:
+            return None
         if Decimal(existing.rate) == value:
             return existing, False
         raise RateError(
             f"{base}/{quote} already has rate {existing.rate} from {when.isoformat()}: a version is never"
             " changed; add one from a later time"
         )
+
+    found = await same_time()
+    if found is not None:
+        return found
     row = ExchangeRate(
         base=base,
         quote=quote,
@@ -88,9 +96,12 @@ async def add_rate(
         source=(source or "").strip()[:100] or None,
         created_by=actor[:100],
     )
-    session.add(row)
-    await session.flush()
-    return row, True
+    if await inserted(session, row):
+        return row, True
+    found = await same_time()  # added at this moment by another request (paymux.db.concurrent)
+    if found is None:
+        raise RateError(f"the {base}/{quote} rate could not be stored")
+    return found
 
 
 @dataclass(frozen=True)

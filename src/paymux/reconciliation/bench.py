@@ -91,7 +91,7 @@ async def run_reconciliation_bench(
         t0 = time.perf_counter()
         await fill(url, n)
         fill_s = time.perf_counter() - t0
-        engine = create_engine(url)
+        engine = create_engine(url, timeouts=False)
         sessions = session_factory(engine)
         async with sessions() as session:
             provider = await session.scalar(select(Provider).where(Provider.code == "bench"))

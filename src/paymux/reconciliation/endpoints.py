@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Count, Id
 from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
@@ -36,7 +37,7 @@ Configurer = Annotated[Principal, Depends(require_api(P.RECON_CONFIGURE))]
 
 class ResolveIn(BaseModel):
     action: Literal["post", "cancel", "accept"]
-    line_ids: list[int] = Field(min_length=1, max_length=10_000)
+    line_ids: list[Id] = Field(min_length=1, max_length=10_000)
     reason: str = Field(default="", max_length=2000)
     channel: str | None = None
     service: str | None = None
@@ -106,7 +107,7 @@ async def list_reconciliations(
     session: ReadSessionDep,
     provider: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: int | None = None,
+    before_id: Id | None = None,
 ) -> list[dict[str, Any]]:
     """Reconciliations, newest first."""
     q = select(Reconciliation, Provider.code).join(Provider, Provider.id == Reconciliation.provider_id)
@@ -119,20 +120,20 @@ async def list_reconciliations(
 
 
 @router.get("/reconciliations/{recon_id}")
-async def get_reconciliation(recon_id: int, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
+async def get_reconciliation(recon_id: Id, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
     """Counts per class (and how many are resolved)."""
     return await service.summary(session, await service.get_reconciliation(session, recon_id))
 
 
 @router.get("/reconciliations/{recon_id}/lines")
 async def get_lines(
-    recon_id: int,
+    recon_id: Id,
     _: Reader,
     session: ReadSessionDep,
     kind: str | None = None,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    after_id: int = 0,
+    after_id: Count = 0,
 ) -> list[dict[str, Any]]:
     """Lines in id order; ``kind``: a class or ``discrepancies``; ``state``: open | resolved."""
     await service.get_reconciliation(session, recon_id)
@@ -143,7 +144,7 @@ async def get_lines(
 
 @router.post("/reconciliations/{recon_id}/resolve")
 async def resolve(
-    recon_id: int,
+    recon_id: Id,
     body: Annotated[dict[str, Any], Body()],
     me: Resolver,
     hub: HubDep,
@@ -181,7 +182,7 @@ async def resolve(
 
 
 @router.get("/reconciliations/{recon_id}/report")
-async def report(recon_id: int, _: Reader, session: ReadSessionDep) -> FileResponse:
+async def report(recon_id: Id, _: Reader, session: ReadSessionDep) -> FileResponse:
     """The reconciliation report (xlsx): a summary sheet and every line."""
     recon = await service.get_reconciliation(session, recon_id)
     folder = Path(tempfile.mkdtemp(prefix="pmxrec-"))
@@ -216,7 +217,7 @@ async def list_fetches(
 
 
 @router.post("/reconciliation-fetches/{fetch_id}/retry")
-async def retry_fetch(fetch_id: int, me: Importer, session: SessionDep) -> dict[str, Any]:
+async def retry_fetch(fetch_id: Id, me: Importer, session: SessionDep) -> dict[str, Any]:
     """Make a pending or failed fetch due now (a failed one gets a fresh round of attempts)."""
     f = await service.retry_fetch(session, fetch_id, me)
     code = await session.scalar(select(Provider.code).where(Provider.id == f.provider_id))

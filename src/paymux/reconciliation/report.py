@@ -3,6 +3,7 @@ mode (rows stream to a temporary file) while the lines are paged from the databa
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -125,4 +126,4 @@ async def write_report(session: AsyncSession, recon: Reconciliation, path: Path)
         after = page[-1].id
         for ln in page:
             session.expunge(ln)  # keep the identity map small
-    wb.save(path)
+    await asyncio.to_thread(wb.save, path)  # zipping every line takes a while

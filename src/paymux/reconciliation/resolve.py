@@ -1,7 +1,8 @@
 """Resolving discrepancies: post what is missing on our side, cancel our erroneous payments, accept.
 
-Each line is resolved at most once: the line is claimed by an update guarded by ``resolution IS NULL``
-(a second click, or a concurrent one, updates nothing and does nothing). The payment changes are
+Each line is resolved at most once: the lines are locked in id order before they are read, and each
+is claimed by an update guarded by ``resolution IS NULL`` (a second click, or a concurrent one, waits
+for the first, updates nothing and says what the line became). The payment changes are
 guarded too: a payment is cancelled only while it is ``succeeded``, booked as succeeded only while it
 is ``failed``/``cancelled``, and a payment created for a line has a deterministic ``external_id``
 (unique per channel) and, when their id is their own txn id, ``provider_txn_id`` (unique per
@@ -134,7 +135,16 @@ async def resolve_lines(
     assert provider is not None
     ctx = Context(hub, session, recon, provider, await hub.catalog.get(), actor, channel, service)
     out: list[Outcome] = []
-    for line_id in dict.fromkeys(line_ids):
+    ids = list(dict.fromkeys(line_ids))
+    # every line is locked before any is read, in id order: a resolution of the same lines at the same
+    # moment waits here and then finds them resolved (and by what), as a second click does
+    await session.execute(
+        select(ReconciliationLine.id)
+        .where(ReconciliationLine.id.in_(ids))
+        .order_by(ReconciliationLine.id)
+        .with_for_update()
+    )
+    for line_id in ids:
         line = await session.get(ReconciliationLine, line_id, populate_existing=True)
         if line is None or line.reconciliation_id != recon.id:
             out.append(Outcome(line_id, False, f"line {line_id} is not in reconciliation {recon.id}"))
@@ -342,16 +352,7 @@ async def _post_new(ctx: Context, line: ReconciliationLine) -> tuple[int | None,
     )
     ext = external_id(ctx.provider.id, line.txn_ref)
     txn = line.txn_ref if ctx.recon.id_kind == "provider_txn_id" else None
-    existing = await session.scalar(
-        select(Payment.id).where(
-            or_(
-                (Payment.channel_id == channel.id) & (Payment.external_id == ext),
-                (Payment.provider_id == ctx.provider.id) & (Payment.provider_txn_id == txn)
-                if txn is not None
-                else Payment.id.is_(None),
-            )
-        )
-    )
+    existing = await _booked(ctx, channel.id, ext, txn)
     if existing is not None:
         return existing, f"already booked as payment {existing}; nothing posted again"
     amount = line.provider_amount
@@ -390,12 +391,30 @@ async def _post_new(ctx: Context, line: ReconciliationLine) -> tuple[int | None,
         async with session.begin_nested():
             session.add(p)
             await session.flush()
-    except IntegrityError:  # booked concurrently for the same transaction of theirs
+    except IntegrityError:  # booked concurrently for the same transaction of theirs: now committed
         if p in session:
             session.expunge(p)
-        raise ResolveError("this transaction was booked by someone else at the same moment; reload") from None
+        existing = await _booked(ctx, channel.id, ext, txn)
+        if existing is None:
+            raise ResolveError("this transaction was booked by someone else at the same moment") from None
+        return existing, f"already booked as payment {existing}; nothing posted again"
     await _book(ctx, p, now)
     return p.id, f"payment {p.id} created as succeeded, {format_amount(amount, p.currency)} {p.currency}"
+
+
+async def _booked(ctx: Context, channel_id: int, ext: str, txn: str | None) -> int | None:
+    """The payment already booked for their transaction (by its external id, or their txn id)."""
+    found = await ctx.session.scalar(
+        select(Payment.id).where(
+            or_(
+                (Payment.channel_id == channel_id) & (Payment.external_id == ext),
+                (Payment.provider_id == ctx.provider.id) & (Payment.provider_txn_id == txn)
+                if txn is not None
+                else Payment.id.is_(None),
+            )
+        )
+    )
+    return None if found is None else int(found)
 
 
 _ACTIONS = {"post": _post, "cancel": _cancel, "accept": _accept}

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux import audit
 from paymux.catalog.models import Provider
 from paymux.db.base import utcnow
+from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
+from paymux.masking import MaskedSecretError, keep_secrets, mask_secrets
 from paymux.reconciliation.mapping import MappingConfig, MappingError
 from paymux.reconciliation.matcher import Period, reconcile_file
 from paymux.reconciliation.models import (
@@ -25,9 +27,7 @@ from paymux.reconciliation.models import (
     ReconciliationMapping,
 )
 from paymux.reconciliation.readers import FileFormatError
-from paymux.registers.schemas import SECRET
 
-SECRET_FIELDS = ("password", "private_key", "private_key_passphrase")
 MAX_DAYS = 92
 
 
@@ -50,13 +50,8 @@ async def load_mapping(session: AsyncSession, provider_id: int) -> MappingConfig
 
 
 def mapping_out(cfg: MappingConfig) -> dict[str, Any]:
-    """The mapping as JSON with the fetch secrets shown as ``***``."""
-    data = cfg.model_dump(mode="json")
-    src = (data.get("fetch") or {}).get("source")
-    if src:
-        for k in SECRET_FIELDS:
-            if src.get(k):
-                src[k] = SECRET
+    """The mapping as JSON, as every read shows it: the fetch secrets as ``***``."""
+    data: dict[str, Any] = mask_secrets(cfg.model_dump(mode="json"))
     return data
 
 
@@ -68,15 +63,10 @@ async def save_mapping(
         select(ReconciliationMapping).where(ReconciliationMapping.provider_id == provider.id)
     )
     old = MappingConfig.model_validate(row.config) if row is not None else None
-    body = dict(body)
-    src = (body.get("fetch") or {}).get("source") if isinstance(body.get("fetch"), dict) else None
-    if isinstance(src, dict):
-        old_src = old.fetch.source.model_dump() if old and old.fetch else {}
-        for k in SECRET_FIELDS:
-            if src.get(k) == SECRET:
-                src[k] = old_src.get(k)
     try:
-        cfg = MappingConfig.model_validate(body)
+        cfg = MappingConfig.model_validate(keep_secrets(body, old.model_dump(mode="json") if old else {}))
+    except MaskedSecretError as e:
+        raise invalid("invalid-mapping", str(e)) from None
     except ValidationError as e:
         raise invalid("invalid-mapping", validation_message(e)) from None
     name = actor if isinstance(actor, str) else str(getattr(actor, "audit_name", actor))
@@ -145,6 +135,7 @@ async def import_register(
             "source": source,
             "rows": recon.rows,
             "counts": recon.counts,
+            "resolved_earlier": sum((await resolved_counts(session, recon.id)).values()),
         },
     )
     return recon
@@ -258,7 +249,7 @@ def fetch_out(f: ReconciliationFetch, provider_code: str) -> dict[str, Any]:
 
 
 async def retry_fetch(session: AsyncSession, fetch_id: int, actor: Any) -> ReconciliationFetch:
-    f = await session.get(ReconciliationFetch, fetch_id)
+    f = await locked(session, ReconciliationFetch, fetch_id)  # not claimed by a worker meanwhile
     if f is None:
         raise not_found(f"reconciliation fetch {fetch_id}")
     if f.status in ("done", "running"):

@@ -104,7 +104,7 @@ class _PeakSampler:
 
 async def fill(url: str, n: int, batch: int = 10_000) -> None:
     """Insert ``n`` succeeded payments, final within PERIOD, through Core bulk inserts."""
-    engine = create_engine(url)
+    engine = create_engine(url, timeouts=False)
     sessions = session_factory(engine)
     async with sessions() as session:
         await apply_catalog(session, CATALOG, actor="bench")
@@ -154,7 +154,7 @@ async def run_register_bench(
         t0 = time.perf_counter()
         await fill(url, n)
         fill_s = time.perf_counter() - t0
-        engine = create_engine(url, readonly=True)
+        engine = create_engine(url, readonly=True, timeouts=False)
         sessions = session_factory(engine, readonly=True)
         async with sessions() as session:
             provider = await session.scalar(select(Provider).where(Provider.code == "bench"))

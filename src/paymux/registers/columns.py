@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from paymux.money import exponent, format_amount, to_decimal
+from paymux.payments.visibility import earned
 
 
 class Money(NamedTuple):
@@ -58,6 +59,11 @@ def _money(name: str) -> Getter:
     return lambda r, lk: Money(int(getattr(r, name)), r.currency)
 
 
+def _earned(name: str) -> Getter:
+    """Remuneration or commission: earned only by a succeeded payment (0 on the others)."""
+    return lambda r, lk: Money(earned(r.status, int(getattr(r, name))) or 0, r.currency)
+
+
 FIELDS: dict[str, FieldDef] = {
     "number": FieldDef("int", "No", 10, lambda r, lk: None),  # filled in by the builder (1..N)
     "id": FieldDef("int", "Payment ID", 19, lambda r, lk: r.id),
@@ -71,8 +77,8 @@ FIELDS: dict[str, FieldDef] = {
     "amount": FieldDef("money", "Amount", 15, _money("amount")),
     "fee": FieldDef("money", "Fee", 15, _money("fee")),
     "total": FieldDef("money", "Total", 15, _money("total")),
-    "remuneration": FieldDef("money", "Remuneration", 15, _money("remuneration")),
-    "commission": FieldDef("money", "Commission", 15, _money("commission")),
+    "remuneration": FieldDef("money", "Remuneration", 15, _earned("remuneration")),
+    "commission": FieldDef("money", "Commission", 15, _earned("commission")),
     "currency": FieldDef("str", "Currency", 3, lambda r, lk: r.currency),
     "service": FieldDef("str", "Service", 20, lambda r, lk: lk.services.get(r.service_id, ("", ""))[0]),
     "service_name": FieldDef(

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from paymux.api.deps import AdminDep, HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Id
 from paymux.errors import Problem, invalid
 from paymux.registers import service
 from paymux.registers.schemas import RegenerateIn
@@ -35,14 +36,14 @@ async def create_template(provider: str, body: JsonBody, _: AdminDep, session: S
 
 
 @router.get("/register-templates/{template_id}")
-async def get_template(template_id: int, _: AdminDep, session: ReadSessionDep) -> dict[str, Any]:
+async def get_template(template_id: Id, _: AdminDep, session: ReadSessionDep) -> dict[str, Any]:
     tpl, provider = await service.get_template(session, template_id)
     return service.template_out(tpl, provider.code)
 
 
 @router.put("/register-templates/{template_id}")
 async def update_template(
-    template_id: int, body: JsonBody, _: AdminDep, session: SessionDep
+    template_id: Id, body: JsonBody, _: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
     """Replace the template; secrets given as ``***`` keep their stored values."""
     tpl = await service.update_template(session, template_id, body)
@@ -52,16 +53,14 @@ async def update_template(
 
 
 @router.delete("/register-templates/{template_id}", status_code=204)
-async def delete_template(template_id: int, _: AdminDep, session: SessionDep) -> None:
+async def delete_template(template_id: Id, _: AdminDep, session: SessionDep) -> None:
     """Delete the template with its tasks and their files."""
     await service.delete_template(session, template_id)
     await session.commit()
 
 
 @router.post("/register-templates/{template_id}/regenerate", status_code=201)
-async def regenerate(
-    template_id: int, body: JsonBody, admin: AdminDep, session: SessionDep
-) -> dict[str, Any]:
+async def regenerate(template_id: Id, body: JsonBody, admin: AdminDep, session: SessionDep) -> dict[str, Any]:
     """Build the register of a past period again as a new task (and send it unless deliver is false)."""
     try:
         data = RegenerateIn.model_validate(body)
@@ -92,10 +91,10 @@ async def list_tasks(
     _: AdminDep,
     session: ReadSessionDep,
     provider: str | None = None,
-    template_id: int | None = None,
+    template_id: Id | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: int | None = None,
+    before_id: Id | None = None,
 ) -> list[dict[str, Any]]:
     """Sending tasks, newest first (page with before_id)."""
     rows = await service.list_tasks(
@@ -110,12 +109,12 @@ async def list_tasks(
 
 
 @router.get("/register-tasks/{task_id}")
-async def get_task(task_id: int, _: AdminDep, session: ReadSessionDep) -> dict[str, Any]:
+async def get_task(task_id: Id, _: AdminDep, session: ReadSessionDep) -> dict[str, Any]:
     return service.task_out(await service.get_task(session, task_id))
 
 
 @router.get("/register-tasks/{task_id}/file")
-async def download(task_id: int, _: AdminDep, hub: HubDep, session: ReadSessionDep) -> StreamingResponse:
+async def download(task_id: Id, _: AdminDep, hub: HubDep, session: ReadSessionDep) -> StreamingResponse:
     """The task's file as it was built (and encrypted), streamed from the database."""
     task = await service.get_task(session, task_id)
     if task.file_sha256 is None or task.file_name is None:
@@ -133,7 +132,7 @@ async def download(task_id: int, _: AdminDep, hub: HubDep, session: ReadSessionD
 
 
 @router.post("/register-tasks/{task_id}/retry")
-async def retry(task_id: int, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def retry(task_id: Id, _: AdminDep, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     """Make a failed or waiting task due now."""
     task = await service.retry_task(session, task_id)
     await session.commit()

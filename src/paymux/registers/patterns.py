@@ -2,7 +2,9 @@
 
 The syntax is Python's ``str.format`` restricted to plain names: ``{name}`` or ``{name:spec}``,
 no attribute or index access (patterns come from administrators and must not reach objects).
-A field without a spec is rendered the way the register renders it (``default`` callback).
+A field without a spec is rendered the way the register renders it (``default`` callback); a field
+with one goes through ``spec`` when given (a register renders amounts in its own amount format), else
+through ``format()``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ class PatternError(ValueError):
     pass
 
 
+Default = Callable[[Any], str]
+SpecFormat = Callable[[Any, str], str]
+
+
 class _Formatter(string.Formatter):
-    def __init__(self, default: Callable[[Any], str] | None) -> None:
+    def __init__(self, default: Default | None, spec: SpecFormat | None) -> None:
         self.default = default
+        self.spec = spec
 
     def get_field(self, field_name: str, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if not NAME.match(field_name):
@@ -35,7 +42,7 @@ class _Formatter(string.Formatter):
         if not format_spec and self.default is not None:
             return self.default(value)
         try:
-            return format(value, format_spec)
+            return self.spec(value, format_spec) if self.spec is not None else format(value, format_spec)
         except (ValueError, TypeError) as e:
             raise PatternError(f"format spec {format_spec!r} does not apply to {value!r}: {e}") from None
 
@@ -45,17 +52,25 @@ class _Formatter(string.Formatter):
         return value
 
 
-def render(pattern: str, values: Mapping[str, Any], default: Callable[[Any], str] | None = None) -> str:
+def render(
+    pattern: str,
+    values: Mapping[str, Any],
+    default: Default | None = None,
+    spec: SpecFormat | None = None,
+) -> str:
     """Render ``pattern`` with ``values``; raises PatternError on any mistake in the pattern."""
     try:
-        return _Formatter(default).vformat(pattern, (), values)
+        return _Formatter(default, spec).vformat(pattern, (), values)
     except PatternError:
         raise
     except (ValueError, IndexError, KeyError) as e:
         raise PatternError(f"bad pattern {pattern!r}: {e}") from None
 
 
-def compile_line(pattern: str, names: set[str]) -> Callable[[Mapping[str, Any], Callable[[Any], str]], str]:
+Line = Callable[[Mapping[str, Any], Default, SpecFormat], str]
+
+
+def compile_line(pattern: str, names: set[str]) -> Line:
     """A fast renderer of a per-row pattern, checked once against the known ``names``."""
     parsed = list(string.Formatter().parse(pattern))
     for _lit, field, spec, conv in parsed:
@@ -70,7 +85,7 @@ def compile_line(pattern: str, names: set[str]) -> Callable[[Mapping[str, Any], 
         if spec and "{" in spec:
             raise PatternError("nested fields in a format spec are not allowed")
 
-    def line(values: Mapping[str, Any], default: Callable[[Any], str]) -> str:
+    def line(values: Mapping[str, Any], default: Default, with_spec: SpecFormat) -> str:
         out: list[str] = []
         for lit, field, spec, _conv in parsed:
             out.append(lit)
@@ -81,7 +96,7 @@ def compile_line(pattern: str, names: set[str]) -> Callable[[Mapping[str, Any], 
                 out.append(default(v))
                 continue
             try:
-                out.append(format(v, spec))
+                out.append(with_spec(v, spec))
             except (ValueError, TypeError) as e:
                 raise PatternError(f"format spec {spec!r} does not apply to {field}={v!r}: {e}") from None
         return "".join(out)

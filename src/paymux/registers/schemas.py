@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from paymux.masking import keep_secrets as keep
+from paymux.masking import mask_secrets
 from paymux.registers.columns import FIELDS, field_def
 
-SECRET = "***"
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")
 DBF_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,9}\Z")
 STATUSES = ("succeeded", "failed", "cancelled")
@@ -216,45 +217,40 @@ class RegenerateIn(_Strict):
     deliver: bool = Field(default=True, description="also send it, or only build it to download")
 
 
-SECRET_FIELDS = ("password", "private_key", "private_key_passphrase", "sign_key", "sign_passphrase")
-
-
 def mask(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a stored config with secrets replaced by ``***``."""
-    out = dict(config)
-    out["deliveries"] = [
-        {k: (SECRET if k in SECRET_FIELDS and v else v) for k, v in d.items()}
-        for d in config.get("deliveries", [])
-    ]
-    enc = config.get("encryption")
-    if enc:
-        out["encryption"] = {k: (SECRET if k in SECRET_FIELDS and v else v) for k, v in enc.items()}
-    return out
+    """A stored config as every read shows it: delivery and signing secrets as ``***``."""
+    masked: dict[str, Any] = mask_secrets(config)
+    return masked
 
 
 def keep_secrets(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """Where ``new`` carries ``***`` for a secret, keep the stored value (a form sends back masks).
 
     A destination's stored secrets are found by its kind, host, port and user (it may have moved in
-    the list), else by its position if the kind is the same there.
+    the list), else by its position if the kind is the same there. A ``***`` with nothing stored
+    behind it raises :class:`paymux.masking.MaskedSecretError`.
     """
-    old_dels = old.get("deliveries", [])
+    old_dels = [d for d in old.get("deliveries", []) if isinstance(d, dict)]
 
     def ident(d: dict[str, Any]) -> tuple[Any, ...]:
         return (d.get("kind"), d.get("host"), d.get("port"), d.get("username"))
 
-    for i, d in enumerate(new.get("deliveries", [])):
-        if not any(d.get(k) == SECRET for k in SECRET_FIELDS):
-            continue
+    def stored_for(i: int, d: dict[str, Any]) -> dict[str, Any]:
         prev = next((o for o in old_dels if ident(o) == ident(d)), None)
         if prev is None and i < len(old_dels) and old_dels[i].get("kind") == d.get("kind"):
             prev = old_dels[i]
-        for k in SECRET_FIELDS:
-            if d.get(k) == SECRET:
-                d[k] = (prev or {}).get(k)
-    enc, old_enc = new.get("encryption"), old.get("encryption") or {}
-    if enc:
-        for k in SECRET_FIELDS:
-            if enc.get(k) == SECRET:
-                enc[k] = old_enc.get(k)
-    return new
+        return prev or {}
+
+    out = keep(
+        {k: v for k, v in new.items() if k != "deliveries"},
+        {k: v for k, v in old.items() if k != "deliveries"},
+    )
+    deliveries = new.get("deliveries")
+    if isinstance(deliveries, list):
+        out["deliveries"] = [
+            keep(d, stored_for(i, d), path=f"deliveries[{i}]") if isinstance(d, dict) else d
+            for i, d in enumerate(deliveries)
+        ]
+    elif "deliveries" in new:
+        out["deliveries"] = deliveries
+    return out

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.catalog.models import Provider
 from paymux.db.base import utcnow
+from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
+from paymux.masking import MaskedSecretError
 from paymux.registers.build import file_name_for, pattern_context
 from paymux.registers.columns import FIELDS, Money
 from paymux.registers.formats import Layout, Totals, extension
@@ -73,11 +75,16 @@ def check_patterns(data: TemplateIn, provider: Provider) -> None:
                     "datetime": utcnow().astimezone(tz),
                     "date": period.first,
                 }.get(kind, "")
-            line(values, layout.text)
+            line(values, layout.text, layout.formatted)
             if opts.header_template:
-                render(opts.header_template, ctx, layout.text)
+                render(opts.header_template, ctx, layout.text, layout.formatted)
             if opts.footer_template:
-                render(opts.footer_template, footer_values(layout, Totals(1, {"RUB": {}})), layout.text)
+                render(
+                    opts.footer_template,
+                    footer_values(layout, Totals(1, {"RUB": {}})),
+                    layout.text,
+                    layout.formatted,
+                )
     except PatternError as e:
         raise invalid("invalid-register-template", str(e)) from None
     if data.format == "dbf":
@@ -86,9 +93,12 @@ def check_patterns(data: TemplateIn, provider: Provider) -> None:
             raise invalid("invalid-register-template", "DBF field names must be unique")
 
 
-def _parse(raw: dict[str, Any], provider: Provider) -> TemplateIn:
+def _parse(raw: dict[str, Any], provider: Provider, stored: dict[str, Any] | None = None) -> TemplateIn:
+    """The template in ``raw``; secrets given as ``***`` keep those ``stored`` (none for a new one)."""
     try:
-        data = TemplateIn.model_validate(raw)
+        data = TemplateIn.model_validate(keep_secrets(dict(raw), stored or {}))
+    except MaskedSecretError as e:
+        raise invalid("invalid-register-template", str(e)) from None
     except ValidationError as e:
         raise _validation_problem(e) from None
     check_patterns(data, provider)
@@ -168,7 +178,7 @@ async def create_template(session: AsyncSession, provider_code: str, raw: dict[s
 async def update_template(session: AsyncSession, template_id: int, raw: dict[str, Any]) -> RegisterTemplate:
     """Replace a template's settings; secrets sent back as ``***`` keep their stored values."""
     tpl, provider = await get_template(session, template_id)
-    data = _parse(keep_secrets(dict(raw), tpl.config), provider)
+    data = _parse(raw, provider, tpl.config)
     if data.code != tpl.code:
         clash = await session.scalar(
             select(RegisterTemplate.id).where(
@@ -267,8 +277,13 @@ async def get_task(session: AsyncSession, task_id: int) -> RegisterTask:
 
 
 async def retry_task(session: AsyncSession, task_id: int) -> RegisterTask:
-    """Make a failed (or waiting) task due now, with a fresh allowance of attempts."""
-    task = await get_task(session, task_id)
+    """Make a failed (or waiting) task due now, with a fresh allowance of attempts.
+
+    The task is locked as it is read: a worker claiming it at the same moment either claims it
+    first (and this answers that it is running) or waits (and claims the retried task)."""
+    task = await locked(session, RegisterTask, task_id)
+    if task is None:
+        raise not_found(f"register task {task_id}")
     if task.status == "done":
         raise Problem(
             409, "task-done", "Already sent", "a done task is not sent again; regenerate the period instead"

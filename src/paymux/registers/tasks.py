@@ -230,6 +230,15 @@ async def run_task(hub: Hub, task_id: int, owner: str, settings: RegisterSetting
             for i, d in enumerate(cfg.deliveries):
                 if str(i) in delivered:
                     continue  # sent on an earlier attempt: never twice
+                # still ours? (a worker that paused past its lease must not send what another sent)
+                async with hub.sessions() as session:
+                    await _set(
+                        session,
+                        task_id,
+                        owner,
+                        due_at=utcnow() + dt.timedelta(seconds=settings.lease_seconds),
+                    )
+                    await session.commit()
                 try:
                     await deliver(d, out)
                 except DeliveryError as e:

@@ -15,7 +15,7 @@ from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal, channel_scope
-from paymux.downloads import attachment
+from paymux.downloads import attachment_built
 from paymux.errors import invalid
 from paymux.money import format_amount
 from paymux.reports.comparison import compare
@@ -125,8 +125,8 @@ async def turnover_report(session: ReadSessionDep, me: Reader, p: Params) -> Any
         except ReportError as e:
             raise invalid("invalid-report", str(e)) from e
     if p.format == "xlsx":
-        return attachment(
-            turnover_xlsx(report, measures, converted=converted), f"turnover-{q.first}-{q.last}.xlsx"
+        return attachment_built(
+            lambda: turnover_xlsx(report, measures, converted=converted), f"turnover-{q.first}-{q.last}.xlsx"
         )
     body: dict[str, Any] = {
         "first": q.first.isoformat(),
@@ -168,7 +168,7 @@ async def comparison_report(
     except ReportError as e:
         raise invalid("invalid-report", str(e)) from e
     if p.format == "xlsx":
-        return attachment(comparison_xlsx(report), f"comparison-{q.first}-{q.last}.xlsx")
+        return attachment_built(lambda: comparison_xlsx(report), f"comparison-{q.first}-{q.last}.xlsx")
 
     def amount(v: int, currency: str) -> Any:
         return v if measure == "payments" else format_amount(v, currency)

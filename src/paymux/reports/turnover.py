@@ -205,6 +205,21 @@ async def turnover(session: AsyncSession, q: TurnoverQuery) -> Turnover:
     return Turnover(q, rows, totals_by_currency(rows))
 
 
+def period_labels(q: TurnoverQuery) -> list[str]:
+    """Every period of the query, as rows name them: each local day first..last (grain "day"), each
+    month touching them ("month"), or the one whole period ("" grain: ``[""]``)."""
+    if not q.grain:
+        return [""]
+    out: list[str] = []
+    day = q.first
+    while day <= q.last:
+        label = _period(day, q.grain)
+        if not out or out[-1] != label:
+            out.append(label)
+        day += dt.timedelta(days=1)
+    return out
+
+
 def totals_by_currency(rows: list[TurnoverRow]) -> list[TurnoverRow]:
     totals: dict[str, TurnoverRow] = {}
     for r in rows:

@@ -51,6 +51,10 @@ class Breaker:
         if self.state(now) == "half_open":
             self.probing = True
 
+    def abandon(self) -> None:
+        """A call begun was never made: a half-open breaker may let another probe through."""
+        self.probing = False
+
     def record(self, ok: bool, now: int) -> None:
         st = self.state(now)
         if st == "open":
@@ -95,6 +99,9 @@ class BreakerBoard:
 
     def begin_call(self, provider_id: int, settings: dict[str, Any]) -> None:
         self._get(provider_id, settings).begin_probe(time.monotonic_ns())
+
+    def abandon_call(self, provider_id: int, settings: dict[str, Any]) -> None:
+        self._get(provider_id, settings).abandon()
 
     def record(self, provider_id: int, settings: dict[str, Any], ok: bool) -> None:
         self._get(provider_id, settings).record(ok, time.monotonic_ns())

@@ -41,3 +41,20 @@ class RouteSwitch(Base):
     candidates_changed: Mapped[int] = mapped_column(Integer, default=0)
     actor: Mapped[str] = mapped_column(String(100), default="system")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RouteSwitchChange(Base):
+    """What a switch did to one route candidate (as it was before), so that switching back restores
+    exactly that: re-enables what it disabled, disables again what it enabled, puts priorities back
+    and removes the candidates it added. Dropped once switched back."""
+
+    __tablename__ = "route_switch_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    switch_id: Mapped[int] = mapped_column(ForeignKey("route_switches.id"), index=True)
+    # no foreign key: the candidate may be removed since (by the catalog file), the record stays
+    candidate_id: Mapped[int] = mapped_column(BigInteger)
+    added: Mapped[bool] = mapped_column(Boolean, default=False)  # the switch added the candidate
+    was_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    was_priority: Mapped[int] = mapped_column(Integer, default=1)
+    was_switched_by_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

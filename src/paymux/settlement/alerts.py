@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth.signing import hmac_sign
 from paymux.catalog.models import Provider
 from paymux.db.base import utcnow
+from paymux.db.concurrent import locked
 from paymux.ledger.models import Account
 from paymux.money import format_amount
 from paymux.runtime import Hub
@@ -118,6 +119,27 @@ async def check_rules(
                 .values(armed=True)
             )
     return queued
+
+
+async def below_threshold(session: AsyncSession) -> list[tuple[str, str]]:
+    """(provider code, currency) of every enabled rule whose deposit balance is below its threshold now
+    (the comparison ``check_rules`` makes), whether or not its alert went out."""
+    rows = (
+        await session.execute(
+            select(Provider.code, BalanceAlertRule.currency, BalanceAlertRule.threshold, Account.balance)
+            .join(Provider, Provider.id == BalanceAlertRule.provider_id)
+            .outerjoin(
+                Account,
+                and_(
+                    Account.kind == DEPOSIT,
+                    Account.owner_id == BalanceAlertRule.provider_id,
+                    Account.currency == BalanceAlertRule.currency,
+                ),
+            )
+            .where(BalanceAlertRule.enabled.is_(True))
+        )
+    ).all()
+    return [(code, currency) for code, currency, threshold, balance in rows if int(balance or 0) < threshold]
 
 
 def backoff(settings: SettlementSettings, attempt: int) -> dt.timedelta:
@@ -221,6 +243,11 @@ async def deliver(
     for channel in channels:
         if channel in delivered:
             continue
+        # still ours? (a worker that paused past its lease must not send what another sent)
+        if not await _set(
+            hub, alert_id, owner, due_at=utcnow() + dt.timedelta(seconds=settings.lease_seconds)
+        ):
+            return "lost"
         try:
             if channel == "email":
                 await asyncio.to_thread(_email, settings, list(rule.emails), data)
@@ -274,8 +301,11 @@ async def _set(hub: Hub, alert_id: int, owner: str, **values: Any) -> bool:
 
 
 async def retry_now(session: AsyncSession, alert_id: int) -> BalanceAlert | None:
-    """Put a failed or waiting alert back in the queue, due now (keeps what was delivered)."""
-    alert = await session.get(BalanceAlert, alert_id)
+    """Put a failed or waiting alert back in the queue, due now (keeps what was delivered).
+
+    Read locked: an alert a worker claims at the same moment is either seen running or retried
+    before the worker can claim it."""
+    alert = await locked(session, BalanceAlert, alert_id)
     if alert is None or alert.status in ("done", "running"):
         return alert
     alert.status = "pending"

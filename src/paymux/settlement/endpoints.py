@@ -13,11 +13,12 @@ from sqlalchemy import select
 
 from paymux import audit
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
 from paymux.db.base import utcnow
-from paymux.downloads import attachment
+from paymux.downloads import attachment, attachment_built
 from paymux.errors import invalid
 from paymux.money import check_currency, format_amount
 from paymux.settlement import alerts as alert_service
@@ -34,6 +35,7 @@ from paymux.settlement.models import (
     SettlementDetails,
 )
 from paymux.settlement.statement import build_statement, to_xlsx
+from paymux.settlement.xlsx import forecast_sheets, history_sheet, workbook
 
 router = APIRouter(prefix="/api/v1/admin", tags=["settlement"])
 
@@ -68,7 +70,7 @@ async def list_deposits(_: Read, hub: HubDep, session: ReadSessionDep) -> list[d
     return [views.deposit_out(d) for d in await deposits(session, await hub.catalog.get())]
 
 
-@router.get("/providers/{code}/deposit-history")
+@router.get("/providers/{code}/deposit-history", response_model=None)
 async def deposit_history(
     code: str,
     _: Read,
@@ -78,8 +80,10 @@ async def deposit_history(
     granularity: Literal["hour", "day"] = "day",
     start: dt.date | None = None,
     end: dt.date | None = None,
-) -> dict[str, Any]:
-    """Opening/closing balance, inflow and outflow per hour or day (local days of the provider)."""
+    format: Literal["json", "xlsx"] = "json",
+) -> dict[str, Any] | Response:
+    """Opening/closing balance, inflow and outflow per hour or day (local days of the provider);
+    ``format=xlsx`` for an Excel file."""
     p = service.provider_or_404(await hub.catalog.get(), code, "prepaid")
     check_currency(currency)
     first, last = _range(start, end, 2 if granularity == "hour" else 30, local_today(p.tz, utcnow()))
@@ -87,17 +91,22 @@ async def deposit_history(
         raise invalid("invalid-period", "hourly history: at most 31 days at once")
     t0 = dt.datetime.combine(first, dt.time(), tzinfo=p.tz)
     t1 = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=p.tz)
-    points = await history(session, p.id, currency, t0, t1, granularity, p.tz)
+    points = [pt for pt in await history(session, p.id, currency, t0, t1, granularity, p.tz) if pt.start < t1]
+    if format == "xlsx":
+        sheet = history_sheet(points, currency, p.tz)
+        return attachment_built(
+            lambda: workbook([sheet]), f"deposit-history-{code}-{currency}-{first}-{last}.xlsx"
+        )
     return {
         "provider": code,
         "currency": currency,
         "timezone": p.tz.key,
         "granularity": granularity,
-        "points": [views.point_out(pt, currency) for pt in points if pt.start < t1],
+        "points": [views.point_out(pt, currency) for pt in points],
     }
 
 
-@router.get("/providers/{code}/forecast")
+@router.get("/providers/{code}/forecast", response_model=None)
 async def deposit_forecast(
     code: str,
     _: Read,
@@ -107,8 +116,10 @@ async def deposit_forecast(
     days: Annotated[int, Query(ge=1, le=60)] = 7,
     weeks: Annotated[int, Query(ge=1, le=26)] = 4,
     backtest_days: Annotated[int, Query(ge=0, le=90)] = 14,
-) -> dict[str, Any]:
-    """How long the deposit lasts, the top-up to last ``days`` days, and past forecasts against the facts."""
+    format: Literal["json", "xlsx"] = "json",
+) -> dict[str, Any] | Response:
+    """How long the deposit lasts, the top-up to last ``days`` days, and past forecasts against the facts;
+    ``format=xlsx`` for an Excel file (also the expected outflow per hour of the week)."""
     p = service.provider_or_404(await hub.catalog.get(), code, "prepaid")
     check_currency(currency)
     now = utcnow()
@@ -128,6 +139,9 @@ async def deposit_forecast(
         if backtest_days
         else []
     )
+    if format == "xlsx":
+        sheets = forecast_sheets(f, past, currency, p.tz)
+        return attachment_built(lambda: workbook(sheets), f"forecast-{code}-{currency}-{today}.xlsx")
     return {
         "provider": code,
         "currency": currency,
@@ -206,7 +220,7 @@ async def list_alerts(
 
 
 @router.post("/balance-alerts/{alert_id}/retry")
-async def retry_alert(alert_id: int, me: Alerts, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def retry_alert(alert_id: Id, me: Alerts, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     """Deliver a failed (or waiting) alert again now."""
     alert = await alert_service.retry_now(session, alert_id)
     if alert is None:
@@ -293,7 +307,7 @@ async def get_statement(
     first, last = _range(start, end, 31, local_today(p.tz, utcnow()))
     st = await build_statement(session, p, first, last)
     if format == "xlsx":
-        return attachment(to_xlsx(st), f"statement-{code}-{first}-{last}.xlsx")
+        return attachment(to_xlsx(st, hub.settings.business_tz), f"statement-{code}-{first}-{last}.xlsx")
     snap = await hub.catalog.get()
     return {
         "provider": code,
@@ -352,14 +366,14 @@ async def list_orders(
 
 
 @router.get("/payment-orders/{order_id}")
-async def get_order(order_id: int, _: SRead, hub: HubDep, session: ReadSessionDep) -> dict[str, Any]:
+async def get_order(order_id: Id, _: SRead, hub: HubDep, session: ReadSessionDep) -> dict[str, Any]:
     return views.order_out(await order_service.get_order(session, order_id), await hub.catalog.get())
 
 
 async def _transition(
     session: SessionDep, me: Principal, order_id: int, action: str, fn: Any, hub: HubDep
 ) -> dict[str, Any]:
-    before = order_service.state(await order_service.get_order(session, order_id))
+    before = order_service.state(await order_service.locked_order(session, order_id))
     order = await fn()
     await audit.record(
         session,
@@ -374,7 +388,7 @@ async def _transition(
 
 
 @router.post("/payment-orders/{order_id}/approve")
-async def approve_order(order_id: int, me: Approve, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def approve_order(order_id: Id, me: Approve, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     """Approve an order someone else created (maker-checker)."""
     return await _transition(
         session,
@@ -387,7 +401,7 @@ async def approve_order(order_id: int, me: Approve, hub: HubDep, session: Sessio
 
 
 @router.post("/payment-orders/{order_id}/cancel")
-async def cancel_order(order_id: int, me: Create, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def cancel_order(order_id: Id, me: Create, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     return await _transition(
         session,
         me,
@@ -399,7 +413,7 @@ async def cancel_order(order_id: int, me: Create, hub: HubDep, session: SessionD
 
 
 @router.post("/payment-orders/{order_id}/mark-paid")
-async def mark_order_paid(order_id: int, me: Bank, hub: HubDep, session: SessionDep) -> dict[str, Any]:
+async def mark_order_paid(order_id: Id, me: Bank, hub: HubDep, session: SessionDep) -> dict[str, Any]:
     """Mark an approved order paid by hand (posts payable -> bank)."""
     return await _transition(
         session,
@@ -412,16 +426,17 @@ async def mark_order_paid(order_id: int, me: Bank, hub: HubDep, session: Session
 
 
 class ExportBody(BaseModel):
-    ids: list[int] = Field(min_length=1)
+    ids: list[Id] = Field(min_length=1, max_length=10_000)
     format: Literal["pain001", "1c"] = "pain001"
     execution_date: dt.date | None = None
 
 
 @router.post("/payment-orders/export", response_model=None)
-async def export_orders(body: ExportBody, me: Bank, session: SessionDep) -> Response:
-    """A pain.001.001.03 XML or 1CClientBankExchange file with approved orders."""
+async def export_orders(body: ExportBody, me: Bank, hub: HubDep, session: SessionDep) -> Response:
+    """A pain.001.001.03 XML or 1CClientBankExchange file with approved orders (dates of the business
+    timezone). 409 naming the ``PAYMUX_SETTLEMENT_DEBTOR_*`` settings or payee details it would lack."""
     data, name, ctype, orders = await service.export_orders(
-        session, body.ids, body.format, execution_date=body.execution_date
+        session, body.ids, body.format, tz=hub.settings.business_tz, execution_date=body.execution_date
     )
     await audit.record(
         session,
@@ -482,7 +497,7 @@ async def list_statements(
 
 @router.get("/bank-statements/{statement_id}")
 async def get_bank_statement(
-    statement_id: int, _: SRead, hub: HubDep, session: ReadSessionDep
+    statement_id: Id, _: SRead, hub: HubDep, session: ReadSessionDep
 ) -> dict[str, Any]:
     st, lines = await service.statement_lines(session, statement_id)
     snap = await hub.catalog.get()

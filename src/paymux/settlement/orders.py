@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth.principal import Principal
 from paymux.catalog.snapshot import ProviderView, Snapshot
 from paymux.db.base import utcnow
+from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
 from paymux.ledger.service import SYSTEM, AccountCache, AccountKey, Line, post_entry
 from paymux.settlement.debts import (
@@ -134,6 +135,15 @@ async def get_order(session: AsyncSession, order_id: int) -> PaymentOrder:
     return order
 
 
+async def locked_order(session: AsyncSession, order_id: int) -> PaymentOrder:
+    """The order as committed now, locked for a change of its status (:mod:`paymux.db.concurrent`):
+    two decisions at once are taken one after the other, the second from the first one's result."""
+    order = await locked(session, PaymentOrder, order_id)
+    if order is None:
+        raise not_found(f"payment order {order_id}")
+    return order
+
+
 def state(order: PaymentOrder) -> dict[str, Any]:
     """The order as recorded in the audit log."""
     return {
@@ -148,7 +158,7 @@ def state(order: PaymentOrder) -> dict[str, Any]:
 async def approve(
     session: AsyncSession, order_id: int, actor: str, now: dt.datetime | None = None
 ) -> PaymentOrder:
-    order = await get_order(session, order_id)
+    order = await locked_order(session, order_id)
     if order.status != "created":
         raise Problem(409, "wrong-status", "Cannot approve", f"order {order.number} is {order.status}")
     if order.created_by == actor:
@@ -159,35 +169,17 @@ async def approve(
             f"order {order.number} was created by {actor}; someone else must approve it",
         )
     now = now or utcnow()
-    won = (
-        await session.execute(
-            update(PaymentOrder)
-            .where(PaymentOrder.id == order_id, PaymentOrder.status == "created")
-            .values(status="approved", approved_by=actor, approved_at=now, updated_at=now)
-            .returning(PaymentOrder.id)
-        )
-    ).first()
-    if won is None:
-        raise Problem(409, "wrong-status", "Cannot approve", f"order {order.number} changed meanwhile")
-    await session.refresh(order)
+    order.status, order.approved_by, order.approved_at, order.updated_at = "approved", actor, now, now
+    await session.flush()
     return order
 
 
 async def cancel(session: AsyncSession, order_id: int, actor: str) -> PaymentOrder:
-    order = await get_order(session, order_id)
+    order = await locked_order(session, order_id)
     if order.status not in ("created", "approved"):
         raise Problem(409, "wrong-status", "Cannot cancel", f"order {order.number} is {order.status}")
-    won = (
-        await session.execute(
-            update(PaymentOrder)
-            .where(PaymentOrder.id == order_id, PaymentOrder.status.in_(("created", "approved")))
-            .values(status="cancelled", cancelled_by=actor, updated_at=utcnow())
-            .returning(PaymentOrder.id)
-        )
-    ).first()
-    if won is None:
-        raise Problem(409, "wrong-status", "Cannot cancel", f"order {order.number} changed meanwhile")
-    await session.refresh(order)
+    order.status, order.cancelled_by, order.updated_at = "cancelled", actor, utcnow()
+    await session.flush()
     return order
 
 
@@ -210,29 +202,18 @@ async def mark_paid(
     at: dt.datetime | None = None,
 ) -> PaymentOrder:
     """Mark an approved order paid and post the payment (payable -> bank). The caller commits."""
-    order = await get_order(session, order_id)
+    order = await locked_order(session, order_id)
     if order.status != "approved":
         raise Problem(
             409, "wrong-status", "Cannot mark paid", f"order {order.number} is {order.status}, not approved"
         )
     now = at or utcnow()
-    won = (
-        await session.execute(
-            update(PaymentOrder)
-            .where(PaymentOrder.id == order_id, PaymentOrder.status == "approved")
-            .values(
-                status="paid", paid_at=now, paid_by=actor, statement_line_id=statement_line_id, updated_at=now
-            )
-            .returning(PaymentOrder.id)
-        )
-    ).first()
-    if won is None:
-        raise Problem(409, "wrong-status", "Cannot mark paid", f"order {order.number} changed meanwhile")
     entry_id = await post_entry(
         session, accounts, ENTRY_KIND, payment_lines(order), memo=f"payment order {order.number}", at=now
     )
-    await session.execute(update(PaymentOrder).where(PaymentOrder.id == order_id).values(entry_id=entry_id))
-    await session.refresh(order)
+    order.status, order.paid_at, order.paid_by = "paid", now, actor
+    order.statement_line_id, order.entry_id, order.updated_at = statement_line_id, entry_id, now
+    await session.flush()
     return order
 
 

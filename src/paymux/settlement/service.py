@@ -7,15 +7,18 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux import offload
 from paymux.catalog.snapshot import ProviderView, Snapshot
 from paymux.db.base import utcnow
 from paymux.errors import invalid, not_found
 from paymux.ledger.topups import record_topup
+from paymux.masking import MaskedSecretError, keep_secrets, mask_secrets
 from paymux.money import MoneyError, check_currency, format_amount, parse_amount
 from paymux.runtime import Hub
 from paymux.settlement import orders as order_service
@@ -26,12 +29,11 @@ from paymux.settlement.models import (
     SettlementDetails,
     StatementLine,
 )
-from paymux.settlement.statements import Line, StatementError, parse
+from paymux.settlement.statements import Line, Parsed, StatementError, parse
 
 DETAIL_FIELDS = ("beneficiary", "iban", "bic", "bank_name", "account", "bik", "corr_account", "inn", "kpp")
 _DIGITS = {"account": 20, "bik": 9, "corr_account": 20, "kpp": 9}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-SECRET_MASK = "***"
 
 
 def provider_or_404(snap: Snapshot, code: str, settlement: str | None = None) -> ProviderView:
@@ -57,7 +59,8 @@ def details_out(d: SettlementDetails | None) -> dict[str, Any]:
     return out
 
 
-def _check_details(values: dict[str, Any]) -> dict[str, Any]:
+def check_details(values: dict[str, Any]) -> dict[str, Any]:
+    """Bank details cleaned (spaces removed, upper case) and checked; a 422 problem names what is wrong."""
     clean: dict[str, Any] = {}
     for k in DETAIL_FIELDS:
         v = values.get(k)
@@ -93,11 +96,17 @@ async def set_details(
     session: AsyncSession, provider: ProviderView, values: dict[str, Any], actor: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Replace a provider's settlement details; returns (before, after) for the audit log."""
-    clean = _check_details(values)
-    row = await session.get(SettlementDetails, provider.id)
+    return await write_details(session, provider.id, values, actor)
+
+
+async def write_details(
+    session: AsyncSession, provider_id: int, values: dict[str, Any], actor: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    clean = check_details(values)
+    row = await session.get(SettlementDetails, provider_id)
     before = details_out(row)
     if row is None:
-        row = SettlementDetails(provider_id=provider.id)
+        row = SettlementDetails(provider_id=provider_id)
         session.add(row)
     for k in DETAIL_FIELDS:
         setattr(row, k, clean[k] or (None if k != "beneficiary" else ""))
@@ -113,19 +122,22 @@ async def set_details(
 
 
 def rule_out(r: BalanceAlertRule | None, currency: str) -> dict[str, Any]:
+    """An alert rule as every read shows it: the webhook's secret (and a password in its URL) masked."""
     if r is None:
         return {"currency": currency, "configured": False}
-    return {
+    out: dict[str, Any] = {
         "currency": r.currency,
         "configured": True,
         "threshold": format_amount(r.threshold, r.currency),
         "threshold_minor": r.threshold,
         "emails": list(r.emails or []),
         "webhook_url": r.webhook_url or "",
-        "webhook_secret": SECRET_MASK if r.webhook_secret else "",
+        "webhook_secret": r.webhook_secret or "",
         "enabled": r.enabled,
         "armed": r.armed,
     }
+    masked: dict[str, Any] = mask_secrets(out)
+    return masked
 
 
 async def set_rule(
@@ -163,6 +175,16 @@ async def set_rule(
         )
     )
     before = rule_out(row, currency)
+    stored = {
+        "webhook_url": row.webhook_url if row else None,
+        "webhook_secret": row.webhook_secret if row else None,
+    }
+    try:  # a URL or secret sent back as a read showed it (***) keeps the stored one
+        webhook_url = keep_secrets({"webhook_url": webhook_url}, stored)["webhook_url"]
+        if webhook_secret is not None:
+            webhook_secret = keep_secrets({"webhook_secret": webhook_secret}, stored)["webhook_secret"]
+    except MaskedSecretError as e:
+        raise invalid("masked-secret", str(e)) from None
     if row is None:
         row = BalanceAlertRule(provider_id=provider.id, currency=currency, armed=True)
         session.add(row)
@@ -171,7 +193,7 @@ async def set_rule(
     row.threshold = minor
     row.emails = emails
     row.webhook_url = webhook_url or None
-    if webhook_secret is not None and webhook_secret != SECRET_MASK:
+    if webhook_secret is not None:
         row.webhook_secret = webhook_secret or None
     row.enabled = enabled
     row.updated_by = actor
@@ -231,13 +253,19 @@ async def _match(
 ) -> None:
     if line.direction != "debit":
         return
+    # locked as read (paymux.db.concurrent): an order marked paid by hand at this moment is not a
+    # candidate once that commits, instead of failing the whole import when it is marked here
     candidates = (
         await session.scalars(
-            select(PaymentOrder).where(
+            select(PaymentOrder)
+            .where(
                 PaymentOrder.status == "approved",
                 PaymentOrder.amount == line.amount,
                 PaymentOrder.currency == line.currency,
             )
+            .order_by(PaymentOrder.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     for order in candidates:
@@ -270,19 +298,25 @@ async def _match(
         result.topups.append(provider.code)
 
 
+def _parsed_and_digest(data: bytes) -> tuple[Parsed, str]:
+    return parse(data), hashlib.sha256(data).hexdigest()
+
+
 async def import_statement(
     hub: Hub, session: AsyncSession, data: bytes, *, file_name: str, actor: str
 ) -> ImportResult:
-    """Parse a statement, store its new lines (a line seen before is skipped), match and post them."""
+    """Parse a statement, store its new lines (a line seen before is skipped), match and post them.
+
+    The file is parsed and hashed in a thread: a large one would hold up the event loop."""
     try:
-        parsed = parse(data)
+        parsed, sha256 = await offload.in_thread(_parsed_and_digest, data)
     except StatementError as e:
         raise invalid("invalid-statement", str(e)) from None
     snap = await hub.catalog.get()
     statement = BankStatement(
         format=parsed.format,
         file_name=file_name[:255],
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         account=parsed.account[:34],
         lines=len(parsed.lines),
         new_lines=0,
@@ -367,17 +401,28 @@ EXPORT_FORMATS = ("pain001", "1c")
 
 
 async def export_orders(
-    session: AsyncSession, ids: list[int], fmt: str, *, execution_date: dt.date | None = None
+    session: AsyncSession,
+    ids: list[int],
+    fmt: str,
+    *,
+    tz: ZoneInfo,
+    execution_date: dt.date | None = None,
 ) -> tuple[bytes, str, str, list[PaymentOrder]]:
-    """The file (bytes, name, content type) with the approved orders ``ids``; marks them exported."""
+    """The file (bytes, name, content type) with the approved orders ``ids``; marks them exported.
+
+    Its dates and times are of the business timezone ``tz`` (``PAYMUX_BUSINESS_TIMEZONE``). Without
+    our own bank details (``PAYMUX_SETTLEMENT_DEBTOR_*``) or a payee's account it is a 409 naming them,
+    and nothing is exported."""
     from paymux.settlement.exports import onec, pain001
+    from paymux.settlement.exports.checks import check_export
     from paymux.settlement.settings import SettlementSettings
 
     if fmt not in EXPORT_FORMATS:
         raise invalid("invalid-format", f"format must be one of {', '.join(EXPORT_FORMATS)}")
     orders = await order_service.orders_for_export(session, ids)
     settings = SettlementSettings()
-    now = utcnow()
+    check_export(settings, fmt, orders)
+    now = utcnow().astimezone(tz)
     stamp = now.strftime("%Y%m%d%H%M%S")
     if fmt == "pain001":
         msg_id = f"PMX{stamp}-{orders[0].id}"

@@ -9,8 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SettlementSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYMUX_SETTLEMENT_", extra="ignore")
 
-    # the operator's own account, the debtor of payment orders
-    debtor_name: str = Field("paymux operator", description="our legal name on payment orders")
+    # the operator's own account, the debtor of payment orders: required to export them (exports.checks)
+    debtor_name: str = Field("", description="our legal name on payment orders")
     debtor_iban: str = Field("", description="our IBAN (pain.001)")
     debtor_bic: str = Field("", description="our bank's BIC (pain.001)")
     debtor_account: str = Field("", description="our Russian settlement account (1C)")

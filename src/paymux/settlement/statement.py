@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +49,8 @@ async def build_statement(
     )
 
 
-def to_xlsx(st: Statement) -> bytes:
+def to_xlsx(st: Statement, tz: ZoneInfo) -> bytes:
+    """The statement as an Excel file; the orders' payment times in the business timezone ``tz``."""
     from openpyxl import Workbook  # imported when needed: the server does not hold openpyxl idle
     from openpyxl.styles import Font
 
@@ -88,7 +90,7 @@ def to_xlsx(st: Statement) -> bytes:
         ws.append([])
         ws.append(["Payment orders"])
         ws.cell(ws.max_row, 1).font = bold
-        ws.append(["Number", "From", "To", "Currency", "Amount", "Status", "Paid at (UTC)"])
+        ws.append(["Number", "From", "To", "Currency", "Amount", "Status", f"Paid at ({tz.key})"])
         for o in st.orders:
             ws.append(
                 [
@@ -98,7 +100,7 @@ def to_xlsx(st: Statement) -> bytes:
                     o.currency,
                     to_decimal(o.amount, o.currency),
                     o.status,
-                    o.paid_at.astimezone(dt.UTC).replace(tzinfo=None) if o.paid_at else None,
+                    o.paid_at.astimezone(tz).replace(tzinfo=None) if o.paid_at else None,
                 ]
             )
             ws.cell(ws.max_row, 5).number_format = excel_format(o.currency)

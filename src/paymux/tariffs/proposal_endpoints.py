@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from paymux import audit
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
@@ -57,7 +58,7 @@ async def create_proposal(body: TariffIn, me: Proposer, session: SessionDep) -> 
 
 
 @router.get("/{proposal_id}")
-async def get_proposal(proposal_id: int, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
+async def get_proposal(proposal_id: Id, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
     row = await prop.get_proposal(session, proposal_id)
     if row is None:
         raise not_found(f"tariff proposal {proposal_id}")
@@ -67,7 +68,7 @@ async def get_proposal(proposal_id: int, _: Reader, session: ReadSessionDep) -> 
 async def _decide(
     proposal_id: int, body: Decision | None, me: Principal, hub: Any, session: Any, approve: bool
 ) -> dict[str, Any]:
-    row = await prop.get_proposal(session, proposal_id)
+    row = await prop.locked_proposal(session, proposal_id)
     if row is None:
         raise not_found(f"tariff proposal {proposal_id}")
     before = _out(row)
@@ -96,7 +97,7 @@ async def _decide(
 
 @router.post("/{proposal_id}/approve")
 async def approve_proposal(
-    proposal_id: int, me: Approver, hub: HubDep, session: SessionDep, body: Decision | None = None
+    proposal_id: Id, me: Approver, hub: HubDep, session: SessionDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Approve: the tariff version is created (from the proposed time, or now if that has passed)."""
     return await _decide(proposal_id, body, me, hub, session, True)
@@ -104,7 +105,7 @@ async def approve_proposal(
 
 @router.post("/{proposal_id}/reject")
 async def reject_proposal(
-    proposal_id: int, me: Approver, hub: HubDep, session: SessionDep, body: Decision | None = None
+    proposal_id: Id, me: Approver, hub: HubDep, session: SessionDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Reject: nothing changes but the proposal."""
     return await _decide(proposal_id, body, me, hub, session, False)

@@ -21,6 +21,7 @@ from paymux.auth.principal import Principal
 from paymux.catalog.schemas import TariffIn
 from paymux.catalog.service import CatalogError, get_channel, get_channel_group, get_provider, get_service
 from paymux.db.base import Base, BigId, Json, UTCDateTime, utcnow
+from paymux.db.concurrent import locked
 from paymux.tariffs import service as tariffs
 from paymux.tariffs.calc import TariffError, parse_rule
 
@@ -136,6 +137,13 @@ async def get_proposal(session: AsyncSession, proposal_id: int) -> TariffProposa
     return await session.get(TariffProposal, proposal_id)
 
 
+async def locked_proposal(session: AsyncSession, proposal_id: int) -> TariffProposal | None:
+    """The proposal as committed now, locked until the transaction ends: read it so to decide on it.
+    Two decisions at once are taken one after the other; the second finds it decided (one tariff
+    version, never two, and never approved and rejected)."""
+    return await locked(session, TariffProposal, proposal_id)
+
+
 def _pending(row: TariffProposal, who: Principal) -> None:
     if row.status != "pending":
         raise AlreadyDecided(f"proposal #{row.id} is already {row.status}")
@@ -147,6 +155,7 @@ async def approve(
     session: AsyncSession, row: TariffProposal, who: Principal, note: str | None = None
 ) -> TariffProposal:
     """Approve: create the tariff version (effective from the proposed time, or now if that passed)."""
+    await locked_proposal(session, row.id)  # ``row`` as committed (the caller should have read it so)
     _pending(row, who)
     now = utcnow()
     data = TariffIn.model_validate(row.payload)
@@ -168,6 +177,7 @@ async def reject(
     session: AsyncSession, row: TariffProposal, who: Principal, note: str | None = None
 ) -> TariffProposal:
     """Reject: nothing changes but the proposal."""
+    await locked_proposal(session, row.id)
     _pending(row, who)
     row.status = "rejected"
     row.decided_by, row.decided_at, row.decision_note = who.name, utcnow(), (note or None)

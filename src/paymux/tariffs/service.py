@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.catalog.models import Channel, ChannelGroup, Provider, Service
 from paymux.catalog.schemas import TariffIn
 from paymux.catalog.service import get_channel, get_channel_group, get_provider, get_service
+from paymux.db.concurrent import inserted
 from paymux.tariffs.calc import TariffError, parse_rule, rule_from_json, rule_to_dict, rule_to_json
 from paymux.tariffs.models import TariffVersion, scope_key
 
@@ -59,14 +60,21 @@ async def add_version(
     query = select(TariffVersion).where(
         TariffVersion.scope_key == key, TariffVersion.effective_from == data.effective_from
     )
-    existing = (await session.execute(query)).scalar_one_or_none()
-    if existing is not None:
+
+    async def same_version() -> tuple[AddResult, TariffVersion] | None:
+        existing = (await session.execute(query)).scalar_one_or_none()
+        if existing is None:
+            return None
         if existing.currency == data.currency and existing.rule == stored_rule:
             return "unchanged", existing
         raise TariffError(
             f"tariff versions are immutable: {tariff_label(data)} already exists (version #{existing.id}) "
             "with a different rule; add a version with a later effective_from instead"
         )
+
+    found = await same_version()
+    if found is not None:
+        return found
     row = TariffVersion(
         kind=data.kind,
         service_id=service_id,
@@ -80,9 +88,12 @@ async def add_version(
         created_by=created_by,
         note=data.note,
     )
-    session.add(row)
-    await session.flush()
-    return "created", row
+    if await inserted(session, row):
+        return "created", row
+    found = await same_version()  # added at this moment by another request (paymux.db.concurrent)
+    if found is None:
+        raise TariffError(f"{tariff_label(data)} could not be stored")
+    return found
 
 
 async def history(

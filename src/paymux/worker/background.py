@@ -18,6 +18,9 @@ SERVICES: tuple[str, ...] = (
     "paymux.worker.registers:running_register_worker",
     "paymux.worker.reconciliation:running_reconciliation_worker",
     "paymux.worker.settlement:running_alert_worker",
+    "paymux.worker.notifications:running_notification_worker",
+    "paymux.worker.recurring:running_recurring_worker",
+    "paymux.recurring.reminders:running_reminder_worker",
 )
 
 

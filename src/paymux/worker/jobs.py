@@ -5,6 +5,11 @@ A job table has the columns ``id``, ``status`` (``pending`` / ``running`` / ...)
 alerts). A claim takes due ``pending`` or ``running`` rows (a ``running`` row is due again when its
 lease ran out) in one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): each becomes
 ``running`` for the owner, its ``due_at`` moves a lease ahead and ``attempts`` goes up.
+
+Every round claims under a lease of its own (``<worker>.<round>`` in ``lease_owner``, a fencing token):
+a job's every write checks it, and a job renews it in the database right before it sends anything
+(a register file, an alert), so a worker that paused past its lease sends nothing once another
+worker has taken the job over.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ class PollingWorker(abc.ABC):
         self.lease_seconds = lease_seconds
         self.claim_limit = claim_limit
         self.log = log
-        self.owner = f"{self.owner_prefix}-{secrets.token_hex(8)}"
+        self.worker_id = f"{self.owner_prefix}-{secrets.token_hex(8)}"
+        self.owner = self.worker_id  # the lease of the current round (see run_round)
+        self._rounds = 0
         self._stop = asyncio.Event()
         self._next_schedule = 0.0
         self.finished: dict[int, str] = {}
@@ -143,6 +150,8 @@ class PollingWorker(abc.ABC):
                 await self.schedule(now)
             except Exception:
                 self.log.exception("%s: scheduling failed", self.name)
+        self._rounds += 1
+        self.owner = f"{self.worker_id}.{self._rounds}"  # this round's lease: its own fencing token
         ids = await claim_due(self.hub, self.table, self.owner, self.claim_limit, self.lease_seconds, now)
         if not ids:
             return {}

@@ -7,11 +7,13 @@ import importlib
 SECTION_MODULES = (
     "auth_pages",
     "home",
+    "chart_style",
     "account",
     "users",
     "roles",
     "organizations",
     "sessions",
+    "credentials",
     "audit",
     "dashboard",
     "payments",
@@ -26,6 +28,8 @@ SECTION_MODULES = (
     "registers",
     "reports",
     "rates",
+    "recurring",
+    "notifications",
 )
 
 

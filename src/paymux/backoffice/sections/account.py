@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from paymux import audit
+from paymux.api.params import Id, Int64
 from paymux.auth import permissions as P
 from paymux.auth.passwords import PasswordPolicyError, verify_password_off_loop
 from paymux.auth.principal import Principal
@@ -178,7 +179,7 @@ async def token_create(
     session: DbDep,
     me: TokenUser,
     name: Annotated[str, Form()] = "",
-    days: Annotated[int, Form()] = 90,
+    days: Annotated[Int64, Form()] = 90,
 ) -> Response:
     user = await _me(session, me)
     if not 1 <= days <= 3650 or not name.strip():
@@ -199,7 +200,7 @@ async def token_create(
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-async def token_revoke(token_id: int, session: DbDep, me: TokenUser) -> Response:
+async def token_revoke(token_id: Id, session: DbDep, me: TokenUser) -> Response:
     row = await session.get(ApiToken, token_id)
     if row is None or row.user_id != me.user_id:
         raise PageNotFound()

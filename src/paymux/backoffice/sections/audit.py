@@ -10,11 +10,13 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import Select, false, select
 
+from paymux.api.params import Id
 from paymux.audit.models import AuditEvent
 from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    ADMINISTRATION,
     MenuEntry,
     PageNotFound,
     ReadDbDep,
@@ -25,13 +27,14 @@ from paymux.backoffice.framework import (
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
+from paymux.masking import mask_secrets
 
 router = section_router()
 register(
     Section(
         "audit",
         router,
-        menu=(MenuEntry("Audit log", "/backoffice/audit", P.AUDIT_READ, 14),),
+        menu=(MenuEntry("Audit log", "/backoffice/audit", P.AUDIT_READ, 14, area=ADMINISTRATION),),
         permissions=(P.AUDIT_READ,),
     )
 )
@@ -52,7 +55,9 @@ def _day_filter(tz: str, *, end: bool) -> Any:
 
 
 def _json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A before/after state as the list and its export show it (masked again: rows written before a
+    secret's name was known stay hidden too)."""
+    return "" if value is None else json.dumps(mask_secrets(value), ensure_ascii=False, sort_keys=True)
 
 
 @router.get("/audit")
@@ -92,12 +97,12 @@ async def audit_list(request: Request, session: ReadDbDep, me: Reader) -> Respon
 
 
 @router.get("/audit/{event_id}")
-async def audit_event(request: Request, event_id: int, session: ReadDbDep, _: Reader) -> Response:
+async def audit_event(request: Request, event_id: Id, session: ReadDbDep, _: Reader) -> Response:
     row = await session.get(AuditEvent, event_id)
     if row is None:
         raise PageNotFound()
     pretty = {
-        k: json.dumps(getattr(row, k), ensure_ascii=False, sort_keys=True, indent=2)
+        k: json.dumps(mask_secrets(getattr(row, k)), ensure_ascii=False, sort_keys=True, indent=2)
         for k in ("before", "after")
     }
     return render(request, "audit/event.html", e=row, pretty=pretty)

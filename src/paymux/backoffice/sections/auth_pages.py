@@ -13,9 +13,17 @@ from paymux import audit
 from paymux.auth import second_factor as sf
 from paymux.auth import sessions as sess
 from paymux.auth import totp
-from paymux.auth.login import LoginOutcome, certificate_login, is_locked, password_login, register_failure
+from paymux.auth.login import (
+    WRONG_CREDENTIALS,
+    LoginOutcome,
+    certificate_login,
+    is_locked,
+    password_login,
+    register_failure,
+)
 from paymux.auth.proxy import certificate_identity
 from paymux.auth.senders import CodeSender, SendError, senders_for
+from paymux.auth.throttle import AuthThrottle
 from paymux.auth.user_models import User, UserSession
 from paymux.backoffice.framework import (
     LANG_COOKIE,
@@ -40,6 +48,7 @@ router = section_router()
 register(Section("login", router))
 
 NEXT_COOKIE = "pmx_next"
+TOO_MANY_FAILURES = "Too many failed attempts. Try again later."
 
 
 def senders_of(request: Request) -> dict[str, CodeSender]:
@@ -48,12 +57,23 @@ def senders_of(request: Request) -> dict[str, CodeSender]:
     return dict(custom) if custom is not None else senders_for(bo_settings(request))
 
 
+# the back office's own files (no login needed); the icons are drawn for paymux (static/icon.svg)
+STATIC_FILES = {"bo.css": "text/css", "icon.svg": "image/svg+xml", "favicon.ico": "image/x-icon"}
+
+
+def static_file(name: str) -> Response:
+    """A file of ``backoffice/static``, cacheable by browsers for a day (the style sheet for an hour)."""
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return Response(status_code=404)
+    body = files("paymux.backoffice").joinpath(f"static/{name}").read_bytes()
+    max_age = 3600 if name == "bo.css" else 86400
+    return Response(body, media_type=media_type, headers={"Cache-Control": f"public, max-age={max_age}"})
+
+
 @router.get("/static/{name}")
 async def static(name: str) -> Response:
-    if name != "bo.css":
-        return Response(status_code=404)
-    css = files("paymux.backoffice").joinpath("static/bo.css").read_bytes()
-    return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+    return static_file(name)
 
 
 @router.get("/login")
@@ -160,8 +180,26 @@ async def login(
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    outcome = await password_login(session, settings, username, password, ip=ip_of(request), now=utcnow())
+    # wrong passwords count per address (auth/throttle.py); per user the account lockout applies
+    ip = ip_of(request)
+    throttle: AuthThrottle = request.app.state.hub.auth_throttle
+    refusal = throttle.refusal(ip, "")
+    if refusal is not None:  # refused unchecked: no password hashing, nothing stored
+        page = render(
+            request,
+            "login.html",
+            429,
+            next=safe_next(next),
+            error=TOO_MANY_FAILURES,
+            username=username,
+            certificate=bool(settings.cert_header),
+        )
+        page.headers["Retry-After"] = str(refusal.seconds)
+        return page
+    outcome = await password_login(session, settings, username, password, ip=ip, now=utcnow())
     if not outcome.ok:
+        if outcome.error == WRONG_CREDENTIALS:
+            throttle.failed(ip, "")
         await session.commit()  # the failure is counted and audited
         return render(
             request,

@@ -1,20 +1,23 @@
 """Balances: prepaid providers' deposits with their history chart, forecast against the facts, low-balance
-alert settings and the top-up form (see docs/settlement.md)."""
+alert settings and the top-up form (see docs/settlement.md). ``?export=xlsx`` downloads a page's tables."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from paymux import audit
+from paymux.api.params import Count
 from paymux.auth import permissions as P
+from paymux.auth.access import zone
 from paymux.auth.principal import Principal
+from paymux.backoffice.charts import Series, chart
 from paymux.backoffice.framework import (
+    PROVIDERS,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -27,27 +30,29 @@ from paymux.backoffice.framework import (
     require,
     require_before_reading,
     section_router,
+    timezone_of,
 )
 from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import plain_money_for
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
+from paymux.downloads import attachment_built
 from paymux.errors import Problem
 from paymux.ledger.topups import record_topup
 from paymux.money import MoneyError, format_amount, parse_amount
 from paymux.runtime import Hub
 from paymux.settlement import service
 from paymux.settlement.balances import deposit_balance, deposits, history
-from paymux.settlement.chart import Series, line_chart
 from paymux.settlement.forecast import backtest, forecast
 from paymux.settlement.models import BalanceAlert, BalanceAlertRule
+from paymux.settlement.xlsx import alerts_sheet, deposits_sheet, forecast_sheets, history_sheet, workbook
 
 router = section_router()
 register(
     Section(
         "balances",
         router,
-        menu=(MenuEntry("Balances", "/backoffice/balances", P.BALANCES_READ, 34),),
+        menu=(MenuEntry("Balances", "/backoffice/balances", P.BALANCES_READ, 34, area=PROVIDERS),),
         permissions=(P.BALANCES_READ, P.TOPUPS_WRITE, P.ALERTS_WRITE),
     )
 )
@@ -60,6 +65,14 @@ TopUpper = Annotated[Principal, Depends(require(P.TOPUPS_WRITE))]
 def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
+
+
+def _exporting(request: Request) -> bool:
+    return request.query_params.get("export") == "xlsx"
+
+
+def _export_url(request: Request) -> str:
+    return "?" + request.url.include_query_params(export="xlsx").query
 
 
 async def _provider(request: Request, code: str) -> ProviderView:
@@ -77,7 +90,13 @@ async def balances_list(request: Request, session: ReadDbDep, _: Reader) -> Resp
     for d in await deposits(session, snap):
         f = await forecast(session, d.provider.id, d.currency, d.available, d.provider.tz, as_of=now, days=7)
         rows.append({"d": d, "f": f})
-    return render(request, "balances/list.html", rows=rows, money=plain_money_for(request))
+    if _exporting(request):
+        t = translator(language_of(request))
+        sheet = deposits_sheet([(r["d"], r["f"]) for r in rows], zone(timezone_of(request)), t)
+        return attachment_built(lambda: workbook([sheet]), "balances.xlsx")
+    return render(
+        request, "balances/list.html", rows=rows, money=plain_money_for(request), export=_export_url(request)
+    )
 
 
 @router.get("/balances/{code}")
@@ -88,8 +107,7 @@ async def balance_detail(
     _: Reader,
     currency: str = "RUB",
     granularity: str = "day",
-    days: int = 7,
-    error: str = "",
+    days: Count = 7,
 ) -> Response:
     p = await _provider(request, code)
     currency = currency.upper()[:3]
@@ -100,12 +118,13 @@ async def balance_detail(
     points = await history(session, p.id, currency, now - span, now, granularity, p.tz)
     fmt = "%d.%m %H:00" if granularity == "hour" else "%d.%m"
     t = translator(language_of(request))
-    history_chart = line_chart(
+    amount = plain_money_for(request)
+    history_chart = chart(
+        "line",
+        f"{t('Balance')}, {currency}",
         [pt.start.astimezone(p.tz).strftime(fmt) for pt in points],
-        [Series(t("Balance"), [pt.closing for pt in points])],
-        currency,
-        title=t("Balance"),
-        amount=plain_money_for(request),
+        [Series(t("Closing balance"), [pt.closing for pt in points])],
+        value=lambda v: amount(v, currency),
     )
     balance = await deposit_balance(session, p.id, currency)
     available = balance + int(p.overdraft.get(currency, 0))
@@ -114,12 +133,12 @@ async def balance_detail(
     past = await backtest(
         session, p.id, currency, p.tz, first=today - dt.timedelta(days=14), last=today - dt.timedelta(days=1)
     )
-    backtest_chart = line_chart(
+    backtest_chart = chart(
+        "line",
+        f"{t('Forecast against actual outflow')}, {currency}",
         [b.day.strftime("%d.%m") for b in past],
         [Series(t("Forecast"), [b.forecast for b in past]), Series(t("Actual"), [b.actual for b in past])],
-        currency,
-        title=t("Forecast against actual outflow"),
-        amount=plain_money_for(request),
+        value=lambda v: amount(v, currency),
     )
     rule = await session.scalar(
         select(BalanceAlertRule).where(
@@ -134,9 +153,17 @@ async def balance_detail(
             .limit(20)
         )
     ).all()
+    if _exporting(request):
+        sheets = [
+            history_sheet(points, currency, p.tz, t),
+            *forecast_sheets(f, past, currency, p.tz, t),
+            alerts_sheet(alerts, zone(timezone_of(request)), t),
+        ]
+        return attachment_built(lambda: workbook(sheets), f"balance-{p.code}-{currency}-{today}.xlsx")
     return render(
         request,
         "balances/detail.html",
+        export=_export_url(request),
         p=p,
         currency=currency,
         granularity=granularity,
@@ -150,7 +177,6 @@ async def balance_detail(
         rule=service.rule_out(rule, currency),
         alerts=alerts,
         money=plain_money_for(request),
-        error=error,
     )
 
 
@@ -174,7 +200,7 @@ async def save_alerts(request: Request, code: str, session: DbDep, me: Alerter) 
         )
     except Problem as e:
         await session.rollback()
-        return redirect(f"{base}&error={quote(e.detail or e.title)}")
+        return redirect(base, error=e.detail or e.title)
     await audit.record(session, me, "balance_alert_rule.put", f"provider:{code}:{currency}", before, after)
     await session.commit()
     return redirect(base, "The alert settings were saved.")
@@ -196,7 +222,7 @@ async def topup(request: Request, code: str, session: DbDep, me: TopUpper) -> Re
         )
     except (MoneyError, Problem) as e:
         await session.rollback()
-        return redirect(f"{base}&error={quote(str(getattr(e, 'detail', None) or e))}")
+        return redirect(base, error=str(getattr(e, "detail", None) or e))
     if created:
         await audit.record(
             session,

@@ -2,8 +2,8 @@
 
 Changes go through the catalog service layer (the upserts ``paymux catalog apply`` uses), are audited
 with their before and after states, and refresh the hub's catalog cache after the commit. Secrets are
-never shown: provider config values under secret-looking keys appear as ``***`` (left as ``***``, the
-stored value is kept) and a channel's HMAC secret is write-only (left empty, it is kept).
+never shown: a provider's config shows them as ``***`` (``paymux.masking``; left as ``***``, the stored
+value is kept by the upsert) and a channel's HMAC secret is write-only (left empty, it is kept).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.forms import timezones
 from paymux.backoffice.framework import (
+    PROVIDERS,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -36,6 +37,7 @@ from paymux.backoffice.framework import (
     section_router,
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
+from paymux.backoffice.sections.credentials import keys_of_channel
 from paymux.backoffice.sections.ops import YES_NO, code_choices, yes_no
 from paymux.catalog import service as catalog
 from paymux.catalog.models import CHANNEL_KINDS, STRATEGIES, Agent, Channel, ChannelGroup, Provider, Service
@@ -47,23 +49,28 @@ from paymux.catalog.schemas import (
     ServiceIn,
     describe_validation_error,
 )
+from paymux.gateways import service as gateways
+from paymux.gateways.base import inbound_names
+from paymux.gateways.models import InboundGateway
+from paymux.gateways.schemas import GatewayIn
+from paymux.masking import MASK
 from paymux.money import CURRENCIES
-from paymux.providers.base import mask_secrets, protocol_classes
+from paymux.providers.base import protocol_classes
 from paymux.runtime import Hub
+from paymux.yaml_text import load_field
 
 router = section_router()
 register(
     Section(
         "catalog",
         router,
-        menu=(MenuEntry("Catalog", "/backoffice/catalog/services", P.CATALOG_READ, 30),),
+        menu=(MenuEntry("Catalog", "/backoffice/catalog/services", P.CATALOG_READ, 30, area=PROVIDERS),),
         permissions=(P.CATALOG_READ, P.CATALOG_WRITE),
     )
 )
 
 Reader = Annotated[Principal, Depends(require_before_reading(P.CATALOG_READ))]
 Writer = Annotated[Principal, Depends(require(P.CATALOG_WRITE))]
-MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ KINDS = {
         Kind("channels", "channel", "Channels", Channel, ChannelIn, True),
         Kind("channel-groups", "channel_group", "Channel groups", ChannelGroup, ChannelGroupIn, False),
         Kind("agents", "agent", "Agents", Agent, AgentIn, True),
+        Kind("gateways", "gateway", "Inbound gateways", InboundGateway, GatewayIn, True),
     )
 }
 
@@ -116,6 +124,7 @@ def _spec(kind: Kind) -> ListSpec:
             Column("kind", "Kind", Channel.kind),
             Column("signing", "Signing", Channel.signing),
         ],
+        "gateways": [Column("protocol", "Protocol", InboundGateway.protocol)],
     }
     columns += extra.get(kind.slug, [])
     filters: list[Filter] = []
@@ -164,30 +173,23 @@ def _yaml(value: Any) -> str:
     return str(yaml.safe_dump(value, allow_unicode=True, sort_keys=False, default_flow_style=False))
 
 
-def unmask(new: Any, old: Any) -> Any:
-    """``new`` with every ``***`` put back to the stored value at the same place."""
-    if new == MASK:
-        return old
-    if isinstance(new, dict) and isinstance(old, dict):
-        return {k: unmask(v, old.get(k)) if k in old else v for k, v in new.items()}
-    return new
-
-
 async def _current(session: AsyncSession, kind: Kind, code: str) -> dict[str, Any] | None:
     """The item as its form shows it (secrets masked), or None when it does not exist."""
     row = await session.scalar(select(kind.model).where(kind.model.code == code))
     if row is None:
         return None
     if kind.slug == "providers":
-        data = catalog.provider_to_schema(row).model_dump(mode="json")
-        data["config"] = mask_secrets(data["config"])
+        data = catalog.masked_provider(catalog.provider_to_schema(row)).model_dump(mode="json")
     elif kind.slug == "services":
         data = (await catalog.service_to_schema(session, row)).model_dump(mode="json")
     elif kind.slug == "channels":
-        data = (await catalog.channel_to_schema(session, row)).model_dump(mode="json")
+        channel = catalog.masked_channel(await catalog.channel_to_schema(session, row))
+        data = channel.model_dump(mode="json")
         data["signing"]["has_secret"] = bool(data["signing"].pop("hmac_secret", None))
     elif kind.slug == "agents":
         data = catalog.agent_to_schema(row).model_dump(mode="json")
+    elif kind.slug == "gateways":
+        data = gateways.masked(await gateways.gateway_to_schema(session, row)).model_dump(mode="json")
     else:
         data = catalog.channel_group_to_schema(row).model_dump(mode="json")
     return data
@@ -212,29 +214,36 @@ def _form_view(kind: Kind, data: dict[str, Any]) -> dict[str, Any]:
         view["signing_required"] = signing.get("required", False)
         view["rsa_public_key"] = signing.get("rsa_public_key") or ""
         view["has_secret"] = signing.get("has_secret", False)
+    if kind.slug == "gateways":
+        view["config"] = _yaml(data.get("config"))
+        view["limits"] = _yaml(data.get("limits"))
+        for name in ("services", "ignore_params", "allow_ips", "trusted_proxies"):
+            view[name] = ", ".join(data.get(name) or [])
+        auth = data.get("auth") or {}
+        view["login"] = auth.get("login") or ""
+        view["has_password"] = bool(auth.get("password_hash"))
+        view["client_cert"] = _yaml(auth.get("client_cert"))
+        view["channel"] = data.get("channel") or data.get("code", "")
     return view
+
+
+def _words(text: str) -> list[str]:
+    """A comma- or space-separated list."""
+    return [w for w in text.replace(",", " ").split() if w]
 
 
 def _load(text: str, what: str, default: Any) -> Any:
     if not text.strip():
         return default
     try:
-        value = yaml.safe_load(text)
+        value = load_field(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{what}: not readable YAML ({e})") from None
     return default if value is None else value
 
 
-async def _stored_secrets(session: AsyncSession, kind: Kind, code: str) -> tuple[dict[str, Any], str | None]:
-    """A provider's stored config and a channel's stored HMAC secret (to keep what is left masked)."""
-    row = await session.scalar(select(kind.model).where(kind.model.code == code))
-    if row is None:
-        return {}, None
-    if isinstance(row, Provider):
-        return dict(row.config or {}), None
-    if isinstance(row, Channel):
-        return {}, row.hmac_secret
-    return {}, None
+async def _has_hmac_secret(session: AsyncSession, code: str) -> bool:
+    return bool(await session.scalar(select(Channel.hmac_secret).where(Channel.code == code)))
 
 
 async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]) -> dict[str, Any]:
@@ -242,10 +251,9 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
     data: dict[str, Any] = {"code": code, "name": f.get("name", "")}
     on = f.get("enabled") == "1"
     if kind.slug == "providers":
-        config, _ = await _stored_secrets(session, kind, code)
         data |= {
             "protocol": f.get("protocol", ""),
-            "config": unmask(_load(f.get("config", ""), "config", {}), config),
+            "config": _load(f.get("config", ""), "config", {}),  # the upsert keeps what is left as ***
             "timezone": f.get("timezone") or "UTC",
             "settlement": f.get("settlement") or "postpaid",
             "overdraft": _load(f.get("overdraft", ""), "overdraft", {}),
@@ -269,6 +277,7 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
             "min_amount": f.get("min_amount") or None,
             "max_amount": f.get("max_amount") or None,
             "lifetime_seconds": f.get("lifetime_seconds") or None,
+            "periodic_days": f.get("periodic_days") or None,
             "fields": _load(f.get("fields", ""), "fields", []),
             "enabled": on,
             "route": {
@@ -277,7 +286,7 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
             },
         }
     elif kind.slug == "channels":
-        _, secret = await _stored_secrets(session, kind, code)
+        kept = MASK if await _has_hmac_secret(session, code) else None  # left empty: keep the stored one
         mode = f.get("signing_mode") or "none"
         data |= {
             "kind": f.get("kind", ""),
@@ -287,12 +296,43 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
             "signing": {
                 "mode": mode,
                 "required": f.get("signing_required") == "1",
-                "hmac_secret": f.get("hmac_secret") or secret,
+                "hmac_secret": f.get("hmac_secret") or kept,
                 "rsa_public_key": f.get("rsa_public_key", "").strip() or None,
             },
         }
     elif kind.slug == "agents":
         data["enabled"] = on
+    elif kind.slug == "gateways":
+        login = f.get("login", "").strip() or None
+        stored = await session.scalar(select(InboundGateway.password_hash).where(InboundGateway.code == code))
+        password = f.get("password") or None
+        kept = MASK if login and stored else None
+        data |= {
+            "protocol": f.get("protocol", ""),
+            "channel": f.get("channel") or None,
+            "enabled": on,
+            "services": _words(f.get("services", "")),
+            "default_service": f.get("default_service") or None,
+            "service_param": f.get("service_param") or "service",
+            "limits": _load(f.get("limits", ""), "limits", {}),
+            "ignore_params": _words(f.get("ignore_params", "")),
+            "check": f.get("check") or "provider",
+            "check_txn_id": f.get("check_txn_id") or "own",
+            "pay_result": f.get("pay_result") or "accepted",
+            "auth": {
+                "login": login,
+                # left empty: the stored password is kept (*** stands for its hash)
+                **(
+                    {"password": password}
+                    if password
+                    else {"password_hash": MASK if login and stored else None}
+                ),
+                "client_cert": _load(f.get("client_cert", ""), "client certificate", None),
+            },
+            "allow_ips": _words(f.get("allow_ips", "")),
+            "trusted_proxies": _words(f.get("trusted_proxies", "")),
+            "config": _load(f.get("config", ""), "config", {}),  # the upsert keeps what is left as ***
+        }
     return data
 
 
@@ -307,12 +347,22 @@ async def _upsert(session: AsyncSession, kind: Kind, item: BaseModel) -> str:
         return await catalog.upsert_agent(session, item)
     if isinstance(item, ChannelGroupIn):
         return await catalog.upsert_channel_group(session, item)
+    if isinstance(item, GatewayIn):
+        return await gateways.upsert_gateway(session, item)
     raise TypeError(kind.slug)
+
+
+async def _gateway_channels(session: AsyncSession) -> list[tuple[str, str]]:
+    """(code, "code · name") of the channels of kind gateway."""
+    gateway_codes = set((await session.scalars(select(Channel.code).where(Channel.kind == "gateway"))).all())
+    return [(c, label) for c, label in await code_choices(session, Channel) if c in gateway_codes]
 
 
 async def _choices(session: AsyncSession) -> dict[str, Any]:
     return {
         "protocols": sorted(protocol_classes()),
+        "inbound_protocols": inbound_names(),
+        "gateway_channels": await _gateway_channels(session),
         "timezones": timezones(),
         "currencies": sorted(CURRENCIES),
         "strategies": STRATEGIES,
@@ -331,6 +381,7 @@ async def _form(
     new: bool,
     error: str = "",
     status: int = 200,
+    keys: list[dict[str, Any]] | None = None,
 ) -> Response:
     return render(
         request,
@@ -341,6 +392,7 @@ async def _form(
         f=view,
         new=new,
         error=error,
+        keys=keys or [],
         **await _choices(session),
     )
 
@@ -353,12 +405,13 @@ async def catalog_new(request: Request, slug: str, session: DbDep, _: Writer) ->
 
 
 @router.get("/catalog/{slug}/{code}")
-async def catalog_item(request: Request, slug: str, code: str, session: ReadDbDep, _: Reader) -> Response:
+async def catalog_item(request: Request, slug: str, code: str, session: ReadDbDep, me: Reader) -> Response:
     kind = _kind(slug)
     data = await _current(session, kind, code)
     if data is None:
         raise PageNotFound()
-    return await _form(request, session, kind, _form_view(kind, data), new=False)
+    keys = await keys_of_channel(session, me, code) if kind.slug == "channels" else []
+    return await _form(request, session, kind, _form_view(kind, data), new=False, keys=keys)
 
 
 async def _save(
@@ -368,6 +421,7 @@ async def _save(
     f = {k: str(v) for k, v in form.items()}
     view = {**f, "code": code, "enabled": f.get("enabled") == "1"}
     view.pop("hmac_secret", None)  # never sent back to the page
+    view.pop("password", None)
     data: dict[str, Any] = {}
     try:
         if new and await session.scalar(select(kind.model.id).where(kind.model.code == code)) is not None:

@@ -16,6 +16,7 @@ from paymux import __version__
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    OPERATIONS,
     MenuEntry,
     ReadDbDep,
     Section,
@@ -35,7 +36,7 @@ register(
     Section(
         "monitoring",
         router,
-        menu=(MenuEntry("Monitoring", "/backoffice/monitoring", P.MONITORING_READ, 40),),
+        menu=(MenuEntry("Monitoring", "/backoffice/monitoring", P.MONITORING_READ, 40, area=OPERATIONS),),
         permissions=(P.MONITORING_READ,),
     )
 )

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.auth.access import zone
 from paymux.backoffice.framework import format_dt, language_of, timezone_of
-from paymux.backoffice.i18n import translator
+from paymux.backoffice.i18n import Translator, translator
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
-from paymux.downloads import attachment
+from paymux.downloads import attachment_built
 from paymux.money import MoneyError, format_amount
 
 # (group separator, decimal separator) per language
@@ -119,9 +119,14 @@ async def codes_by_id(session: AsyncSession) -> dict[str, dict[int, str]]:
 def workbook(
     request: Request, name: str, sheets: Sequence[tuple[str, list[str], list[list[Any]]]]
 ) -> Response:
-    """An Excel file with one sheet per (title, header msgids, rows); datetimes in the user's timezone."""
+    """An Excel file with one sheet per (title, header msgids, rows); datetimes in the user's timezone.
+    Written in a thread as it is sent."""
     _ = translator(language_of(request))
     tz = timezone_of(request)
+    return attachment_built(lambda: _workbook(_, tz, sheets), f"{name}.xlsx")
+
+
+def _workbook(_: Translator, tz: str, sheets: Sequence[tuple[str, list[str], list[list[Any]]]]) -> bytes:
     from openpyxl import Workbook  # imported when needed: 6 MB the server does not hold idle
 
     wb = Workbook()
@@ -136,4 +141,4 @@ def workbook(
             ws.append([format_dt(v, tz, True) if isinstance(v, dt.datetime) else v for v in row])
     buf = io.BytesIO()
     wb.save(buf)
-    return attachment(buf.getvalue(), f"{name}.xlsx")
+    return buf.getvalue()

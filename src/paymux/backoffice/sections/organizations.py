@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from paymux import audit
+from paymux.api.params import Id
 from paymux.auth import permissions as P
+from paymux.auth.grants import check_change_organizations
 from paymux.auth.principal import Principal
-from paymux.auth.user_models import ORG_KINDS, Organization
+from paymux.auth.user_models import ORG_KINDS, Organization, User
 from paymux.auth.users import org_state
 from paymux.backoffice.framework import (
+    ADMINISTRATION,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -22,6 +25,7 @@ from paymux.backoffice.framework import (
     Section,
     redirect,
     register,
+    render,
     require,
     require_before_reading,
     section_router,
@@ -34,7 +38,7 @@ register(
     Section(
         "organizations",
         router,
-        menu=(MenuEntry("Organizations", "/backoffice/organizations", P.ORGS_READ, 12),),
+        menu=(MenuEntry("Organizations", "/backoffice/organizations", P.ORGS_READ, 12, area=ADMINISTRATION),),
         permissions=(P.ORGS_READ, P.ORGS_WRITE),
     )
 )
@@ -78,6 +82,7 @@ async def organization_save(
     agent: Annotated[str, Form()] = "",
 ) -> Response:
     """Create an organization, or rename/relink the one with this code."""
+    check_change_organizations(me)
     code = code.strip().lower()
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", code) or not name.strip() or kind not in ORG_KINDS:
         return redirect("/backoffice/organizations", "Give a code, a name and a kind.")
@@ -112,8 +117,11 @@ async def organization_save(
 
 
 @router.get("/organizations/{org_id}")
-async def organization_detail(org_id: int, session: ReadDbDep, _: Reader) -> Response:
+async def organization_detail(request: Request, org_id: Id, session: ReadDbDep, _: Reader) -> Response:
+    """The organization, and how many users it has (their list is linked for whoever may see users)."""
     org = await session.get(Organization, org_id)
     if org is None:
         raise PageNotFound()
-    return redirect(f"/backoffice/users?org={org.id}")
+    agent = await session.get(Agent, org.agent_id) if org.agent_id else None
+    users = await session.scalar(select(func.count()).select_from(User).where(User.organization_id == org.id))
+    return render(request, "orgs/detail.html", org=org, agent=agent, users=int(users or 0))

@@ -1,6 +1,8 @@
 """Payment search (period, status, service, provider, channel, account, amounts, ids) and payment details.
 
-Agent users see only their organization's channels' payments (``channel_scope``).
+Agent users see only their organization's channels' payments, and of those only what
+``paymux.payments.visibility`` lets them see (no provider side): in the list's columns, filters,
+search and export, and in the details.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from fastapi.responses import Response
 from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.api.params import Id, parse_id
 from paymux.audit.models import AuditEvent
 from paymux.auth import permissions as P
-from paymux.auth.principal import Principal, channel_scope
+from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    OPERATIONS,
     MenuEntry,
     PageNotFound,
     ReadDbDep,
@@ -30,16 +34,27 @@ from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import YES_NO, code_choices, codes_by_id, day_filter, money_for, yes_no
 from paymux.catalog.models import Channel, Provider, Service
 from paymux.gateways.exchanges import for_payment as inbound_exchanges
+from paymux.masking import mask_secrets
 from paymux.money import CURRENCIES, MoneyError, format_amount, parse_amount
 from paymux.payments.details import payment_attempts, payment_postings
 from paymux.payments.models import FINAL_STATUSES, STATUSES, Payment
+from paymux.payments.visibility import (
+    AUDIT,
+    EXCHANGES,
+    INBOUND,
+    MONEY_FIELDS,
+    PaymentScope,
+    payment_scope,
+    payment_view,
+    visible,
+)
 
 router = section_router()
 register(
     Section(
         "payments",
         router,
-        menu=(MenuEntry("Payments", "/backoffice/payments", P.PAYMENTS_READ, 20),),
+        menu=(MenuEntry("Payments", "/backoffice/payments", P.PAYMENTS_READ, 20, area=OPERATIONS),),
         permissions=(P.PAYMENTS_READ,),
     )
 )
@@ -64,14 +79,48 @@ def _amount_filter(column: Any, *, low: bool) -> Any:
 
 
 def _int_filter(column: Any) -> Any:
-    return lambda q, v: q.where(column == int(v)) if v.strip().isdigit() else q.where(false())
+    return lambda q, v: q.where(column == parse_id(v)) if parse_id(v) else q.where(false())
 
 
 def _code_filter(model: Any, column: Any) -> Any:
     return lambda q, v: q.where(column.in_(select(model.id).where(model.code == v)))
 
 
-async def payments_spec(session: AsyncSession, me: Principal, scope: set[int] | None) -> ListSpec:
+def _cell(key: str) -> Any:
+    """A column's value in the Excel export: amounts as decimal strings of their currency."""
+    if key in MONEY_FIELDS:
+        return lambda v: format_amount(v[key], v["currency"])
+    return lambda v: v[key]
+
+
+# (field shown, column): what a viewer does not see is not a column (nor a filter, nor searched)
+COLUMNS: list[tuple[str, Column]] = [
+    (f, Column(f, title, sort, _cell(f)))
+    for f, title, sort in (
+        ("id", "ID", Payment.id),
+        ("created_at", "Created", Payment.created_at),
+        ("status", "Status", Payment.status),
+        ("service", "Service", Service.code),
+        ("channel", "Channel", Channel.code),
+        ("provider", "Provider", Provider.code),
+        ("account", "Account", Payment.account),
+        ("amount", "Amount", Payment.amount),
+        ("fee", "Fee", Payment.fee),
+        ("currency", "Currency", Payment.currency),
+        ("external_id", "External ID", Payment.external_id),
+        ("provider_txn_id", "Provider txn ID", Payment.provider_txn_id),
+        ("attempts", "Attempts", Payment.attempts),
+        ("needs_attention", "Needs attention", Payment.needs_attention),
+    )
+]
+SEARCHED = [
+    ("external_id", Payment.external_id),
+    ("account", Payment.account),
+    ("provider_txn_id", Payment.provider_txn_id),
+]
+
+
+async def payments_spec(session: AsyncSession, me: Principal, scope: PaymentScope) -> ListSpec:
     query = (
         select(
             Payment,
@@ -83,42 +132,23 @@ async def payments_spec(session: AsyncSession, me: Principal, scope: set[int] | 
         .join(Provider, Provider.id == Payment.provider_id)
         .join(Channel, Channel.id == Payment.channel_id)
     )
-    if scope is not None:
-        query = query.where(Payment.channel_id.in_(scope or [-1]))
+    if scope.channels is not None:
+        query = query.where(Payment.channel_id.in_(scope.channels or [-1]))
     tz = me.timezone
     unfinished = [("yes", "yes"), ("no", "no")]
-    return ListSpec(
-        query=query,
-        columns=[
-            Column("id", "ID", Payment.id, lambda r: r[0].id),
-            Column("created_at", "Created", Payment.created_at, lambda r: r[0].created_at),
-            Column("status", "Status", Payment.status, lambda r: r[0].status),
-            Column("service", "Service", Service.code, lambda r: r.service),
-            Column("channel", "Channel", Channel.code, lambda r: r.channel),
-            Column("provider", "Provider", Provider.code, lambda r: r.provider),
-            Column("account", "Account", Payment.account, lambda r: r[0].account),
-            Column("amount", "Amount", Payment.amount, lambda r: format_amount(r[0].amount, r[0].currency)),
-            Column("fee", "Fee", Payment.fee, lambda r: format_amount(r[0].fee, r[0].currency)),
-            Column("currency", "Currency", Payment.currency, lambda r: r[0].currency),
-            Column("external_id", "External ID", Payment.external_id, lambda r: r[0].external_id),
-            Column(
-                "provider_txn_id", "Provider txn ID", Payment.provider_txn_id, lambda r: r[0].provider_txn_id
-            ),
-            Column("attempts", "Attempts", Payment.attempts, lambda r: r[0].attempts),
-            Column(
-                "needs_attention", "Needs attention", Payment.needs_attention, lambda r: r[0].needs_attention
-            ),
-        ],
-        search=[Payment.external_id, Payment.account, Payment.provider_txn_id],
-        filters=[
+    channels = None if scope.channels is None else set(scope.channels)
+    filters: list[tuple[str, Filter]] = [
+        (
+            "created_at",
             Filter("from", "From (date)", day_filter(Payment.created_at, tz, end=False), kind="date"),
-            Filter("to", "To (date)", day_filter(Payment.created_at, tz, end=True), kind="date"),
-            Filter(
-                "status",
-                "Status",
-                lambda q, v: q.where(Payment.status == v),
-                [(s, s) for s in STATUSES],
-            ),
+        ),
+        ("created_at", Filter("to", "To (date)", day_filter(Payment.created_at, tz, end=True), kind="date")),
+        (
+            "status",
+            Filter("status", "Status", lambda q, v: q.where(Payment.status == v), [(s, s) for s in STATUSES]),
+        ),
+        (
+            "status",
             Filter(
                 "open",
                 "Unfinished",
@@ -129,83 +159,120 @@ async def payments_spec(session: AsyncSession, me: Principal, scope: set[int] | 
                 ),
                 unfinished,
             ),
+        ),
+        (
+            "service",
             Filter(
                 "service",
                 "Service",
                 _code_filter(Service, Payment.service_id),
                 await code_choices(session, Service),
             ),
+        ),
+        (
+            "provider",
             Filter(
                 "provider",
                 "Provider",
                 _code_filter(Provider, Payment.provider_id),
-                await code_choices(session, Provider),
+                await code_choices(session, Provider) if scope.shows("provider") else [],
             ),
+        ),
+        (
+            "channel",
             Filter(
                 "channel",
                 "Channel",
                 _code_filter(Channel, Payment.channel_id),
-                await code_choices(session, Channel, scope),
+                await code_choices(session, Channel, channels),
             ),
-            Filter("account", "Account", lambda q, v: q.where(Payment.account == v)),
-            Filter("amount_min", "Amount from", _amount_filter(Payment.amount, low=True)),
-            Filter("amount_max", "Amount to", _amount_filter(Payment.amount, low=False)),
-            Filter("id", "ID", _int_filter(Payment.id)),
-            Filter("external_id", "External ID", lambda q, v: q.where(Payment.external_id == v)),
+        ),
+        ("account", Filter("account", "Account", lambda q, v: q.where(Payment.account == v))),
+        ("amount", Filter("amount_min", "Amount from", _amount_filter(Payment.amount, low=True))),
+        ("amount", Filter("amount_max", "Amount to", _amount_filter(Payment.amount, low=False))),
+        ("id", Filter("id", "ID", _int_filter(Payment.id))),
+        ("external_id", Filter("external_id", "External ID", lambda q, v: q.where(Payment.external_id == v))),
+        (
+            "provider_txn_id",
             Filter("txn", "Provider txn ID", lambda q, v: q.where(Payment.provider_txn_id == v)),
-            Filter("attention", "Needs attention", yes_no(Payment.needs_attention), YES_NO),
-            Filter("in_doubt", "In doubt", yes_no(Payment.in_doubt), YES_NO),
-        ],
+        ),
+        ("needs_attention", Filter("attention", "Needs attention", yes_no(Payment.needs_attention), YES_NO)),
+        ("in_doubt", Filter("in_doubt", "In doubt", yes_no(Payment.in_doubt), YES_NO)),
+    ]
+    return ListSpec(
+        query=query,
+        columns=visible(scope, COLUMNS),
+        search=visible(scope, SEARCHED),
+        filters=visible(scope, filters),
         default_sort="id",
         page_size=25,
         sheet="payments",
+        row_view=lambda r: payment_view(
+            scope, r[0], _no_codes, service=r.service, channel=r.channel, provider=r.provider
+        ),
     )
+
+
+def _no_codes(kind: str, owner_id: int) -> Any:  # the list's query reads the codes with the rows
+    return owner_id
 
 
 @router.get("/payments")
 async def payments_list(request: Request, session: ReadDbDep, me: Reader) -> Response:
-    scope = await channel_scope(session, me)
+    scope = await payment_scope(session, me)
     spec = await payments_spec(session, me, scope)
     return respond(request, await spec.run(session, request), "payments/list.html", money=money_for(request))
 
 
 def _pretty(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+    """A payment's fields or exchange as the page shows it: secrets masked (``paymux.masking``)."""
+    return json.dumps(mask_secrets(value), ensure_ascii=False, indent=2, sort_keys=True, default=str)
 
 
 @router.get("/payments/{payment_id}")
-async def payment_detail(request: Request, payment_id: int, session: ReadDbDep, me: Reader) -> Response:
+async def payment_detail(request: Request, payment_id: Id, session: ReadDbDep, me: Reader) -> Response:
     p = await session.get(Payment, payment_id)
-    scope = await channel_scope(session, me)
-    if p is None or (scope is not None and p.channel_id not in scope):
+    scope = await payment_scope(session, me)
+    if p is None or not scope.sees_payment_of(p.channel_id):
         raise PageNotFound()
     codes = await codes_by_id(session)
-    attempts = await payment_attempts(session, p.id)
-    postings = await payment_postings(session, p.id)
+
+    def code_of(kind: str, owner_id: int) -> Any:
+        return codes[kind].get(owner_id, owner_id)
 
     def owner(kind: str, owner_id: int) -> str:
         if kind.startswith("provider"):
-            return codes["provider"].get(owner_id, str(owner_id))
+            return str(code_of("provider", owner_id))
         if kind.startswith("channel"):
-            return codes["channel"].get(owner_id, str(owner_id))
+            return str(code_of("channel", owner_id))
         return "system"
 
+    shown = scope.shows
+    attempts = await payment_attempts(session, p.id) if shown(EXCHANGES) else []
     audit_rows = (
-        await session.scalars(
-            select(AuditEvent).where(AuditEvent.target == f"payment:{p.id}").order_by(AuditEvent.seq)
-        )
-    ).all()
+        (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.target == f"payment:{p.id}").order_by(AuditEvent.seq)
+            )
+        ).all()
+        if shown(AUDIT)
+        else []
+    )
+    view = payment_view(scope, p, code_of)
     return render(
         request,
         "payments/detail.html",
-        p=p,
-        codes=codes,
-        attempts=[(a, [_pretty(e) for e in a.exchanges or []]) for a in attempts],
+        v=view,
+        shown=shown,
+        attempts=[
+            (a, code_of("provider", a.provider_id), [_pretty(e) for e in a.exchanges or []]) for a in attempts
+        ],
         postings=[
-            (e, ek, at, f"{ak}:{owner(ak, oid)}", amt, cur) for e, ek, at, ak, oid, amt, cur in postings
+            (e, ek, at, f"{ak}:{owner(ak, oid)}", amt, cur)
+            for e, ek, at, ak, oid, amt, cur in scope.postings(await payment_postings(session, p.id))
         ],
         audit_rows=audit_rows,
-        inbound=[_pretty(x) for x in await inbound_exchanges(session, p.id)],
-        fields=_pretty(p.fields or {}),
+        inbound=[_pretty(x) for x in await inbound_exchanges(session, p.id)] if shown(INBOUND) else [],
+        fields=_pretty(view.get("fields", {})),
         money=money_for(request),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
-from urllib.parse import quote as urlquote
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
@@ -15,6 +14,7 @@ from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    FINANCE,
     DbDep,
     MenuEntry,
     ReadDbDep,
@@ -35,7 +35,7 @@ register(
     Section(
         "rates",
         router,
-        menu=(MenuEntry("Exchange rates", "/backoffice/rates", P.RATES_READ, 38),),
+        menu=(MenuEntry("Exchange rates", "/backoffice/rates", P.RATES_READ, 38, area=FINANCE),),
         permissions=(P.RATES_READ, P.RATES_WRITE),
     )
 )
@@ -70,7 +70,6 @@ async def rates_list(request: Request, session: ReadDbDep, me: Reader) -> Respon
         await spec.run(session, request),
         "rates/list.html",
         currencies=sorted(CURRENCIES),
-        error=request.query_params.get("error", ""),
         now=dt.datetime.now(zone(me.timezone)).strftime("%Y-%m-%dT%H:%M"),
     )
 
@@ -97,7 +96,7 @@ async def rates_add(request: Request, session: DbDep, me: Writer) -> Response:
         )
     except RateError as e:
         await session.rollback()
-        return redirect(f"/backoffice/rates?error={urlquote(str(e))}")
+        return redirect("/backoffice/rates", error=str(e))
     if created:
         await audit.record(
             session, me, "exchange_rate.add", f"rate:{row.base}/{row.quote}", None, rate_view(row)

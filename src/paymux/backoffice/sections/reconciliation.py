@@ -15,9 +15,11 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    FINANCE,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -50,7 +52,7 @@ register(
     Section(
         "reconciliation",
         router,
-        menu=(MenuEntry("Reconciliation", "/backoffice/reconciliation", P.RECON_READ, 40),),
+        menu=(MenuEntry("Reconciliation", "/backoffice/reconciliation", P.RECON_READ, 40, area=FINANCE),),
         permissions=(P.RECON_READ, P.RECON_IMPORT, P.RECON_RESOLVE, P.RECON_CONFIGURE),
     )
 )
@@ -152,7 +154,6 @@ async def reconciliation_list(request: Request, session: ReadDbDep, me: Reader) 
         providers=providers,
         mapped=mapped,
         fetches=fetches,
-        error=request.query_params.get("error", ""),
     )
 
 
@@ -204,7 +205,7 @@ async def _recon(session: Any, recon_id: int) -> tuple[Reconciliation, Provider]
 
 
 @router.get("/reconciliation/{recon_id}")
-async def reconciliation_detail(recon_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
+async def reconciliation_detail(recon_id: Id, request: Request, session: ReadDbDep, me: Reader) -> Response:
     recon, provider = await _recon(session, recon_id)
     info = await service.summary(session, recon, provider.code)
     spec = ListSpec(
@@ -287,12 +288,12 @@ def _state_filter(q: Any, v: str) -> Any:
 
 @router.post("/reconciliation/{recon_id}/resolve")
 async def reconciliation_resolve(
-    recon_id: int,
+    recon_id: Id,
     request: Request,
     session: DbDep,
     me: Resolver,
     action: Annotated[str, Form()] = "",
-    line_id: Annotated[list[int] | None, Form()] = None,
+    line_id: Annotated[list[Id] | None, Form()] = None,
     reason: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "",
     service_code: Annotated[str, Form(alias="service")] = "",
@@ -324,7 +325,7 @@ async def reconciliation_resolve(
 
 
 @router.get("/reconciliation/{recon_id}/report")
-async def reconciliation_report(recon_id: int, session: ReadDbDep, me: Reader) -> Response:
+async def reconciliation_report(recon_id: Id, session: ReadDbDep, me: Reader) -> Response:
     recon, _ = await _recon(session, recon_id)
     folder = Path(tempfile.mkdtemp(prefix="pmxrec-"))
     path = folder / "report.xlsx"
@@ -389,7 +390,7 @@ async def mapping_save(
 
 
 @router.post("/reconciliation-fetches/{fetch_id}/retry")
-async def fetch_retry(fetch_id: int, session: DbDep, me: Importer) -> Response:
+async def fetch_retry(fetch_id: Id, session: DbDep, me: Importer) -> Response:
     try:
         await service.retry_fetch(session, fetch_id, me)
     except Problem as e:

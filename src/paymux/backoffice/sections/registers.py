@@ -15,9 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
+from paymux.api.params import Id, parse_id
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    PROVIDERS,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -33,19 +35,21 @@ from paymux.backoffice.framework import (
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import YES_NO, code_choices, yes_no
 from paymux.catalog.models import Provider
+from paymux.db.concurrent import locked
 from paymux.errors import Problem
 from paymux.registers import service
 from paymux.registers.models import FORMATS, KINDS, TASK_STATUSES, RegisterTask, RegisterTemplate
 from paymux.registers.schemas import mask
 from paymux.registers.settings import RegisterSettings
 from paymux.registers.tasks import iter_file
+from paymux.yaml_text import load_field
 
 router = section_router()
 register(
     Section(
         "registers",
         router,
-        menu=(MenuEntry("Registers", "/backoffice/registers", P.REGISTERS_READ, 45),),
+        menu=(MenuEntry("Registers", "/backoffice/registers", P.REGISTERS_READ, 45, area=PROVIDERS),),
         permissions=(P.REGISTERS_READ, P.REGISTERS_WRITE),
     )
 )
@@ -152,7 +156,7 @@ def _raw(f: dict[str, Any]) -> dict[str, Any]:
     """
     text = str(f.get("settings", ""))
     try:
-        settings = yaml.safe_load(text) if text.strip() else {}
+        settings = load_field(text) if text.strip() else {}
     except yaml.YAMLError as e:
         raise ValueError(f"settings: not readable YAML or JSON ({e})") from None
     if settings is None:
@@ -215,7 +219,7 @@ async def _template(session: AsyncSession, template_id: int) -> tuple[RegisterTe
 
 
 @router.get("/registers/templates/{template_id}")
-async def template_page(template_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
+async def template_page(template_id: Id, request: Request, session: ReadDbDep, me: Reader) -> Response:
     tpl, provider = await _template(session, template_id)
     ident = {k: getattr(tpl, k) for k in IDENTITY}
     f = _form_view(provider.code, ident, _yaml(mask(tpl.config)), template_id=tpl.id)
@@ -223,7 +227,7 @@ async def template_page(template_id: int, request: Request, session: ReadDbDep, 
 
 
 @router.post("/registers/templates/{template_id}")
-async def template_update(template_id: int, request: Request, session: DbDep, me: Writer) -> Response:
+async def template_update(template_id: Id, request: Request, session: DbDep, me: Writer) -> Response:
     tpl, provider = await _template(session, template_id)
     f = await _posted(request)
     f["provider"], f["template_id"] = provider.code, template_id
@@ -260,12 +264,12 @@ async def _toggle(session: AsyncSession, me: Principal, template_id: int, on: bo
 
 
 @router.post("/registers/templates/{template_id}/enable")
-async def template_enable(template_id: int, session: DbDep, me: Writer) -> Response:
+async def template_enable(template_id: Id, session: DbDep, me: Writer) -> Response:
     return await _toggle(session, me, template_id, True)
 
 
 @router.post("/registers/templates/{template_id}/disable")
-async def template_disable(template_id: int, session: DbDep, me: Writer) -> Response:
+async def template_disable(template_id: Id, session: DbDep, me: Writer) -> Response:
     return await _toggle(session, me, template_id, False)
 
 
@@ -324,7 +328,7 @@ async def _task(session: AsyncSession, task_id: int) -> RegisterTask:
 
 
 @router.get("/registers/tasks/{task_id}/file")
-async def task_file(task_id: int, request: Request, session: ReadDbDep, me: Reader) -> Response:
+async def task_file(task_id: Id, request: Request, session: ReadDbDep, me: Reader) -> Response:
     """The task's file as built (and encrypted), streamed from the database."""
     task = await _task(session, task_id)
     if task.file_sha256 is None or task.file_name is None:
@@ -348,8 +352,10 @@ def _task_state(task: RegisterTask) -> dict[str, Any]:
 
 
 @router.post("/registers/tasks/{task_id}/retry")
-async def task_retry(task_id: int, session: DbDep, me: Writer) -> Response:
-    task = await _task(session, task_id)
+async def task_retry(task_id: Id, session: DbDep, me: Writer) -> Response:
+    task = await locked(session, RegisterTask, task_id)  # the state the retry is decided on
+    if task is None:
+        raise PageNotFound()
     before = _task_state(task)
     try:
         task = await service.retry_task(session, task_id)
@@ -402,13 +408,14 @@ async def regenerate(
     day, send = date.strip(), deliver == "1"
     f: dict[str, Any] = {"template_id": template_id, "date": day, "deliver": send}
     message = ""
-    if not template_id.isdigit() or not day:
+    chosen = parse_id(template_id)
+    if chosen is None or not day:
         message = "Choose the template and give the date."
     else:
         try:
             task = await service.regenerate(
                 session,
-                int(template_id),
+                chosen,
                 day,
                 deliver=send,
                 actor=me.audit_name,

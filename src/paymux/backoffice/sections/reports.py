@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,10 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.principal import Principal, channel_scope
+from paymux.backoffice.charts import Series, chart, top_series
 from paymux.backoffice.framework import (
+    FINANCE,
     MenuEntry,
     ReadDbDep,
     Section,
+    bo_settings,
     language_of,
     register,
     render,
@@ -31,7 +36,7 @@ from paymux.backoffice.framework import (
 )
 from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import code_choices, money_for, plain_money_for
-from paymux.downloads import attachment
+from paymux.downloads import attachment_built
 from paymux.money import CURRENCIES
 from paymux.reports.comparison import MAX_EARLIER, compare
 from paymux.reports.converted import converted_totals
@@ -44,10 +49,10 @@ from paymux.reports.turnover import (
     Turnover,
     TurnoverQuery,
     measures_for,
+    period_labels,
     turnover,
 )
 from paymux.reports.xlsx import comparison_xlsx, turnover_xlsx
-from paymux.settlement.chart import Series, line_chart
 
 router = section_router()
 register(
@@ -55,8 +60,10 @@ register(
         "reports",
         router,
         menu=(
-            MenuEntry("Reports", "/backoffice/reports", P.REPORTS_READ, 36),
-            MenuEntry("Period comparison", "/backoffice/reports/comparison", P.REPORTS_READ, 37),
+            MenuEntry("Reports", "/backoffice/reports", P.REPORTS_READ, 36, area=FINANCE),
+            MenuEntry(
+                "Period comparison", "/backoffice/reports/comparison", P.REPORTS_READ, 37, area=FINANCE
+            ),
         ),
         permissions=(P.REPORTS_READ,),
     )
@@ -113,25 +120,38 @@ async def _form(
     return q, form
 
 
+def _amount_in(amount: Callable[[int | None, str], str], currency: str, minor: int) -> str:
+    return amount(minor, currency)
+
+
 def _chart(request: Request, report: Turnover) -> list[Markup]:
-    """A line per currency of the amount by period (with a day or month grain)."""
-    if not report.query.grain:
-        return []
+    """Per currency, the amount of each period of the whole query (zero where nothing succeeded) in
+    stacked bars, a series per group (the largest groups, the rest as "Other")."""
     t = translator(language_of(request))
-    periods = sorted({r.period for r in report.rows})
+    q = report.query
+    periods = period_labels(q)
+    whole = f"{q.first.isoformat()} – {q.last.isoformat()}"
+    labels = [p or whole for p in periods]
+    index = {p: i for i, p in enumerate(periods)}
+    amount = plain_money_for(request)
     charts = []
     for total in report.totals:
-        sums = dict.fromkeys(periods, 0)
+        groups: dict[tuple[str, ...], list[int | None]] = {}
         for r in report.rows:
             if r.currency == total.currency:
-                sums[r.period] += r.amount
+                values = groups.setdefault(r.keys, [0] * len(periods))
+                values[index[r.period]] = (values[index[r.period]] or 0) + r.amount
+        series = [
+            Series(" · ".join(k or "—" for k in keys) if q.group_by else t("Amount"), values)
+            for keys, values in sorted(groups.items())
+        ]
         charts.append(
-            line_chart(
-                periods,
-                [Series(t("Amount"), list(sums.values()))],
-                total.currency,
-                title=f"{t('Amount')}, {total.currency}",
-                amount=plain_money_for(request),
+            chart(
+                "stacked",
+                f"{t('Amount')}, {total.currency}",
+                labels,
+                top_series(series, bo_settings(request).chart_series, t("Other")),
+                value=functools.partial(_amount_in, amount, total.currency),
             )
         )
     return charts
@@ -174,7 +194,8 @@ async def reports_page(request: Request, session: ReadDbDep, me: Reader) -> Resp
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
         name = f"turnover-{report.query.first}-{report.query.last}.xlsx"
-        return attachment(turnover_xlsx(report, measures, t, converted=converted), name)
+        done = report
+        return attachment_built(lambda: turnover_xlsx(done, measures, t, converted=converted), name)
     charts = _chart(request, report) if report is not None else []
     return _page(request, "reports/turnover.html", form, report, measures, converted=converted, charts=charts)
 
@@ -201,7 +222,8 @@ async def comparison_page(request: Request, session: ReadDbDep, me: Reader) -> R
             form["error"] = str(e)
     t = translator(language_of(request))
     if report is not None and request.query_params.get("export") == "xlsx":
-        return attachment(
-            comparison_xlsx(report, t), f"comparison-{report.query.first}-{report.query.last}.xlsx"
+        done = report
+        return attachment_built(
+            lambda: comparison_xlsx(done, t), f"comparison-{report.query.first}-{report.query.last}.xlsx"
         )
     return _page(request, "reports/comparison.html", form, report, measures, max_earlier=MAX_EARLIER)

@@ -11,13 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.access import AccessRuleError
+from paymux.auth.grants import check_change_role, check_role_permissions, may_change_role
 from paymux.auth.principal import Principal, permissions_of
 from paymux.auth.user_models import Role, User
 from paymux.auth.users import end_user_sessions, role_state
 from paymux.backoffice.forms import WEEKDAYS, access_rules
 from paymux.backoffice.framework import (
+    ADMINISTRATION,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -37,7 +40,7 @@ register(
     Section(
         "roles",
         router,
-        menu=(MenuEntry("Roles", "/backoffice/roles", P.ROLES_READ, 11),),
+        menu=(MenuEntry("Roles", "/backoffice/roles", P.ROLES_READ, 11, area=ADMINISTRATION),),
         permissions=(P.ROLES_READ, P.ROLES_WRITE),
     )
 )
@@ -81,10 +84,13 @@ async def roles_list(request: Request, session: ReadDbDep, _: Reader) -> Respons
     return respond(request, await spec.run(session, request), "roles/list.html")
 
 
-def _form_context(role: Role | None) -> dict[str, Any]:
+def _form_context(me: Principal, role: Role | None) -> dict[str, Any]:
     return {
         "all_permissions": sorted(P.PERMISSIONS.values(), key=lambda p: p.code),
         "granted": permissions_of(role) if role else frozenset(),
+        # what ``me`` may give a role, and whether ``me`` may change this one at all
+        "givable": me.permissions,
+        "changeable": role is None or may_change_role(me, role),
         "rules": {
             "networks": list(role.allowed_networks or []) if role else [],
             "hours": role.working_hours if role else None,
@@ -94,8 +100,8 @@ def _form_context(role: Role | None) -> dict[str, Any]:
 
 
 @router.get("/roles/new")
-async def role_new(request: Request, _: Writer) -> Response:
-    return render(request, "roles/form.html", r=None, error="", **_form_context(None))
+async def role_new(request: Request, me: Writer) -> Response:
+    return render(request, "roles/form.html", r=None, error="", **_form_context(me, None))
 
 
 async def _role(session: AsyncSession, role_id: int) -> Role:
@@ -106,14 +112,17 @@ async def _role(session: AsyncSession, role_id: int) -> Role:
 
 
 @router.get("/roles/{role_id}")
-async def role_detail(request: Request, role_id: int, session: ReadDbDep, _: Reader) -> Response:
+async def role_detail(request: Request, role_id: Id, session: ReadDbDep, me: Reader) -> Response:
     role = await _role(session, role_id)
-    return render(request, "roles/form.html", r=role, error="", **_form_context(role))
+    return render(request, "roles/form.html", r=role, error="", **_form_context(me, role))
 
 
-async def _apply(request: Request, role: Role, name: str, require_2fa: bool) -> None:
+async def _apply(request: Request, me: Principal, role: Role, name: str, require_2fa: bool) -> None:
+    """Set the role from the form; refuses (GrantRefused) permissions ``me`` does not hold."""
     form = await request.form()
     chosen = sorted({str(p) for p in form.getlist("permissions")} & set(P.PERMISSIONS))
+    if not role.builtin:
+        check_role_permissions(me, chosen)
     role.allowed_networks, role.working_hours = await access_rules(request)
     role.require_second_factor = require_2fa
     if not role.builtin:
@@ -138,9 +147,9 @@ async def role_create(
             raise AccessRuleError("A role code has 2 to 64 small letters, digits or underscores.")
         if await session.scalar(select(Role.id).where(Role.code == role.code)):
             raise AccessRuleError("This role code is taken.")
-        await _apply(request, role, name, require_second_factor)
+        await _apply(request, me, role, name, require_second_factor)
     except AccessRuleError as e:
-        return render(request, "roles/form.html", 422, r=None, error=str(e), **_form_context(None))
+        return render(request, "roles/form.html", 422, r=None, error=str(e), **_form_context(me, None))
     session.add(role)
     await session.flush()
     await audit.record(session, me, "role.create", f"role:{role.code}", None, role_state(role))
@@ -151,18 +160,19 @@ async def role_create(
 @router.post("/roles/{role_id}")
 async def role_update(
     request: Request,
-    role_id: int,
+    role_id: Id,
     session: DbDep,
     me: Writer,
     name: Annotated[str, Form()] = "",
     require_second_factor: Annotated[bool, Form()] = False,
 ) -> Response:
     role = await _role(session, role_id)
+    check_change_role(me, role)
     before = role_state(role)
     try:
-        await _apply(request, role, name, require_second_factor)
+        await _apply(request, me, role, name, require_second_factor)
     except AccessRuleError as e:
-        return render(request, "roles/form.html", 422, r=role, error=str(e), **_form_context(role))
+        return render(request, "roles/form.html", 422, r=role, error=str(e), **_form_context(me, role))
     after = role_state(role)
     if before["permissions"] != after["permissions"]:
         for uid in (await session.scalars(select(User.id).where(User.role_id == role.id))).all():
@@ -174,8 +184,9 @@ async def role_update(
 
 
 @router.post("/roles/{role_id}/delete")
-async def role_delete(role_id: int, session: DbDep, me: Writer) -> Response:
+async def role_delete(role_id: Id, session: DbDep, me: Writer) -> Response:
     role = await _role(session, role_id)
+    check_change_role(me, role)
     if role.builtin or await session.scalar(select(User.id).where(User.role_id == role.id).limit(1)):
         return redirect(f"/backoffice/roles/{role.id}", "Only a custom role without users can be deleted.")
     before = role_state(role)

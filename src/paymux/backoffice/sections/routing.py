@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    PROVIDERS,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -39,7 +41,14 @@ from paymux.catalog.service import CatalogError, get_provider
 from paymux.money import format_amount
 from paymux.payments.models import FINAL_STATUSES, Payment
 from paymux.routing.models import RouteCandidate, RouteSwitch
-from paymux.routing.switch import SwitchResult, list_switches, switch_back, switch_provider
+from paymux.routing.switch import (
+    SwitchResult,
+    describe_switch_back,
+    list_switches,
+    plan_switch_back,
+    switch_back,
+    switch_provider,
+)
 from paymux.runtime import Hub
 
 router = section_router()
@@ -47,7 +56,7 @@ register(
     Section(
         "routing",
         router,
-        menu=(MenuEntry("Routing", "/backoffice/routing", P.ROUTING_READ, 31),),
+        menu=(MenuEntry("Routing", "/backoffice/routing", P.ROUTING_READ, 31, area=PROVIDERS),),
         permissions=(P.ROUTING_READ, P.ROUTING_WRITE),
     )
 )
@@ -240,7 +249,12 @@ async def switch_do(
 
 
 def _state(r: SwitchResult) -> dict[str, Any]:
-    return {"switch_id": r.switch_id, "candidates_changed": r.candidates_changed, "services": r.services}
+    return {
+        "switch_id": r.switch_id,
+        "candidates_changed": r.candidates_changed,
+        "services": r.services,
+        "changes": [c.as_dict() for c in r.changes],
+    }
 
 
 async def _switch(session: AsyncSession, switch_id: int) -> RouteSwitch:
@@ -251,22 +265,22 @@ async def _switch(session: AsyncSession, switch_id: int) -> RouteSwitch:
 
 
 @router.get("/routing/switches/{switch_id}/revert")
-async def revert_confirm(request: Request, switch_id: int, session: DbDep, _: Writer) -> Response:
+async def revert_confirm(request: Request, switch_id: Id, session: DbDep, _: Writer) -> Response:
     row = await _switch(session, switch_id)
-    marked = (
-        await session.scalars(select(RouteCandidate).where(RouteCandidate.switched_by_id == switch_id))
-    ).all()
+    plan = await plan_switch_back(session, switch_id)
     return render(
         request,
         "routing/revert.html",
         s=row,
-        to_enable=[c for c in marked if not c.enabled],
+        changes=await describe_switch_back(session, plan),
+        kept=plan.kept,
+        recorded=plan.recorded,
         codes=await codes_by_id(session),
     )
 
 
 @router.post("/routing/switches/{switch_id}/revert")
-async def revert_do(request: Request, switch_id: int, session: DbDep, me: Writer) -> Response:
+async def revert_do(request: Request, switch_id: Id, session: DbDep, me: Writer) -> Response:
     hub: Hub = request.app.state.hub
     await _switch(session, switch_id)
     result = await switch_back(session, switch_id, me.audit_name)

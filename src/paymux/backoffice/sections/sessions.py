@@ -9,11 +9,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from paymux import audit
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth import sessions as sess
 from paymux.auth.principal import Principal
 from paymux.auth.user_models import User, UserSession
 from paymux.backoffice.framework import (
+    ADMINISTRATION,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -30,7 +32,7 @@ register(
     Section(
         "sessions",
         router,
-        menu=(MenuEntry("Sessions", "/backoffice/sessions", P.SESSIONS_READ, 13),),
+        menu=(MenuEntry("Sessions", "/backoffice/sessions", P.SESSIONS_READ, 13, area=ADMINISTRATION),),
         permissions=(P.SESSIONS_READ, P.SESSIONS_END),
     )
 )
@@ -66,7 +68,7 @@ async def sessions_list(
 
 @router.post("/sessions/{session_id}/end")
 async def session_end(
-    session_id: int, session: DbDep, me: Annotated[Principal, Depends(require(P.SESSIONS_END))]
+    session_id: Id, session: DbDep, me: Annotated[Principal, Depends(require(P.SESSIONS_END))]
 ) -> Response:
     row = await session.get(UserSession, session_id)
     if row is None:

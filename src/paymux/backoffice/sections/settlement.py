@@ -1,36 +1,45 @@
 """Settlement: postpaid providers' debts by day, statements, bank details, payment orders (create,
-approve by a second person, export as pain.001 or 1C, mark paid), bank statement import."""
+approve by a second person, export as pain.001 or 1C, mark paid), bank statement import.
+``?export=xlsx`` downloads a page's tables."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from paymux import audit
+from paymux.api.params import Id, parse_id
 from paymux.auth import permissions as P
+from paymux.auth.access import zone
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    FINANCE,
     DbDep,
     MenuEntry,
     PageNotFound,
     ReadDbDep,
     Section,
+    language_of,
     redirect,
     register,
     render,
     require,
     require_before_reading,
     section_router,
+    timezone_of,
 )
+from paymux.backoffice.i18n import translator
 from paymux.backoffice.sections.ops import plain_money_for
 from paymux.catalog.snapshot import ProviderView
 from paymux.db.base import utcnow
-from paymux.downloads import attachment
+from paymux.db.concurrent import locked
+from paymux.downloads import attachment, attachment_built
 from paymux.errors import Problem
 from paymux.ledger.models import Account
 from paymux.runtime import Hub
@@ -39,13 +48,22 @@ from paymux.settlement import service
 from paymux.settlement.debts import local_today, settled_through
 from paymux.settlement.models import BankStatement, PaymentOrder, SettlementDetails
 from paymux.settlement.statement import build_statement, to_xlsx
+from paymux.settlement.xlsx import (
+    Sheet,
+    Translate,
+    debts_sheet,
+    orders_sheet,
+    statement_lines_sheet,
+    statements_sheet,
+    workbook,
+)
 
 router = section_router()
 register(
     Section(
         "settlement",
         router,
-        menu=(MenuEntry("Settlement", "/backoffice/settlement", P.SETTLEMENT_READ, 35),),
+        menu=(MenuEntry("Settlement", "/backoffice/settlement", P.SETTLEMENT_READ, 35, area=FINANCE),),
         permissions=(
             P.SETTLEMENT_READ,
             P.SETTLEMENT_DETAILS,
@@ -76,9 +94,24 @@ async def _provider(request: Request, code: str) -> ProviderView:
     return p
 
 
+def _export(
+    request: Request, name: str, sheets: Callable[[Translate, ZoneInfo], list[Sheet]]
+) -> Response | None:
+    """The page's tables as an Excel file when the page is asked for with ``?export=xlsx``.
+
+    ``sheets`` is called with the user's translator and timezone."""
+    if request.query_params.get("export") != "xlsx":
+        return None
+    built = sheets(translator(language_of(request)), zone(timezone_of(request)))
+    return attachment_built(lambda: workbook(built), f"{name}.xlsx")
+
+
+def _export_url(request: Request) -> str:
+    return "?" + request.url.include_query_params(export="xlsx").query
+
+
 def _fail(path: str, e: Problem) -> Response:
-    sep = "&" if "?" in path else "?"
-    return redirect(f"{path}{sep}error={quote(e.detail or e.title)}")
+    return redirect(path, error=e.detail or e.title)
 
 
 def _day(value: str | None, default: dt.date) -> dt.date:
@@ -89,7 +122,7 @@ def _day(value: str | None, default: dt.date) -> dt.date:
 
 
 @router.get("/settlement")
-async def overview(request: Request, session: ReadDbDep, _: Reader, error: str = "") -> Response:
+async def overview(request: Request, session: ReadDbDep, _: Reader) -> Response:
     snap = await _hub(request).catalog.get()
     now = utcnow()
     rows: list[dict[str, Any]] = []
@@ -111,6 +144,16 @@ async def overview(request: Request, session: ReadDbDep, _: Reader, error: str =
                 }
             )
     orders = (await session.scalars(select(PaymentOrder).order_by(PaymentOrder.id.desc()).limit(20))).all()
+    file = _export(
+        request,
+        "settlement",
+        lambda t, tz: [
+            debts_sheet(rows, tz, t),
+            orders_sheet(orders, snap, tz, t, t("Latest payment orders")),
+        ],
+    )
+    if file is not None:
+        return file
     return render(
         request,
         "settlement/overview.html",
@@ -118,7 +161,7 @@ async def overview(request: Request, session: ReadDbDep, _: Reader, error: str =
         orders=orders,
         snap=snap,
         money=plain_money_for(request),
-        error=error,
+        export=_export_url(request),
     )
 
 
@@ -151,7 +194,6 @@ async def provider_page(
     _: Reader,
     start: str = "",
     end: str = "",
-    error: str = "",
 ) -> Response:
     p = await _provider(request, code)
     today = local_today(p.tz, utcnow())
@@ -170,7 +212,6 @@ async def provider_page(
         last=last,
         details=details,
         money=plain_money_for(request),
-        error=error,
     )
 
 
@@ -183,7 +224,7 @@ async def statement_xlsx(
     first = _day(start, last - dt.timedelta(days=13))
     if first > last or (last - first).days > 366:
         first = last - dt.timedelta(days=13)
-    data = to_xlsx(await build_statement(session, p, first, last))
+    data = to_xlsx(await build_statement(session, p, first, last), _hub(request).settings.business_tz)
     name = f"statement-{code}-{first}-{last}.xlsx"
     return attachment(data, name)
 
@@ -206,28 +247,28 @@ async def save_details(request: Request, code: str, session: DbDep, me: DetailsW
 
 
 @router.get("/settlement/orders")
-async def orders_list(
-    request: Request, session: ReadDbDep, _: Reader, status: str = "", error: str = ""
-) -> Response:
+async def orders_list(request: Request, session: ReadDbDep, _: Reader, status: str = "") -> Response:
     q = select(PaymentOrder).order_by(PaymentOrder.id.desc()).limit(200)
     if status:
         q = q.where(PaymentOrder.status == status)
     orders = (await session.scalars(q)).all()
+    snap = await _hub(request).catalog.get()
+    file = _export(request, "payment-orders", lambda t, tz: [orders_sheet(orders, snap, tz, t)])
+    if file is not None:
+        return file
     return render(
         request,
         "settlement/orders.html",
         orders=orders,
         status=status,
-        snap=await _hub(request).catalog.get(),
+        snap=snap,
         money=plain_money_for(request),
-        error=error,
+        export=_export_url(request),
     )
 
 
 @router.get("/settlement/orders/{order_id}")
-async def order_page(
-    request: Request, order_id: int, session: ReadDbDep, me: Reader, error: str = ""
-) -> Response:
+async def order_page(request: Request, order_id: Id, session: ReadDbDep, me: Reader) -> Response:
     order = await session.get(PaymentOrder, order_id)
     if order is None:
         raise PageNotFound()
@@ -238,12 +279,11 @@ async def order_page(
         snap=await _hub(request).catalog.get(),
         money=plain_money_for(request),
         me_id=order_service.actor_id(me),
-        error=error,
     )
 
 
 async def _act(request: Request, session: DbDep, me: Principal, order_id: int, action: str) -> Response:
-    order = await session.get(PaymentOrder, order_id)
+    order = await locked(session, PaymentOrder, order_id)  # the state the action is decided on
     if order is None:
         raise PageNotFound()
     before = order_service.state(order)
@@ -272,27 +312,29 @@ async def _act(request: Request, session: DbDep, me: Principal, order_id: int, a
 
 
 @router.post("/settlement/orders/{order_id}/approve")
-async def approve(request: Request, order_id: int, session: DbDep, me: Checker) -> Response:
+async def approve(request: Request, order_id: Id, session: DbDep, me: Checker) -> Response:
     return await _act(request, session, me, order_id, "approve")
 
 
 @router.post("/settlement/orders/{order_id}/cancel")
-async def cancel(request: Request, order_id: int, session: DbDep, me: Maker) -> Response:
+async def cancel(request: Request, order_id: Id, session: DbDep, me: Maker) -> Response:
     return await _act(request, session, me, order_id, "cancel")
 
 
 @router.post("/settlement/orders/{order_id}/paid")
-async def mark_paid(request: Request, order_id: int, session: DbDep, me: Banker) -> Response:
+async def mark_paid(request: Request, order_id: Id, session: DbDep, me: Banker) -> Response:
     return await _act(request, session, me, order_id, "mark_paid")
 
 
 @router.post("/settlement/orders/export")
 async def export(request: Request, session: DbDep, me: Banker) -> Response:
     form = await request.form()
-    ids = [int(str(v)) for v in form.getlist("ids") if str(v).isdigit()]
+    ids = [i for i in (parse_id(str(v)) for v in form.getlist("ids")) if i is not None]
     fmt = str(form.get("format", "pain001"))
     try:
-        data, name, ctype, orders = await service.export_orders(session, ids, fmt)
+        data, name, ctype, orders = await service.export_orders(
+            session, ids, fmt, tz=_hub(request).settings.business_tz
+        )
     except Problem as e:
         await session.rollback()
         return _fail(f"{BASE}/orders", e)
@@ -309,9 +351,12 @@ async def export(request: Request, session: DbDep, me: Banker) -> Response:
 
 
 @router.get("/settlement/statements")
-async def statements(request: Request, session: ReadDbDep, _: Reader, error: str = "") -> Response:
+async def statements(request: Request, session: ReadDbDep, _: Reader) -> Response:
     rows = (await session.scalars(select(BankStatement).order_by(BankStatement.id.desc()).limit(100))).all()
-    return render(request, "settlement/statements.html", statements=rows, error=error)
+    file = _export(request, "bank-statements", lambda t, tz: [statements_sheet(rows, tz, t)])
+    if file is not None:
+        return file
+    return render(request, "settlement/statements.html", statements=rows, export=_export_url(request))
 
 
 @router.post("/settlement/statements")
@@ -349,16 +394,35 @@ async def import_statement(request: Request, session: DbDep, me: Banker) -> Resp
 
 
 @router.get("/settlement/statements/{statement_id}")
-async def statement_page(request: Request, statement_id: int, session: ReadDbDep, _: Reader) -> Response:
+async def statement_page(request: Request, statement_id: Id, session: ReadDbDep, _: Reader) -> Response:
     st = await session.get(BankStatement, statement_id)
     if st is None:
         raise PageNotFound()
     _st, lines = await service.statement_lines(session, statement_id)
+    snap = await _hub(request).catalog.get()
+    ids = {ln.order_id for ln in lines if ln.order_id}
+    numbers = dict(
+        (
+            await session.execute(
+                select(PaymentOrder.id, PaymentOrder.number).where(PaymentOrder.id.in_(ids))
+            )
+        ).all()
+        if ids
+        else []
+    )
+    file = _export(
+        request,
+        f"bank-statement-{statement_id}",
+        lambda t, tz: [statement_lines_sheet(lines, numbers, snap, tz, t)],
+    )
+    if file is not None:
+        return file
     return render(
         request,
         "settlement/statement.html",
         st=st,
         lines=lines,
-        snap=await _hub(request).catalog.get(),
+        snap=snap,
         money=plain_money_for(request),
+        export=_export_url(request),
     )

@@ -18,10 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux import audit
+from paymux.api.params import Id
 from paymux.auth import permissions as P
 from paymux.auth.access import zone
 from paymux.auth.principal import Principal
 from paymux.backoffice.framework import (
+    FINANCE,
     DbDep,
     MenuEntry,
     PageNotFound,
@@ -44,6 +46,7 @@ from paymux.runtime import Hub
 from paymux.tariffs import proposals as prop
 from paymux.tariffs.calc import rule_from_json, rule_to_dict
 from paymux.tariffs.models import TARIFF_KINDS, TariffVersion, scope_key
+from paymux.yaml_text import load_field
 
 router = section_router()
 register(
@@ -51,8 +54,8 @@ register(
         "tariffs",
         router,
         menu=(
-            MenuEntry("Tariffs", "/backoffice/tariffs", P.TARIFFS_READ, 32),
-            MenuEntry("Tariff approvals", "/backoffice/tariffs/proposals", P.TARIFFS_READ, 33),
+            MenuEntry("Tariffs", "/backoffice/tariffs", P.TARIFFS_READ, 32, area=FINANCE),
+            MenuEntry("Tariff approvals", "/backoffice/tariffs/proposals", P.TARIFFS_READ, 33, area=FINANCE),
         ),
         permissions=(P.TARIFFS_READ, P.TARIFFS_PROPOSE, P.TARIFFS_APPROVE),
     )
@@ -237,7 +240,7 @@ def _tariff_data(form: dict[str, str], tz: str) -> dict[str, Any]:
         rule["rounding"] = form["rounding"]
     if form["tiers"].strip():
         try:
-            tiers = yaml.safe_load(form["tiers"])
+            tiers = load_field(form["tiers"])
         except yaml.YAMLError as e:
             raise ValueError(f"tiers: not readable YAML ({e})") from None
         rule["tiers"] = tiers
@@ -338,14 +341,16 @@ async def _detail(
 
 
 @router.get("/tariffs/proposals/{proposal_id}")
-async def proposal_detail(request: Request, proposal_id: int, session: ReadDbDep, me: Reader) -> Response:
+async def proposal_detail(request: Request, proposal_id: Id, session: ReadDbDep, me: Reader) -> Response:
     return await _detail(request, session, me, await _proposal(session, proposal_id))
 
 
 async def _decide(
     request: Request, session: AsyncSession, me: Principal, proposal_id: int, note: str, approve: bool
 ) -> Response:
-    row = await _proposal(session, proposal_id)
+    row = await prop.locked_proposal(session, proposal_id)
+    if row is None:
+        raise PageNotFound()
     before = prop.proposal_state(row)
     try:
         if approve:
@@ -371,13 +376,13 @@ async def _decide(
 
 @router.post("/tariffs/proposals/{proposal_id}/approve")
 async def proposal_approve(
-    request: Request, proposal_id: int, session: DbDep, me: Approver, note: Annotated[str, Form()] = ""
+    request: Request, proposal_id: Id, session: DbDep, me: Approver, note: Annotated[str, Form()] = ""
 ) -> Response:
     return await _decide(request, session, me, proposal_id, note, True)
 
 
 @router.post("/tariffs/proposals/{proposal_id}/reject")
 async def proposal_reject(
-    request: Request, proposal_id: int, session: DbDep, me: Approver, note: Annotated[str, Form()] = ""
+    request: Request, proposal_id: Id, session: DbDep, me: Approver, note: Annotated[str, Form()] = ""
 ) -> Response:
     return await _decide(request, session, me, proposal_id, note, False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paymux.errors import Problem
+from paymux.gateways.base import InboundRefusal
 
 OK = 0
 TEMPORARY = 1  # the payment system repeats the request later
@@ -48,42 +48,37 @@ PASSED_THROUGH = frozenset(
     }
 )
 
-_BY_SLUG = {
-    "invalid-account": BAD_ACCOUNT_FORMAT,
-    "invalid-field": BAD_EXTRA_FIELD,
-    "unknown-service": FORBIDDEN,
-    "service-disabled": FORBIDDEN_TECHNICAL,
-    "channel-disabled": FORBIDDEN_TECHNICAL,
-    "wrong-currency": OTHER,
-    "invalid-amount": OTHER,
-    "idempotency-conflict": OTHER,
+# the hub's outcomes (paymux.gateways.base.Reason) in OSMP codes; "refused" passes a provider's
+# code through when it is one of the OSMP refusals (from_provider_code)
+BY_REASON = {
+    "ok": OK,
+    "not_completed": NOT_COMPLETED,
+    "bad_request": OTHER,
+    "bad_account": BAD_ACCOUNT_FORMAT,
+    "bad_field": BAD_EXTRA_FIELD,
+    "forbidden": FORBIDDEN,
+    "unavailable": FORBIDDEN_TECHNICAL,
+    "too_small": AMOUNT_TOO_SMALL,
+    "too_large": AMOUNT_TOO_LARGE,
+    "cannot_check": CANNOT_CHECK,
+    "temporary": TEMPORARY,
+    "conflict": OTHER,
+    "duplicate": OTHER,
+    "not_found": OTHER,
+    "cannot_cancel": OTHER,
 }
 
 
-class OsmpRefusal(Exception):
+class OsmpRefusal(InboundRefusal):
     """A request answered with a non-zero result (and HTTP 200)."""
 
     def __init__(self, result: int, comment: str | None = None) -> None:
-        super().__init__(comment or COMMENTS[result])
+        super().__init__(result, comment or COMMENTS[result])
         self.result = result
-        self.comment = comment or COMMENTS[result]
-
-
-def from_problem(p: Problem, command: str) -> OsmpRefusal:
-    """The OSMP result for a refusal of the hub's payment service (``paymux.payments.service``)."""
-    detail = p.detail or p.title
-    if p.slug == "amount-out-of-limits":
-        return OsmpRefusal(AMOUNT_TOO_LARGE if "above" in detail else AMOUNT_TOO_SMALL, detail)
-    if p.slug == "no-provider-available":
-        # nobody can take it now: a check cannot be answered, a pay is to be repeated later
-        return OsmpRefusal(CANNOT_CHECK if command == "check" else TEMPORARY, detail)
-    if p.status >= 500:
-        return OsmpRefusal(TEMPORARY, detail)
-    return OsmpRefusal(_BY_SLUG.get(p.slug, OTHER), detail)
 
 
 def from_provider_code(code: str | None, default: int = FORBIDDEN) -> int:
     """A provider's refusal code: passed through when it is one of the OSMP refusals, else ``default``."""
-    if code is not None and code.isdigit() and int(code) in PASSED_THROUGH:
+    if code is not None and code.isascii() and code.isdigit() and int(code) in PASSED_THROUGH:
         return int(code)
     return default

@@ -6,11 +6,12 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from paymux.api.params import CONTROL
 from paymux.gateways.osmp.codes import BAD_ACCOUNT_FORMAT, BAD_EXTRA_FIELD, FORBIDDEN, OTHER, OsmpRefusal
 from paymux.gateways.registry import GatewayView
 from paymux.money import MoneyError, check_currency
 
-COMMANDS = ("check", "pay")
+COMMANDS = ("getInfo", "check", "pay")
 SECRET_PARAMS = frozenset({"password"})
 
 _TXN_ID = re.compile(r"^[0-9]{1,20}\Z")  # the payment system's transaction number
@@ -24,9 +25,9 @@ MAX_FIELD = 256
 @dataclass(slots=True)
 class OsmpRequest:
     command: str
-    txn_id: str
+    txn_id: str | None  # getInfo has none (one given is checked and echoed)
     account: str
-    sum: str
+    sum: str | None  # optional in getInfo only
     service: str
     txn_date: dt.datetime | None = None  # as the payment system wrote it (its own local time)
     ccy: str | None = None
@@ -34,11 +35,14 @@ class OsmpRequest:
 
 
 def collect(items: list[tuple[str, str]]) -> dict[str, str]:
-    """Parameters by name; a parameter given twice (in the query, the form or both) is refused."""
+    """Parameters by name; a parameter given twice (in the query, the form or both), or with a
+    control character in its name or value, is refused."""
     out: dict[str, str] = {}
     for name, value in items:
         if name in out:
             raise OsmpRefusal(OTHER, f"parameter {name!r} given more than once")
+        if CONTROL.search(name) or CONTROL.search(value):
+            raise OsmpRefusal(OTHER, f"parameter {name[:32]!r} has a control character")
         out[name] = value
     return out
 
@@ -53,16 +57,19 @@ def parse_txn_date(value: str) -> dt.datetime:
 
 
 def parse(gw: GatewayView, params: dict[str, str]) -> OsmpRequest:
-    """Check the parameters; an OsmpRefusal says what is wrong (300 malformed, 4 account, 7 service)."""
+    """Check the parameters; an OsmpRefusal says what is wrong (300 malformed, 4 account, 7 service).
+
+    ``getInfo`` needs no ``txn_id`` and no ``sum`` (both are checked when given)."""
     command = params.get("command")
     if not command:
         raise OsmpRefusal(OTHER, "command is missing")
     if command not in COMMANDS:
-        raise OsmpRefusal(OTHER, f"unknown command {command[:32]!r} (check or pay)")
-    txn_id = params.get("txn_id")
-    if not txn_id:
+        raise OsmpRefusal(OTHER, f"unknown command {command[:32]!r} (getInfo, check or pay)")
+    lookup = command == "getInfo"
+    txn_id = params.get("txn_id") or None
+    if txn_id is None and not lookup:
         raise OsmpRefusal(OTHER, "txn_id is missing")
-    if not _TXN_ID.match(txn_id):
+    if txn_id is not None and not _TXN_ID.match(txn_id):
         raise OsmpRefusal(OTHER, "txn_id must be 1-20 digits")
     txn_date = None
     raw_date = params.get("txn_date")
@@ -70,10 +77,10 @@ def parse(gw: GatewayView, params: dict[str, str]) -> OsmpRequest:
         txn_date = parse_txn_date(raw_date)
     elif command == "pay":
         raise OsmpRefusal(OTHER, "txn_date is missing")
-    amount = params.get("sum")
-    if not amount:
+    amount = params.get("sum") or None
+    if amount is None and not lookup:
         raise OsmpRefusal(OTHER, "sum is missing")
-    if not _SUM.match(amount):
+    if amount is not None and not _SUM.match(amount):
         raise OsmpRefusal(OTHER, f"sum {amount[:32]!r} is not a decimal with a dot such as 10.45")
     ccy = params.get("ccy") or None
     if ccy is not None:

@@ -20,6 +20,11 @@ Per-account directives (``accounts: {<account>: {...}}``, ``"*"`` is the fallbac
            | ``broken_then_ok`` (the first pay is done but answered with garbage)
            | ``pending_then_fatal:<code>:<message>`` (pending, then failed after ``pending_ms``)
 
+Per account too: ``balance`` and ``debt`` (decimal strings in major units, e.g. ``"1500.25"``; a
+balance may be negative) and ``info`` (any further fields) are reported in the answers to checks
+(the JSON ``info``, OSMP's ``<fields>``): what the hub's recurring payments observe
+(:mod:`paymux.recurring.observe`).
+
 An account with a directive is scripted: the random error rates do not apply to it. Random rates
 apply to ``check`` (temporary/fatal errors) and ``pay`` (temporary/fatal errors, lost answers,
 pending); ``status`` is only affected by latency and downtime.
@@ -139,6 +144,7 @@ class AccountBehaviour(BaseModel):
     pay: str | None = None
     latency_ms: int | None = Field(default=None, ge=0)
     balance: str | None = None  # decimal string in major units, returned in check info
+    debt: str | None = None  # decimal string in major units, returned in check info
     info: dict[str, Any] = Field(default_factory=dict)  # returned in check info
 
     @field_validator("check")
@@ -155,16 +161,18 @@ class AccountBehaviour(BaseModel):
             parse_directive(value, PAY_KINDS)
         return value
 
-    @field_validator("balance", mode="before")
+    @field_validator("balance", "debt", mode="before")
     @classmethod
     def _balance(cls, value: Any) -> Any:
         if value is None:
             return None
-        text = str(value)
+        text = str(value).strip()  # a YAML float is taken by its shortest literal (12.5), as written
         try:
-            Decimal(text)
+            amount = Decimal(text)
         except InvalidOperation:
-            raise ValueError(f'balance {value!r} is not a decimal amount such as "1500.00"') from None
+            raise ValueError(f'{value!r} is not a decimal amount such as "1500.00"') from None
+        if not amount.is_finite() or "e" in text.lower():
+            raise ValueError(f'{value!r} is not a decimal amount such as "1500.00"')
         return text
 
 
@@ -441,6 +449,8 @@ class BehaviourEngine:
             info.update(overrides.info)
             if overrides.balance is not None:
                 info["balance"] = overrides.balance
+            if overrides.debt is not None:
+                info["debt"] = overrides.debt
         if overrides is not None and overrides.check is not None:
             directive = parse_directive(overrides.check, CHECK_KINDS)
             if directive.kind == "ok":

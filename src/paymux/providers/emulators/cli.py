@@ -12,19 +12,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from paymux.providers.emulators.behaviour import EmulatorConfig
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+M = TypeVar("M", bound=BaseModel)
+
 emulator_app = typer.Typer(
-    help="Run provider emulators: real HTTP servers with scriptable latency, errors and downtime.",
+    help="Run provider and bank emulators: real HTTP servers with scriptable latency, errors and downtime.",
     no_args_is_help=True,
 )
 
@@ -34,8 +36,13 @@ def _emulators() -> None:
     """Provider emulators for tests and demos (they listen on 127.0.0.1 by default)."""
 
 
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> EmulatorConfig:
-    """An :class:`EmulatorConfig` from a YAML or JSON file (or the defaults), with ``overrides`` applied.
+def load_config(
+    path: Path | None,
+    overrides: dict[str, Any] | None = None,
+    model: type[M] = EmulatorConfig,  # type: ignore[assignment]
+) -> M:
+    """A ``model`` (an :class:`EmulatorConfig` by default) from a YAML or JSON file (or the defaults),
+    with ``overrides`` applied.
 
     Numbers with a fraction in a JSON file are read as decimals, never as floats.
     """
@@ -50,7 +57,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> E
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of emulator settings")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return EmulatorConfig.model_validate(data)
+    return model.model_validate(data)
 
 
 ConfigOption = Annotated[
@@ -84,9 +91,13 @@ TokenOption = Annotated[
 PortOption = Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")]
 
 
-def _config_or_exit(path: Path | None, overrides: dict[str, Any]) -> EmulatorConfig:
+def _config_or_exit(
+    path: Path | None,
+    overrides: dict[str, Any],
+    model: type[M] = EmulatorConfig,  # type: ignore[assignment]
+) -> M:
     try:
-        return load_config(path, overrides)
+        return load_config(path, overrides, model)
     except (ValidationError, ValueError, yaml.YAMLError) as exc:
         typer.echo(f"invalid emulator configuration: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -180,6 +191,9 @@ def osmp(
             help="Require HTTP basic auth with these credentials, given as user:password.",
         ),
     ] = None,
+    no_check_first: Annotated[
+        bool, typer.Option("--no-check-first", help="Accept a pay whose txn_id no check registered.")
+    ] = False,
 ) -> None:
     """Emulate a provider speaking OSMP, the QIWI provider protocol (GET or POST /, XML answers)."""
     from paymux.providers.emulators.osmp import create_app
@@ -187,7 +201,8 @@ def osmp(
     if basic_auth is not None and ":" not in basic_auth:
         typer.echo("--basic-auth must be given as user:password", err=True)
         raise typer.Exit(2)
-    _serve(create_app(behaviour.settings(token=basic_auth)), "OSMP", host, port, "/")
+    app = create_app(behaviour.settings(token=basic_auth), require_check=not no_check_first)
+    _serve(app, "OSMP", host, port, "/")
 
 
 @emulator_app.command("cyberplat")
@@ -267,4 +282,69 @@ def cyberplat_keys(
     typer.echo(
         f"emulator: paymux emulator cyberplat --key {provider_key} --peer-key {hub_pub} "
         "--key-serial 2 --peer-key-serial 1"
+    )
+
+
+@emulator_app.command("bank")
+def bank(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8131,
+    config: ConfigOption = None,
+    latency_ms: LatencyOption = None,
+    lost_answer_rate: Annotated[
+        str | None,
+        typer.Option(
+            "--lost-answer-rate", help='Probability (e.g. "0.05") that a debit is done, its answer lost.'
+        ),
+    ] = None,
+    seed: SeedOption = None,
+    token: TokenOption = None,
+    hmac_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--hmac-secret",
+            envvar="PAYMUX_EMULATOR_HMAC_SECRET",
+            help="Require requests signed with this secret.",
+        ),
+    ] = None,
+) -> None:
+    """Emulate a bank's core system speaking the JSON/HTTP funding protocol (debits, refunds, status)."""
+    from paymux.funding.emulator import BankConfig, create_app
+    from paymux.money import format_amount
+
+    overrides = {
+        "latency_ms": latency_ms,
+        "lost_answer_rate": lost_answer_rate,
+        "seed": seed,
+        "token": token,
+        "hmac_secret": hmac_secret,
+    }
+    settings = _config_or_exit(config, overrides, BankConfig)
+    accounts = [
+        f"  {name}: {format_amount(a.minor(), a.currency)} {a.currency}" + (" (closed)" if a.closed else "")
+        for name, a in settings.accounts.items()
+    ]
+    _serve(
+        create_app(settings), "Bank", host, port, notes=accounts or ["  no accounts (add them with --config)"]
+    )
+
+
+@emulator_app.command("sms")
+def sms(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8141,
+    token: TokenOption = None,
+) -> None:
+    """Emulate an SMS gateway speaking the JSON/HTTP SMS protocol (POST /messages, GET /messages)."""
+    from paymux.notifications.sms_emulator import create_app
+
+    _serve(
+        create_app(token),
+        "SMS gateway",
+        host,
+        port,
+        notes=[
+            f"  the hub: PAYMUX_SMS_URL=http://{host}:{port}",
+            '  messages: GET /messages; fail the next n: POST /_emulator/fail {"count": n, "status": 500}',
+        ],
     )

@@ -3,12 +3,18 @@
 ``open_table(path, cfg)`` yields a :class:`Table`: the header row (None without one) and an iterator
 of ``(line_no, cells)``. A file that cannot be read raises :class:`FileFormatError` with a message
 for people (which line, what is wrong).
+
+The mapping's ``format`` decides how a file is read; its name (an upload's extension, or none) plays
+no part. What the file's first bytes show it to be is checked against that format, so an Excel
+workbook sent to a CSV mapping is refused with a message saying so, not read as broken text.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import struct
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +66,61 @@ def _drop_last(rows: Iterator[Row], n: int) -> Iterator[Row]:
             yield window.popleft()
 
 
+KINDS = {
+    "csv": "CSV text",
+    "xlsx": "an Excel (xlsx) workbook",
+    "xls": "an old Excel 97-2003 (.xls) workbook",
+    "dbf": "a dBase (DBF) table",
+    "zip": "a zip archive that is not an Excel workbook",
+    "xml": "an XML (or HTML) document",
+}
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _dbf_header(head: bytes, size: int) -> bool:
+    """A plausible dBase header: version, last update date, header and record lengths within the file."""
+    if len(head) < 32:
+        return False
+    if head[0] & 0x07 not in (0x03, 0x04, 0x05) and head[0] not in (0x30, 0x31, 0x83, 0x8B):
+        return False
+    _year, month, day = head[1], head[2], head[3]
+    header_len, record_len = struct.unpack("<HH", head[8:12])
+    return 1 <= month <= 12 and 1 <= day <= 31 and 33 <= header_len <= size and record_len >= 1
+
+
+def sniff(path: Path) -> str:
+    """What the file's content is: ``xlsx``, ``xls``, ``dbf``, ``zip``, ``xml`` or ``csv`` (other text)."""
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                return "xlsx" if "xl/workbook.xml" in z.namelist() else "zip"
+        except (zipfile.BadZipFile, OSError):
+            return "zip"
+    if head.startswith(OLE2):
+        return "xls"
+    if _dbf_header(head, path.stat().st_size):
+        return "dbf"
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"<"):
+        return "xml"
+    return "csv"
+
+
+def check_kind(path: Path, fmt: str) -> None:
+    """Refuse a file whose content is plainly not the mapping's format, naming what it is."""
+    kind = sniff(path)
+    if kind == fmt or (fmt == "dbf" and kind == "csv"):
+        return  # a DBF the check does not recognise gets the DBF reader's own message
+    raise FileFormatError(
+        f"the file is not {KINDS[fmt]}, as the provider's mapping says, but {KINDS[kind]}; "
+        f"send the register as {fmt} or change the mapping's format"
+    )
+
+
 @contextlib.contextmanager
 def open_table(path: Path, cfg: MappingConfig) -> Iterator[Table]:
+    check_kind(path, cfg.format)
     if cfg.format == "csv":
         from paymux.reconciliation.readers.csv import read_csv as reader
     elif cfg.format == "xlsx":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,13 @@ from typing import Any
 
 from paymux.registers.columns import Money, field_def
 from paymux.registers.schemas import ColumnSpec, TemplateConfig
+
+# Python's format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+_SPEC = re.compile(
+    r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?(?P<z>z)?(?P<alt>#)?(?P<zero>0)?"
+    r"(?P<width>[0-9]+)?(?P<grouping>[,_])?(?P<precision>\.[0-9]+)?(?P<type>[a-zA-Z%])?",
+    re.DOTALL,
+)
 
 
 @dataclass
@@ -90,6 +98,33 @@ class Layout:
         if isinstance(value, Decimal):
             return format(value, "f")
         return str(value)
+
+    def formatted(self, value: Any, spec: str) -> str:
+        """A value under a pattern's format spec (``{amount:>12}``): an amount in the template's
+        ``amount_format`` (minor units or major) with its decimal separator, then aligned and padded."""
+        if not spec:
+            return self.text(value)
+        if not isinstance(value, Money):
+            return format(value, spec)
+        m = _SPEC.fullmatch(spec)
+        if m is None:
+            raise ValueError(f"invalid format spec {spec!r}")
+        number: int | Decimal = value.minor if self.cfg.amount_format == "minor" else value.decimal()
+        core = format(
+            number, "".join(m.group(k) or "" for k in ("sign", "z", "alt", "grouping", "precision", "type"))
+        )
+        if self.cfg.csv.decimal_separator == ",":
+            core = core.translate(_COMMA)  # 1,234.50 -> 1.234,50
+        fill, align, width = m.group("fill") or " ", m.group("align"), int(m.group("width") or 0)
+        if m.group("zero") and not align:
+            fill, align = "0", "="
+        if align == "=":
+            sign = core[:1] if core[:1] in "+- " else ""
+            return sign + core[len(sign) :].rjust(width - len(sign), fill)
+        return format(core, f"{fill}{align or '>'}{width or ''}")
+
+
+_COMMA = str.maketrans({".": ",", ",": "."})
 
 
 class RegisterWriter(ABC):

@@ -28,7 +28,9 @@ class CsvWriter(RegisterWriter):
         if self.line is not None:
             self.content_type = "text/plain"
             if opts.header_template:
-                self.file.write(render(opts.header_template, layout.context, layout.text) + self.eol)
+                self.file.write(
+                    render(opts.header_template, layout.context, layout.text, layout.formatted) + self.eol
+                )
             self.writer = None
         else:
             self.writer = csv.writer(
@@ -45,9 +47,10 @@ class CsvWriter(RegisterWriter):
         cols = self.layout.columns
         text = self.layout.text
         if self.line is not None:
-            line = self.line
-            eol = self.eol
-            self.file.write("".join(line(dict(zip(self.fields, r, strict=True)), text) + eol for r in rows))
+            line, spec, eol = self.line, self.layout.formatted, self.eol
+            self.file.write(
+                "".join(line(dict(zip(self.fields, r, strict=True)), text, spec) + eol for r in rows)
+            )
             return
         assert self.writer is not None
         self.writer.writerows([text(v, c) for v, c in zip(r, cols, strict=True)] for r in rows)
@@ -58,7 +61,8 @@ class CsvWriter(RegisterWriter):
         if self.line is not None:
             if opts.footer_template:
                 self.file.write(
-                    render(opts.footer_template, footer_values(layout, totals), layout.text) + self.eol
+                    render(opts.footer_template, footer_values(layout, totals), layout.text, layout.formatted)
+                    + self.eol
                 )
         elif layout.cfg.totals and self.writer is not None:
             cols = layout.columns

@@ -36,12 +36,13 @@ def build(
     created_at: dt.datetime,
     sender: str = "paymux",
 ) -> bytes:
+    """The file; ``created_at`` is local to the business timezone (its date is the documents' date)."""
     if not orders:
         raise ValueError("no orders to export")
     other = sorted({o.number for o in orders if o.currency != "RUB"})
     if other:
         raise invalid("not-rub", f"1CClientBankExchange carries roubles only; not in RUB: {', '.join(other)}")
-    local = created_at.astimezone(dt.UTC)
+    local = created_at  # in the business timezone: the dates and time the bank's client shows
     today = local.date()
     lines: list[tuple[str, Any]] = [
         ("ВерсияФормата", "1.03"),

@@ -1,9 +1,10 @@
 """ISO 20022 customer credit transfer initiation, pain.001.001.03 (one payment block per currency).
 
 Creditor and debtor accounts are given by IBAN when known, otherwise as a generic account number
-(``Othr/Id``, e.g. a Russian 20-digit account); agents by BIC, otherwise by a generic id (the BIK)
-or ``NOTPROVIDED``. Each order is one transaction whose ``EndToEndId`` is the order number, so the
-bank statement (camt.053) carries it back for matching.
+(``Othr/Id``, e.g. a Russian 20-digit account); there is always one (see ``exports.checks``). Agents
+by BIC, otherwise by a generic id (the BIK) or ``NOTPROVIDED`` (the debtor's bank of an IBAN). Each
+order is one transaction whose ``EndToEndId`` is the order number, so the bank statement (camt.053)
+carries it back for matching. Dates and times are the business timezone's.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def _account(parent: ET.Element, tag: str, iban: str | None, other: str | None) 
     if iban and _IBAN.match(_clean(iban)):
         _sub(acct, "IBAN", _clean(iban))
     else:
-        _sub(_sub(acct, "Othr"), "Id", _text(_clean(other) or _clean(iban) or "NOTPROVIDED", 34))
+        ident = _clean(other) or _clean(iban)
+        if not ident:  # refused before: see exports.checks
+            raise ValueError(f"{tag}: no account")
+        _sub(_sub(acct, "Othr"), "Id", _text(ident, 34))
 
 
 def _agent(parent: ET.Element, tag: str, bic: str | None, other: str | None) -> None:
@@ -71,14 +75,14 @@ def build(
     execution_date: dt.date,
     created_at: dt.datetime,
 ) -> bytes:
-    """The pain.001 document (UTF-8 bytes) for ``orders``."""
+    """The pain.001 document (UTF-8 bytes) for ``orders``; ``created_at`` is aware (business time)."""
     if not orders:
         raise ValueError("no orders to export")
     root = ET.Element("Document", {"xmlns": NS})
     init = _sub(root, "CstmrCdtTrfInitn")
     hdr = _sub(init, "GrpHdr")
     _sub(hdr, "MsgId", _text(message_id, 35))
-    _sub(hdr, "CreDtTm", created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    _sub(hdr, "CreDtTm", created_at.replace(microsecond=0).isoformat())  # local time with its UTC offset
     _sub(hdr, "NbOfTxs", str(len(orders)))
     _sub(hdr, "CtrlSum", _sum(orders))
     _sub(_sub(hdr, "InitgPty"), "Nm", _text(settings.debtor_name, 140))

@@ -1,0 +1,1 @@
+"""Cyberplat-style signed protocol inbound: payment systems check, pay, ask status and cancel at the hub."""
