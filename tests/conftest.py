@@ -39,6 +39,10 @@ def _worker_url(url: str) -> str:
 PG_URL = _worker_url(BASE_PG_URL)
 if PG_URL:
     os.environ["PAYMUX_TEST_DATABASE_URL"] = PG_URL  # what subprocesses started by the tests see
+    # two xdist workers, each with hubs, API nodes and worker processes of its own, share the
+    # server's 100 connections: smaller pools per process (also inherited by subprocesses)
+    os.environ.setdefault("PAYMUX_DB_POOL_SIZE", "4")
+    os.environ.setdefault("PAYMUX_DB_MAX_OVERFLOW", "3")
 
 requires_postgres = pytest.mark.skipif(not PG_URL, reason="PAYMUX_TEST_DATABASE_URL is not set")
 
@@ -112,3 +116,23 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sessions() as s:
         yield s
+
+
+def _needs_database(item: pytest.Item) -> bool:
+    """Whether a test touches a database: a database fixture, or marked as needing PostgreSQL."""
+    if "_template" in getattr(item, "fixturenames", ()):
+        return True
+    return any(
+        "PAYMUX_TEST_DATABASE_URL" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif")
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass runs only the tests that touch a database: the others (money, calendars,
+    file formats, QR codes...) ran on the SQLite pass already and would run the same again."""
+    if not PG_URL or os.environ.get("PAYMUX_TEST_ALL_ON_POSTGRES"):
+        return
+    keep = [i for i in items if _needs_database(i)]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if not _needs_database(i)])
+        items[:] = keep

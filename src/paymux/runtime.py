@@ -41,7 +41,14 @@ class Hub:
         # SQLite: a one-connection writer engine and a separate pool of readers; PostgreSQL: one pool
         # reads get their own pool, so a writer that needs a read (an account id not cached yet)
         # never waits for a connection held by another writer doing the same
-        pool: dict[str, Any] = {} if self.sqlite else {"pool_size": 4, "max_overflow": 4}
+        pool: dict[str, Any] = (
+            {}
+            if self.sqlite
+            else {
+                "pool_size": max(2, self.settings.db_pool_size // 2),
+                "max_overflow": self.settings.db_max_overflow,
+            }
+        )
         self.read_engine = create_engine(
             self.engine.url.render_as_string(hide_password=False),
             readonly=True,

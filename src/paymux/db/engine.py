@@ -97,12 +97,13 @@ def create_engine(
         return engine.execution_options(**{READONLY: True}) if readonly else engine
     # few connections suffice (acceptances are group-committed); several API nodes and workers on
     # one server must stay under PostgreSQL's max_connections (100 by default)
-    kwargs.setdefault("pool_size", 8)
-    kwargs.setdefault("max_overflow", 4)
+    s = settings or get_settings()
+    kwargs.setdefault("pool_size", s.db_pool_size)
+    kwargs.setdefault("max_overflow", s.db_max_overflow)
     if timeouts and make_url(url).get_backend_name() == "postgresql":
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args["server_settings"] = {
-            **pg_limits(settings or get_settings(), readonly),
+            **pg_limits(s, readonly),
             **connect_args.get("server_settings", {}),
         }
         kwargs["connect_args"] = connect_args
