@@ -130,7 +130,12 @@ async def test_catalog_edit_create_enable_audited_with_secrets_masked(db_url: st
         new = {"csrf_token": form_token(page), "code": "north", "name": "North dealer", "enabled": "1"}
         assert (await bo.http.post("/backoffice/catalog/new/agents", data=new)).status_code == 303
         ev = await _audit(bo, "agent.create")
-        assert ev.before is None and ev.after == {"code": "north", "name": "North dealer", "enabled": True}
+        assert ev.before is None and ev.after == {
+            "code": "north",
+            "name": "North dealer",
+            "enabled": True,
+            "manager": None,
+        }
         r = await bo.http.post("/backoffice/catalog/new/agents", data=new)
         assert r.status_code == 422 and "already exists" in r.text
         async with bo.hub.read_sessions() as s:

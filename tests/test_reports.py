@@ -20,6 +20,7 @@ from paymux.rates.service import add_rate
 from paymux.reports.comparison import Period, compare, earlier_periods, percent_change
 from paymux.reports.params import build_query
 from paymux.reports.turnover import PROVIDER_TZ, ReportError, TurnoverQuery, turnover
+from test_backoffice_support import add_user
 from test_settlement_support import SEnv, at, catalog, settle_env
 
 ZONES = {"p1": "Europe/Moscow", "p2": "UTC", "p3": "Asia/Kolkata"}  # +3, 0, +5:30
@@ -353,3 +354,64 @@ async def test_totals_in_one_currency_at_the_rates_of_the_periods_end(db_url: st
         converted_row = values[values.index(next(v for v in values if v[:1] == ["Total in RUB"])) + 1]
         assert converted_row[:3] == ["RUB", None, 2000.05]
         assert ["No rate for", "JPY"] in [v[:2] for v in values]
+
+
+async def test_grouping_by_project_of_the_service_and_manager_of_the_channel_or_its_agent(
+    db_url: str,
+) -> None:
+    async with settle_env(db_url, catalog()) as env:
+        day = at("2026-04-10T10:00:00+00:00")
+        await add(env, "p1", 10_00, day, channel="term")
+        await add(env, "p2", 40_00, day, channel="web")
+        staff = (await add_user(env.hub, "anna.m")).username
+        # the catalog's admin API names the manager of an agent and the project of a service
+        agents = (await env.http.get("/api/v1/admin/agents", headers=env.admin)).json()
+        dealer = next(a for a in agents if a["code"] == "dealer")
+        r = await env.http.put(
+            "/api/v1/admin/agents/dealer", json=dealer | {"manager": "nobody"}, headers=env.admin
+        )
+        assert r.status_code == 422 and "no user named 'nobody'" in r.text, r.text
+        r = await env.http.put(
+            "/api/v1/admin/agents/dealer", json=dealer | {"manager": staff}, headers=env.admin
+        )
+        assert r.status_code == 200, r.text
+        got = (await env.http.get("/api/v1/admin/agents", headers=env.admin)).json()
+        assert next(a for a in got if a["code"] == "dealer")["manager"] == staff
+        service = (await env.http.get("/api/v1/admin/services/topup", headers=env.admin)).json()
+        r = await env.http.put(
+            "/api/v1/admin/services/topup", json=service | {"project": "mobile"}, headers=env.admin
+        )
+        assert r.status_code == 200, r.text
+        assert (await env.http.get("/api/v1/admin/services/topup", headers=env.admin)).json()[
+            "project"
+        ] == "mobile"
+        async with env.hub.read_sessions() as s:
+            r1 = await turnover(s, q("2026-04-10", "2026-04-10", group_by=("project", "manager")))
+            # term's agent is managed by the staff user; web has neither agent nor manager
+            assert table(r1, "payments", "amount") == [
+                ("mobile", "", "", "RUB", 1, 40_00),
+                ("mobile", staff, "", "RUB", 1, 10_00),
+            ]
+            only = await turnover(s, q("2026-04-10", "2026-04-10", filters={"manager": staff}))
+            assert table(only, "payments", "amount") == [("", "RUB", 1, 10_00)]
+            none = await turnover(s, q("2026-04-10", "2026-04-10", filters={"project": "other"}))
+            assert none.rows == []
+        # an agent's own users cannot see who manages whom
+        with pytest.raises(ReportError, match="agent users cannot group or filter reports by manager"):
+            build_query(
+                first="",
+                last="",
+                today=dt.date(2026, 4, 10),
+                group_by=["manager"],
+                grain="",
+                timezone="UTC",
+                filters={},
+                channels=frozenset({1}),
+            )
+        r = await env.http.get(
+            "/api/v1/admin/reports/turnover",
+            params={"first": "2026-04-10", "last": "2026-04-10", "group_by": "project", "manager": staff},
+            headers=env.admin,
+        )
+        assert r.status_code == 200, r.text
+        assert [(row["project"], row["payments"]) for row in r.json()["rows"]] == [("mobile", 1)]

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     # PostgreSQL connections of one process: the writers' pool (size + overflow) and the readers'
     # (half the size, at least 2, same overflow). Every API node and worker holds up to
     # 1.5 x size + 2 x overflow connections: keep their sum under the server's max_connections.
-    db_pool_size: int = Field(default=8, ge=1, le=200, description="PostgreSQL writers' pool size per process")
+    db_pool_size: int = Field(
+        default=8, ge=1, le=200, description="PostgreSQL writers' pool size per process"
+    )
     db_max_overflow: int = Field(
         default=4, ge=0, le=200, description="PostgreSQL connections above the pool size, per pool"
     )

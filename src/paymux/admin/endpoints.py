@@ -217,7 +217,7 @@ async def put_group(
 
 @router.get("/agents", response_model=list[AgentIn])
 async def list_agents(_: AdminDep, session: ReadSessionDep) -> list[AgentIn]:
-    return [catalog.agent_to_schema(a) for a in await catalog.list_agents(session)]
+    return [await catalog.agent_to_schema(session, a) for a in await catalog.list_agents(session)]
 
 
 @router.put("/agents/{code}")

@@ -26,7 +26,8 @@ async def catalog_state(session: AsyncSession, kind: str, code: str) -> dict[str
             ch = await catalog.channel_to_schema(session, await catalog.get_channel(session, code))
             return catalog.masked_channel(ch).model_dump(mode="json")
         if kind == "agent":
-            return catalog.agent_to_schema(await catalog.get_agent(session, code)).model_dump(mode="json")
+            agent = await catalog.agent_to_schema(session, await catalog.get_agent(session, code))
+            return agent.model_dump(mode="json")
         if kind == "gateway":
             from paymux.gateways import service as gateways
 

@@ -192,7 +192,7 @@ async def export_catalog(session: AsyncSession, *, with_secrets: bool = False) -
     return CatalogFile(
         providers=providers,
         channel_groups=[channel_group_to_schema(g) for g in await list_channel_groups(session)],
-        agents=[agent_to_schema(a) for a in await list_agents(session)],
+        agents=[await agent_to_schema(session, a) for a in await list_agents(session)],
         channels=channels,
         services=[await service_to_schema(session, s) for s in await list_services(session)],
         tariffs=[await version_to_schema(session, t) for t in tariffs],

@@ -67,6 +67,7 @@ class Service(Base):
     # paid again every so many days (a phone, a utility bill): a one-off payment with a customer
     # reference is reminded one period later (hidden subscriptions, paymux.recurring.reminders)
     periodic_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a report dimension
     strategy: Mapped[str] = mapped_column(String(16), default="priority")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -90,6 +91,10 @@ class Agent(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # a staff user (users belong to organizations, which may be agents': the constraint is added after)
+    manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", use_alter=True, name="fk_agents_manager_id_users"), nullable=True
+    )
 
 
 class Channel(Base):
@@ -104,6 +109,9 @@ class Channel(Base):
     group_id: Mapped[int | None] = mapped_column(ForeignKey("channel_groups.id"), nullable=True)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    manager_id: Mapped[int | None] = mapped_column(  # a staff user, else the agent's manager
+        ForeignKey("users.id", use_alter=True, name="fk_channels_manager_id_users"), nullable=True
+    )
     signing: Mapped[str] = mapped_column(String(8), default="none")
     signing_required: Mapped[bool] = mapped_column(Boolean, default=False)
     hmac_secret: Mapped[str | None] = mapped_column(String(200), nullable=True)

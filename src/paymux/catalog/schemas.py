@@ -76,6 +76,15 @@ def _provider_code(value: object) -> object:
 
 ProviderServiceCode = Annotated[str, BeforeValidator(_provider_code)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control_characters)]
+Manager = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="the username of the staff user who manages it (the reports' 'manager' dimension)",
+    ),
+    AfterValidator(no_control_characters),
+]
 
 
 def _check_regex(pattern: str, what: str) -> None:
@@ -161,6 +170,7 @@ class AgentIn(_In):
     code: Code
     name: Name
     enabled: bool = True
+    manager: Manager | None = None
 
 
 class SigningIn(_In):
@@ -210,6 +220,7 @@ class ChannelIn(_In):
     group: Code | None = None
     agent: Code | None = None
     enabled: bool = True
+    manager: Manager | None = Field(None, description="the staff user managing it; else its agent's manager")
     signing: SigningIn = Field(default_factory=SigningIn)
 
 
@@ -294,6 +305,9 @@ class ServiceIn(_In):
         le=366,
         description="paid again every so many days (e.g. 30): a one-off payment naming its customer is"
         " reminded one period later (hidden subscriptions)",
+    )
+    project: Code | None = Field(
+        None, description="the project it belongs to (the reports' 'project' dimension)"
     )
     enabled: bool = True
     route: RouteIn = Field(default_factory=RouteIn)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.auth.user_models import User
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.catalog.schemas import (
     AgentIn,
@@ -240,8 +241,30 @@ async def upsert_channel_group(session: AsyncSession, data: ChannelGroupIn) -> C
     return change
 
 
+async def _manager_id(session: AsyncSession, username: str | None) -> int | None:
+    """The id of the staff user named ``username`` (None: no manager)."""
+    if username is None:
+        return None
+    user_id = await session.scalar(select(User.id).where(User.username == username))
+    if user_id is None:
+        raise CatalogError(f"manager: no user named {username!r}")
+    return int(user_id)
+
+
+async def _username_of(session: AsyncSession, user_id: int | None) -> str | None:
+    if user_id is None:
+        return None
+    name = await session.scalar(select(User.username).where(User.id == user_id))
+    return None if name is None else str(name)
+
+
 async def upsert_agent(session: AsyncSession, data: AgentIn) -> ChangeKind:
-    change, _ = await _upsert(session, Agent, data.code, {"name": data.name, "enabled": data.enabled})
+    values = {
+        "name": data.name,
+        "enabled": data.enabled,
+        "manager_id": await _manager_id(session, data.manager),
+    }
+    change, _ = await _upsert(session, Agent, data.code, values)
     return change
 
 
@@ -257,6 +280,7 @@ async def upsert_channel(session: AsyncSession, data: ChannelIn) -> ChangeKind:
         "group_id": await _optional_id(session, ChannelGroup, data.group, "channel group"),
         "agent_id": await _optional_id(session, Agent, data.agent, "agent"),
         "enabled": data.enabled,
+        "manager_id": await _manager_id(session, data.manager),
         "signing": data.signing.mode,
         "signing_required": data.signing.required,
         "hmac_secret": hmac_secret,
@@ -335,6 +359,7 @@ async def upsert_service(session: AsyncSession, data: ServiceIn) -> ChangeKind:
         "fields": [f.model_dump() for f in data.fields],
         "lifetime_seconds": data.lifetime_seconds,
         "periodic_days": data.periodic_days,
+        "project": data.project,
         "strategy": data.route.strategy,
         "enabled": data.enabled,
     }
@@ -405,8 +430,9 @@ def channel_group_to_schema(row: ChannelGroup) -> ChannelGroupIn:
     return ChannelGroupIn(code=row.code, name=row.name)
 
 
-def agent_to_schema(row: Agent) -> AgentIn:
-    return AgentIn(code=row.code, name=row.name, enabled=row.enabled)
+async def agent_to_schema(session: AsyncSession, row: Agent) -> AgentIn:
+    manager = await _username_of(session, row.manager_id)
+    return AgentIn(code=row.code, name=row.name, enabled=row.enabled, manager=manager)
 
 
 async def _code_of(session: AsyncSession, model: type[_Row], row_id: int | None) -> str | None:
@@ -424,6 +450,7 @@ async def channel_to_schema(session: AsyncSession, row: Channel) -> ChannelIn:
         group=await _code_of(session, ChannelGroup, row.group_id),
         agent=await _code_of(session, Agent, row.agent_id),
         enabled=row.enabled,
+        manager=await _username_of(session, row.manager_id),
         signing=SigningIn(
             mode=row.signing,
             required=row.signing_required,
@@ -470,6 +497,7 @@ async def service_to_schema(session: AsyncSession, row: Service) -> ServiceIn:
         fields=[FieldIn.model_validate(f) for f in row.fields or []],
         lifetime_seconds=row.lifetime_seconds,
         periodic_days=row.periodic_days,
+        project=row.project,
         enabled=row.enabled,
         route=RouteIn(strategy=row.strategy, candidates=candidates),
     )

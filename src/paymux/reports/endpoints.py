@@ -44,7 +44,10 @@ class ReportParams:
         first: Annotated[str, Query(description="first local day (default: 29 days before last)")] = "",
         last: Annotated[str, Query(description="last local day (default: today)")] = "",
         group_by: Annotated[
-            list[str], Query(description="provider, service, channel, channel_group, agent (any of them)")
+            list[str],
+            Query(
+                description="provider, service, channel, channel_group, agent, project, manager (any of them)"
+            ),
         ] = [],  # noqa: B006 (FastAPI copies the default)
         grain: Annotated[str, Query(description="day or month (empty: the whole period)")] = "",
         timezone: Annotated[
@@ -55,6 +58,8 @@ class ReportParams:
         channel: str = "",
         channel_group: str = "",
         agent: str = "",
+        project: str = "",
+        manager: Annotated[str, Query(description="a staff user's username")] = "",
         format: Annotated[str, Query(pattern="^(json|xlsx)$")] = "json",
         in_currency: Annotated[
             str,
@@ -74,6 +79,8 @@ class ReportParams:
             "channel": channel,
             "channel_group": channel_group,
             "agent": agent,
+            "project": project,
+            "manager": manager,
         }
         self.format = format
         self.in_currency = in_currency.strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from paymux.reports.turnover import DIMENSIONS, ReportError, TurnoverQuery
+from paymux.reports.turnover import DIMENSIONS, STAFF_ONLY, ReportError, TurnoverQuery
 
 
 def split_list(values: Sequence[str]) -> tuple[str, ...]:
@@ -43,7 +43,9 @@ def build_query(
         {d: v.strip() for d, v in filters.items() if d in DIMENSIONS and v.strip()},
         channels,
     )
-    if channels is not None and ("provider" in q.group_by or "provider" in q.filters):
-        raise ReportError("agent users cannot group or filter reports by provider")
+    if channels is not None:
+        for d in sorted(STAFF_ONLY):
+            if d in q.group_by or d in q.filters:
+                raise ReportError(f"agent users cannot group or filter reports by {d}")
     q.check()
     return q

@@ -1,5 +1,6 @@
 """Turnover and remuneration of succeeded payments, grouped by any combination of provider, service,
-channel, channel group and agent, per local day or month, in one timezone or each provider's own.
+channel, channel group, agent, project (of the service) and manager (of the channel, else of its
+agent), per local day or month, in one timezone or each provider's own.
 
 A payment counts on the local day it became final (succeeded), as in the providers' registers and in
 the debts to them. Sums are kept per currency, never added across currencies. SQL sums by the
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymux.auth.user_models import User
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.payments.models import Payment
 from paymux.settlement.balances import dialect_of
@@ -36,6 +38,8 @@ TITLES = {
     "channel": "Channel",
     "channel_group": "Channel group",
     "agent": "Agent",
+    "project": "Project",
+    "manager": "Manager",
     "payments": "Payments",
     "amount": "Amount",
     "fee": "Fee",
@@ -47,8 +51,39 @@ TITLES = {
 
 @dataclass(frozen=True)
 class Dimension:
-    column: Any  # the id column grouped by (payments joined with channels)
-    model: Any  # the catalog table whose code names it
+    """A way to group payments (joined with their channel, its agent and the service)."""
+
+    column: Any  # the value grouped by: an id of ``model``, or the code itself when ``model`` is None
+    model: Any = None  # the table whose row the id names
+    code_attr: str = "code"  # that table's column naming it
+    name_attr: str = "name"
+
+    @property
+    def code_column(self) -> Any:
+        return self.column if self.model is None else getattr(self.model, self.code_attr)
+
+    def matching(self, code: str) -> Any:
+        """Payments whose value of this dimension is ``code``."""
+        if self.model is None:
+            return self.column == code
+        return self.column.in_(select(self.model.id).where(self.code_column == code))
+
+    async def codes(self, session: AsyncSession) -> dict[Any, str]:
+        """Value grouped by -> its code ("" for none)."""
+        out: dict[Any, str] = {None: ""}
+        if self.model is None:
+            return out | {v: v for v in (await session.scalars(select(self.column).distinct())).all() if v}
+        rows = (await session.execute(select(self.model.id, self.code_column))).all()
+        return out | {i: c for i, c in rows}
+
+    async def choices(self, session: AsyncSession) -> list[tuple[str, str]]:
+        """(code, "code · name") of every value, for filters."""
+        if self.model is None:
+            values = (await session.scalars(select(self.column).distinct().order_by(self.column))).all()
+            return [(v, v) for v in values if v]
+        name = getattr(self.model, self.name_attr)
+        rows = (await session.execute(select(self.code_column, name).order_by(self.code_column))).all()
+        return [(c, f"{c} · {n}" if n else c) for c, n in rows]
 
 
 DIMENSIONS: dict[str, Dimension] = {
@@ -57,7 +92,12 @@ DIMENSIONS: dict[str, Dimension] = {
     "channel": Dimension(Payment.channel_id, Channel),
     "channel_group": Dimension(Channel.group_id, ChannelGroup),
     "agent": Dimension(Channel.agent_id, Agent),
+    "project": Dimension(Service.project),
+    "manager": Dimension(
+        func.coalesce(Channel.manager_id, Agent.manager_id), User, code_attr="username", name_attr="full_name"
+    ),
 }
+STAFF_ONLY = frozenset({"provider", "manager"})  # not shown to agents' users
 
 
 class ReportError(ValueError):
@@ -149,13 +189,8 @@ async def _zones(session: AsyncSession, q: TurnoverQuery) -> list[tuple[ZoneInfo
     return [(zone_named(tz), ids) for tz, ids in sorted(by_zone.items())]
 
 
-async def _codes(session: AsyncSession, dims: tuple[str, ...]) -> dict[str, dict[int | None, str]]:
-    out: dict[str, dict[int | None, str]] = {}
-    for d in dims:
-        model = DIMENSIONS[d].model
-        out[d] = {i: c for i, c in (await session.execute(select(model.id, model.code))).all()}
-        out[d][None] = ""
-    return out
+async def _codes(session: AsyncSession, dims: tuple[str, ...]) -> dict[str, dict[Any, str]]:
+    return {d: await DIMENSIONS[d].codes(session) for d in dims}
 
 
 def _period(day: dt.date, grain: str) -> str:
@@ -171,8 +206,7 @@ async def turnover(session: AsyncSession, q: TurnoverQuery) -> Turnover:
     groups: list[Any] = [*labels, Payment.currency] + ([quarter] if q.grain else [])
     where: list[Any] = [Payment.status == "succeeded"]
     for d, code in q.filters.items():
-        dim = DIMENSIONS[d]
-        where.append(dim.column.in_(select(dim.model.id).where(dim.model.code == code)))
+        where.append(DIMENSIONS[d].matching(code))
     if q.channels is not None:
         where.append(Payment.channel_id.in_(sorted(q.channels) or [-1]))
     codes = await _codes(session, dims)
@@ -183,6 +217,8 @@ async def turnover(session: AsyncSession, q: TurnoverQuery) -> Turnover:
             select(*groups, *_sums())
             .select_from(Payment)
             .join(Channel, Channel.id == Payment.channel_id)
+            .outerjoin(Agent, Agent.id == Channel.agent_id)
+            .join(Service, Service.id == Payment.service_id)
             .where(*where, Payment.final_at >= start, Payment.final_at < end)
             .group_by(*groups)
         )

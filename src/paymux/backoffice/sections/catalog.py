@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.audit.states import catalog_change
 from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
+from paymux.auth.user_models import User
 from paymux.backoffice.forms import timezones
 from paymux.backoffice.framework import (
     PROVIDERS,
@@ -187,7 +188,7 @@ async def _current(session: AsyncSession, kind: Kind, code: str) -> dict[str, An
         data = channel.model_dump(mode="json")
         data["signing"]["has_secret"] = bool(data["signing"].pop("hmac_secret", None))
     elif kind.slug == "agents":
-        data = catalog.agent_to_schema(row).model_dump(mode="json")
+        data = (await catalog.agent_to_schema(session, row)).model_dump(mode="json")
     elif kind.slug == "gateways":
         data = gateways.masked(await gateways.gateway_to_schema(session, row)).model_dump(mode="json")
     else:
@@ -278,6 +279,7 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
             "max_amount": f.get("max_amount") or None,
             "lifetime_seconds": f.get("lifetime_seconds") or None,
             "periodic_days": f.get("periodic_days") or None,
+            "project": f.get("project", "").strip() or None,
             "fields": _load(f.get("fields", ""), "fields", []),
             "enabled": on,
             "route": {
@@ -292,6 +294,7 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
             "kind": f.get("kind", ""),
             "group": f.get("group") or None,
             "agent": f.get("agent") or None,
+            "manager": f.get("manager") or None,
             "enabled": on,
             "signing": {
                 "mode": mode,
@@ -302,6 +305,7 @@ async def _input(session: AsyncSession, kind: Kind, code: str, f: dict[str, str]
         }
     elif kind.slug == "agents":
         data["enabled"] = on
+        data["manager"] = f.get("manager") or None
     elif kind.slug == "gateways":
         login = f.get("login", "").strip() or None
         stored = await session.scalar(select(InboundGateway.password_hash).where(InboundGateway.code == code))
@@ -369,7 +373,14 @@ async def _choices(session: AsyncSession) -> dict[str, Any]:
         "channel_kinds": CHANNEL_KINDS,
         "groups": await code_choices(session, ChannelGroup),
         "agents": await code_choices(session, Agent),
+        "managers": await _managers(session),
     }
+
+
+async def _managers(session: AsyncSession) -> list[tuple[str, str]]:
+    """(username, "username · full name") of the operator's staff, who can manage agents and channels."""
+    rows = (await session.execute(select(User.username, User.full_name).order_by(User.username))).all()
+    return [(u, f"{u} · {n}" if n else u) for u, n in rows]
 
 
 async def _form(

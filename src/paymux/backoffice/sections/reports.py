@@ -44,6 +44,7 @@ from paymux.reports.params import build_query
 from paymux.reports.turnover import (
     DIMENSIONS,
     PROVIDER_TZ,
+    STAFF_ONLY,
     TITLES,
     ReportError,
     Turnover,
@@ -78,13 +79,17 @@ async def _form(
     """The query the page's form asks for (None and a message if it cannot be answered), and the form."""
     params = request.query_params
     scope = await channel_scope(session, me)
-    dims = [d for d in DIMENSIONS if not (scope is not None and d == "provider")]
+    dims = [d for d in DIMENSIONS if not (scope is not None and d in STAFF_ONLY)]
     default_tz = PROVIDER_TZ if scope is None else me.timezone
     tz = params.get("timezone", default_tz)
     if tz not in (PROVIDER_TZ, me.timezone, "UTC") or (scope is not None and tz == PROVIDER_TZ):
         tz = default_tz
     choices = {
-        d: await code_choices(session, DIMENSIONS[d].model, scope if d == "channel" else None)
+        d: (
+            await code_choices(session, DIMENSIONS[d].model, scope if d == "channel" else None)
+            if d in ("channel", "agent")
+            else await DIMENSIONS[d].choices(session)
+        )
         for d in dims
         if not (scope is not None and d == "agent")
     }
