@@ -23,7 +23,6 @@ from paymux.invoices import receipts
 from paymux.invoices.admin import CODE, PROBLEMS, Reader, Strict, Writer
 from paymux.invoices.ledger import make_payouts, payout_xml
 from paymux.invoices.models import Biller, InvoicePayout
-from paymux.invoices.schemas import NUMBER
 from paymux.money import format_amount
 
 router = APIRouter(prefix="/api/v1/admin/invoices", tags=["invoices admin"])
@@ -33,7 +32,7 @@ Format = Literal["camt053", "camt054", "mt940"]
 
 
 class MatchIn(Strict):
-    invoice: Annotated[StrictStr, Field(pattern=NUMBER.pattern, max_length=64)]
+    invoice: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)]
     biller: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
