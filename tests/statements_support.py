@@ -3,8 +3,10 @@ MT940, with credit (and debit) entries as a bank would send them."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 OUR_IBAN = "MD24AG000225100013104168"
@@ -100,3 +102,24 @@ def mt940(entries: list[Entry], number: str = "00001/001") -> bytes:
                 rest = rest[65:]
     lines += [":62F:C300110EUR1000,00", "-}"]
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+async def cli(monkeypatch: Any, db_url: str, *args: str, env: dict[str, str | None] | None = None) -> Any:
+    """``paymux ARGS`` in this process (a thread: the command runs its own event loop) on ``db_url``;
+    ``env`` sets (or, with None, removes) environment variables for it. Returns the click result."""
+    from typer.testing import CliRunner
+
+    from paymux.cli import app
+    from paymux.settings import get_settings
+
+    monkeypatch.setenv("PAYMUX_DATABASE_URL", db_url)
+    for k, v in (env or {}).items():
+        if v is None:
+            monkeypatch.delenv(k, raising=False)
+        else:
+            monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    finally:
+        get_settings.cache_clear()

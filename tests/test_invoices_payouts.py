@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from harness import test_settings
+from harness import test_settings as hub_settings
 from invoices_support import billing_env, invoice
 from paymux.db.base import utcnow
 from paymux.errors import Problem
@@ -30,7 +26,7 @@ from paymux.invoices.models import Biller, Invoice, InvoicePayment, InvoicePayou
 from paymux.ledger.models import Account, JournalEntry
 from paymux.ledger.service import SYSTEM, verify_ledger
 from paymux.runtime import Hub
-from statements_support import Entry, camt
+from statements_support import Entry, camt, cli
 from test_settlement_orders import pain001_schema
 
 PO = "/api/v1/admin/invoices/payouts"
@@ -145,56 +141,32 @@ async def test_collections_posted_balanced_and_paid_out_once(
             assert (await s.scalar(select(Invoice).where(Invoice.number == "P1"))) is not None
         assert (await b.post(invoice("P4", amount="5.00"))).status_code == 201
         await pay(hub, "P4", 500, "card", "c-11")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMUX_")}
-        env.update(DEBTOR, PAYMUX_DATABASE_URL=db_url)
         later = tomorrow + dt.timedelta(days=1)
-        cmd = [
-            str(Path(sys.executable).parent / "paymux"),
-            "invoices",
-            "payouts",
-            "--date",
-            later.isoformat(),
-        ]
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [*cmd, "--out", str(tmp_path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        args = ("invoices", "payouts", "--date", later.isoformat(), "--out", str(tmp_path))
+        done = await cli(monkeypatch, db_url, *args)
+        assert done.exit_code == 0, done.output
         path = tmp_path / f"payout-power-{later.isoformat()}.xml"
         doc = pain001_schema().to_dict(path.read_bytes())
-        assert doc["CstmrCdtTrfInitn"]["PmtInf"][0]["CdtTrfTxInf"][0]["Amt"]["InstdAmt"]["$"] == Decimal(
-            "4.65"
-        )
-        again = await asyncio.to_thread(
-            subprocess.run,
-            [*cmd, "--out", str(tmp_path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert again.returncode == 0 and "465 EUR" in again.stdout
+        tx = doc["CstmrCdtTrfInitn"]["PmtInf"][0]["CdtTrfTxInf"][0]
+        assert str(tx["Amt"]["InstdAmt"]["$"]) == "4.65" and tx["PmtId"]["EndToEndId"].endswith("-EUR")
+        again = await cli(monkeypatch, db_url, *args)
+        assert again.exit_code == 0 and "465 EUR" in again.output
         async with hub.read_sessions() as s:
             assert await s.scalar(select(func.count()).select_from(InvoicePayout)) == 3
             assert (await verify_ledger(s)).balanced
         # without our bank details: refused before anything is made
-        bare = {k: v for k, v in env.items() if not k.startswith("PAYMUX_SETTLEMENT_")}
-        refused = await asyncio.to_thread(
-            subprocess.run,
-            [*cmd[:-1], (later + dt.timedelta(days=1)).isoformat()],
-            env=bare,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        refused = await cli(
+            monkeypatch,
+            db_url,
+            "invoices",
+            "payouts",
+            "--date",
+            (later + dt.timedelta(days=1)).isoformat(),
+            env=dict.fromkeys(DEBTOR),
         )
-        assert refused.returncode != 0 and "PAYMUX_SETTLEMENT_DEBTOR_NAME" in refused.stdout + refused.stderr
+        assert refused.exit_code == 1 and "PAYMUX_SETTLEMENT_DEBTOR_NAME" in refused.output
+        bad_date = await cli(monkeypatch, db_url, "invoices", "payouts", "--date", "2030-13-01")
+        assert bad_date.exit_code == 2
 
 
 async def test_payout_needs_an_account_and_our_details(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,7 +209,7 @@ OPS = st.lists(
 
 def test_random_payments_never_pay_twice_and_the_ledger_balances(db_url: str) -> None:
     loop = asyncio.new_event_loop()
-    hub = Hub(test_settings(db_url))
+    hub = Hub(hub_settings(db_url))
     counter = iter(range(10**6))
 
     async def scenario(ops: list[tuple[str, int, int, int]]) -> None:

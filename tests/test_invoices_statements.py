@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from invoices_support import AB, Billing, billing_env, invoice
+from invoices_support import Billing, billing_env, invoice
 from paymux.audit.models import AuditEvent
 from paymux.invoices.models import Invoice, InvoicePayment, InvoiceReceipt
 from paymux.invoices.receipts import references_in
 from paymux.invoices.reference import rf_print
 from paymux.ledger.service import verify_ledger
 from paymux.settlement.statements import StatementError, parse
-from statements_support import OUR_IBAN, Entry, camt, mt940
+from statements_support import OUR_IBAN, Entry, camt, cli, mt940
 
 ST = "/api/v1/admin/invoices/statements"
 RC = "/api/v1/admin/invoices/receipts"
@@ -265,11 +265,12 @@ async def test_unmatched_queue_matched_or_ignored_by_a_person(db_url: str) -> No
         assert (await b.http.post(ST, files={"file": ("f", b"x")})).status_code == 401
 
 
-async def test_cli_import_statement(db_url: str, tmp_path: Path) -> None:
+async def test_cli_import_statement(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with billing_env(db_url, account=ACCOUNT) as b:
         inv = await make(b, "CLI1", "12.34")
         path = tmp_path / "statement.sta"
         path.write_bytes(mt940([Entry("12.34", "CLI-REF-1", "Ion", text=inv["reference"])]))
+        # once through the installed command (a process of its own), then in this process
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMUX_")}
         env["PAYMUX_DATABASE_URL"] = db_url
         cmd = [str(Path(sys.executable).parent / "paymux"), "invoices", "import-statement", str(path)]
@@ -277,26 +278,22 @@ async def test_cli_import_statement(db_url: str, tmp_path: Path) -> None:
             subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60, check=False
         )
         assert first.returncode == 0, first.stderr
-        assert "1 matched" in first.stdout
-        second = await asyncio.to_thread(
-            subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60, check=False
+        assert "1 credit lines: 1 matched" in first.stdout
+        second = await cli(
+            monkeypatch, db_url, "invoices", "import-statement", str(path), "--format", "mt940"
         )
-        assert second.returncode == 0 and "1 seen before" in second.stdout, second.stdout
+        assert second.exit_code == 0 and "1 seen before" in second.output, second.output
         assert (await b.get("CLI1"))["status"] == "paid"
         bad = tmp_path / "bad.txt"
         bad.write_bytes(b"not a statement")
-        third = await asyncio.to_thread(
-            subprocess.run,
-            [*cmd[:-1], str(bad)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert third.returncode != 0 and "cannot be read" in (third.stdout + third.stderr)
-        r = await b.http.get(f"{AB}/power", headers=b.env.admin)
-        assert r.status_code == 200
+        third = await cli(monkeypatch, db_url, "invoices", "import-statement", str(bad))
+        assert third.exit_code == 1 and "cannot be read" in third.output
+        wrong = await cli(monkeypatch, db_url, "invoices", "import-statement", str(path), "--format", "pdf")
+        assert wrong.exit_code == 2
+        async with b.env.hub.read_sessions() as s:
+            assert [p.method_reference for p in (await s.scalars(select(InvoicePayment))).all()] == [
+                "CLI-REF-1"
+            ]
 
 
 def test_parsers_read_what_an_independent_reader_reads() -> None:
