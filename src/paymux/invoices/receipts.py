@@ -35,6 +35,12 @@ from paymux.settlement.statements import Line, StatementError, parse
 
 METHOD = "transfer"
 _RF = re.compile(r"RF[0-9]{2}[0-9A-Z ]{1,60}", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(text: str, limit: int) -> str:
+    """Printable text (a bank's file may carry control characters) cut to ``limit``."""
+    return _CONTROL.sub(" ", text).strip()[:limit]
 
 
 def references_in(text: str) -> list[str]:
@@ -149,7 +155,7 @@ async def import_statement(session: AsyncSession, data: bytes, fmt: str | None =
         raise invalid("invalid-statement", "1CClientBankExchange files are not read for invoices")
     result = ImportResult(parsed.format, lines=len(parsed.lines))
     for line in parsed.lines:
-        if line.direction != "credit":
+        if line.direction != "credit" or line.amount <= 0:
             continue
         result.credits += 1
         await _take(session, parsed.format, parsed.account, line, result)
@@ -157,7 +163,7 @@ async def import_statement(session: AsyncSession, data: bytes, fmt: str | None =
 
 
 async def _take(session: AsyncSession, fmt: str, account: str, line: Line, result: ImportResult) -> None:
-    reference = (line.bank_reference or line.uid)[:200]
+    reference = _clean(line.bank_reference, 200) or line.uid
     if await session.scalar(select(InvoiceReceipt.id).where(InvoiceReceipt.uid == line.uid)) is not None:
         result.duplicates += 1
         return
@@ -176,14 +182,14 @@ async def _take(session: AsyncSession, fmt: str, account: str, line: Line, resul
         uid=line.uid,
         method_reference=reference,
         statement_format=fmt,
-        account=account[:35],
+        account=_clean(account, 35),
         amount=line.amount,
         currency=line.currency,
         booked_on=line.booked_on,
-        payer_name=line.counterparty[:200],
-        payer_account=line.counterparty_account[:34],
-        creditor_reference=line.creditor_reference[:35],
-        remittance=(line.purpose or line.reference)[:500],
+        payer_name=_clean(line.counterparty, 200),
+        payer_account=_clean(line.counterparty_account, 34),
+        creditor_reference=_clean(line.creditor_reference, 35),
+        remittance=_clean(line.purpose or line.reference, 500),
         status="waiting",
         note="",
         created_at=now,
