@@ -382,3 +382,16 @@ def test_statement_errors_name_the_problem() -> None:
         parse(b"<x/>", "pdf")
     with pytest.raises(StatementError, match=r"camt\.053 or camt\.054"):
         parse(b"<Document><Other/></Document>")
+
+
+async def test_the_same_statement_uploaded_at_once_pays_once(db_url: str) -> None:
+    async with billing_env(db_url, account=ACCOUNT) as b:
+        invs = [await make(b, f"K{i}", "10.00") for i in range(4)]
+        data = camt([Entry("10.00", f"K-{i}", "Ion", rf=inv["reference"]) for i, inv in enumerate(invs)])
+        results = await asyncio.gather(*(upload(b, data) for _ in range(3)))
+        assert sum(r["matched"] for r in results) == 4
+        assert sum(r["duplicates"] for r in results) == 8
+        assert sorted(p[1] for p in await payments(b)) == ["K-0", "K-1", "K-2", "K-3"]
+        async with b.env.hub.read_sessions() as s:
+            assert (await verify_ledger(s)).balanced
+            assert await s.scalar(select(func.count()).select_from(InvoiceReceipt)) == 4
