@@ -297,6 +297,14 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{A}/billers/{{code}}/webhook/deliveries"): P.INVOICES_READ,
     ("GET", f"{A}/billers/{{code}}/webhook/deliveries/{{notification_id}}"): P.INVOICES_READ,
     ("POST", f"{A}/billers/{{code}}/webhook/deliveries/{{notification_id}}/redeliver"): P.INVOICES_WRITE,
+    ("POST", f"{A}/invoices/statements"): P.INVOICES_WRITE,
+    ("GET", f"{A}/invoices/receipts"): P.INVOICES_READ,
+    ("GET", f"{A}/invoices/receipts/{{receipt_id}}"): P.INVOICES_READ,
+    ("POST", f"{A}/invoices/receipts/{{receipt_id}}/match"): P.INVOICES_WRITE,
+    ("POST", f"{A}/invoices/receipts/{{receipt_id}}/ignore"): P.INVOICES_WRITE,
+    ("POST", f"{A}/invoices/payouts"): P.INVOICES_WRITE,
+    ("GET", f"{A}/invoices/payouts"): P.INVOICES_READ,
+    ("GET", f"{A}/invoices/payouts/{{code}}/{{date}}/pain001"): P.INVOICES_READ,
 }
 
 

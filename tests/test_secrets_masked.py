@@ -42,7 +42,7 @@ from paymux.auth.user_models import ApiToken, Organization, Role, User
 from paymux.backoffice.sections.catalog import KINDS
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.gateways.models import InboundGateway
-from paymux.invoices.models import Biller, BillerKey
+from paymux.invoices.models import Biller, BillerKey, InvoicePayout, InvoiceReceipt
 from paymux.notifications.models import Notification, WebhookEndpoint
 from paymux.notifications.service import Action, Recipient, notify
 from paymux.payments.models import Payment
@@ -59,6 +59,7 @@ from paymux.tariffs.proposals import TariffProposal
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
 from registers_helpers import place_in_period, yesterday
+from statements_support import Entry, camt
 from test_backoffice_permissions import app_routes
 from test_backoffice_support import add_user, session_for
 from test_settlement_statements import camt053
@@ -263,6 +264,13 @@ async def ok(r: Any, status: int = 200) -> Any:
     return response.json() if "json" in response.headers.get("content-type", "") else response
 
 
+DEBTOR = {
+    "PAYMUX_SETTLEMENT_DEBTOR_NAME": "Paymux Hub SRL",
+    "PAYMUX_SETTLEMENT_DEBTOR_IBAN": "MD24AG000225100013104168",
+    "PAYMUX_SETTLEMENT_DEBTOR_BIC": "AGRNMD2X",
+}
+
+
 @contextlib.asynccontextmanager
 async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.AsyncClient, Planted]]:
     """The hub (back office over loopback HTTP) with a secret in every secret-bearing field, planted
@@ -412,13 +420,32 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         inv = {"number": "INV-1", "amount": "10.00", "currency": "EUR", "due_date": "2030-01-01"}
         await ok(api.post("/api/v1/invoices", json=inv, headers=bh), 201)
         await ok(api.post("/api/v1/invoices/INV-1/cancel", headers=bh))
+        # invoices paid by transfer: a receipt matched, one waiting; a payout to the biller (its file
+        # needs our own bank details)
+        account = {"holder": "Power", "iban": "MD21EX000000000001234567", "bic": "AGRNMD2X"}
+        await ok(api.patch(f"{A}/billers/power", json={"account": account}))
+        inv2 = {"number": "INV-2", "amount": "7.00", "currency": "EUR", "due_date": "2030-01-01"}
+        rf = (await ok(api.post("/api/v1/invoices", json=inv2, headers=bh), 201))["reference"]
+        lines = [Entry("7.00", "IR-1", "Payer", rf=rf), Entry("3.00", "IR-2", "Nobody", text="?")]
+        await ok(api.post(f"{A}/invoices/statements", files={"file": ("s.xml", camt(lines))}))
+        saved = {k: os.environ.get(k) for k in DEBTOR}
+        os.environ.update(DEBTOR)
+        today = dt.datetime.now(env.hub.settings.business_tz).date().isoformat()
+        assert (await ok(api.post(f"{A}/invoices/payouts", json={"date": today})))["items"]
         async with env.hub.read_sessions() as s:
             for i, h in enumerate((await s.scalars(select(BillerKey.key_hash))).all()):
                 planted.add(f"auth-biller-key-hash-{i}", h)
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
-        yield env, api, planted
+        try:
+            yield env, api, planted
+        finally:
+            for k, old in saved.items():
+                if old is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = old
 
 
 async def plant_credentials(env: Env, planted: Planted) -> None:
@@ -489,6 +516,10 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         async with env.hub.read_sessions() as s:
             return [str(v) for v in (await s.scalars(query)).all()]
 
+    async def all_of_raw(query: Select[Any]) -> list[Any]:
+        async with env.hub.read_sessions() as s:
+            return list((await s.scalars(query)).all())
+
     codes: list[str] = []
     for model in (Provider, Service, Channel, ChannelGroup, Agent, InboundGateway, Biller):
         codes += await all_of(select(model.code))
@@ -518,6 +549,8 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "language": ["en", "ru"],
         "customer_id": await all_of(select(Customer.id)),
         "subscription_id": await all_of(select(Subscription.id)),
+        "receipt_id": await all_of(select(InvoiceReceipt.id)),
+        "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
     }
 
 

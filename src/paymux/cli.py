@@ -48,6 +48,15 @@ def _attach_backoffice() -> None:
 _attach_backoffice()
 
 
+def _attach_invoices() -> None:
+    from paymux.invoices.cli import invoices_app
+
+    app.add_typer(invoices_app, name="invoices")
+
+
+_attach_invoices()
+
+
 def _attach_emulators() -> None:
     try:
         from paymux.providers.emulators.cli import emulator_app

@@ -223,10 +223,12 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
 
     app.include_router(reminders_router)
     from paymux.invoices.admin import router as invoices_admin_router
+    from paymux.invoices.collection_admin import router as invoices_collection_router
     from paymux.invoices.endpoints import router as invoices_router
 
     app.include_router(invoices_router)
     app.include_router(invoices_admin_router)
+    app.include_router(invoices_collection_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

@@ -129,4 +129,66 @@ class InvoicePayment(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-__all__ = ["STATUSES", "Biller", "BillerKey", "Invoice", "InvoiceChange", "InvoicePayment"]
+RECEIPT_STATUSES = ("waiting", "matched", "ignored")
+
+
+class InvoiceReceipt(Base):
+    """A credit line of an imported bank statement: matched to an invoice (paid through
+    ``record_payment``), or waiting for a person to match or ignore it. ``uid`` is the line's identity
+    in the bank's statements: a statement imported again adds nothing."""
+
+    __tablename__ = "invoice_receipts"
+    __table_args__ = (Index("ix_invoice_receipts_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(100), unique=True)
+    method_reference: Mapped[str] = mapped_column(String(200))  # the bank's reference of the entry
+    statement_format: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(35), default="")  # our account the money came to
+    amount: Mapped[int] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3))
+    booked_on: Mapped[dt.date] = mapped_column(Date)
+    payer_name: Mapped[str] = mapped_column(String(200), default="")
+    payer_account: Mapped[str] = mapped_column(String(34), default="")
+    creditor_reference: Mapped[str] = mapped_column(String(35), default="")
+    remittance: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), nullable=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_payments.id"), nullable=True)
+    matched_by: Mapped[str | None] = mapped_column(String(100), nullable=True)  # how: "reference"...
+    resolved_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvoicePayout(Base):
+    """What was sent to a biller for a day: its collections less the fees, not paid out before. One
+    per biller, currency and day; ``entry_id`` is its ledger entry."""
+
+    __tablename__ = "invoice_payouts"
+    __table_args__ = (UniqueConstraint("biller_id", "currency", "payout_date"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(35), unique=True)  # the transfer's EndToEndId
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    payout_date: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[int] = mapped_column(BigId)
+    payee: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # the biller's account as it was
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ = [
+    "RECEIPT_STATUSES",
+    "STATUSES",
+    "Biller",
+    "BillerKey",
+    "Invoice",
+    "InvoiceChange",
+    "InvoicePayment",
+    "InvoicePayout",
+    "InvoiceReceipt",
+]

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymux.auth.keys import digest, new_secret
 from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
+from paymux.invoices.ledger import post_collection
 from paymux.invoices.models import OPEN_STATUSES, Biller, BillerKey, Invoice, InvoiceChange, InvoicePayment
 from paymux.invoices.reference import rf_from
 from paymux.invoices.schemas import MAX_BATCH, InvoiceIn, InvoicePatch
@@ -495,8 +496,8 @@ async def record_payment(
     """Apply a payment (minor units) to the invoice, once per ``(method, reference)``: a repeat
     returns the payment recorded the first time. What the invoice cannot take (an over-payment, a
     payment to a cancelled, paid or refunded invoice, another currency, a part where partial
-    payments are not allowed) is kept and flagged for a refund decision. Status, history, feed and
-    the biller's webhook follow."""
+    payments are not allowed) is kept and flagged for a refund decision. Status, history, feed, the
+    biller's webhook and the ledger entry (``invoices.ledger``) follow."""
     if amount <= 0:
         raise ValueError("amount must be positive")
     if not method or len(method) > 32 or not reference or len(reference) > 200:
@@ -543,6 +544,7 @@ async def record_payment(
         async with session.begin_nested():
             session.add(payment)
             await session.flush()
+            await post_collection(session, biller, payment)
     except IntegrityError:
         done = await session.scalar(
             select(InvoicePayment).where(

@@ -20,6 +20,10 @@ ACCOUNT_KINDS = (
     "revenue_remuneration",
     "commission_expense",
     "bank",  # the operator's bank account (source of provider top-ups)
+    "biller_collected",  # money collected for a biller, held on the operator's account (asset)
+    "biller_payable",  # what we owe a biller: its collections less fees, not paid out yet (liability)
+    "biller_refund_hold",  # payments an invoice could not take, held for a refund decision (liability)
+    "revenue_biller_fees",  # the billers' fixed fees per payment (revenue)
 )
 
 

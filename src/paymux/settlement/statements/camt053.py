@@ -1,8 +1,12 @@
-"""Reading ISO 20022 bank-to-customer statements, camt.053 (versions 001.02 onwards; namespace-agnostic).
+"""Reading ISO 20022 bank-to-customer statements, camt.053 (versions 001.02 onwards; namespace-agnostic),
+and debit/credit notifications, camt.054 (``BkToCstmrDbtCdtNtfctn/Ntfctn``: the same entries, one
+notification per booking or batch).
 
 Only booked entries are taken. An entry with several transactions (a batch) gives one line per
 transaction. A line's identity is the bank's own reference (``AcctSvcrRef``, else ``NtryRef``) with the
-transaction's position, so the same entry in a daily and a monthly statement is the same line.
+transaction's position, so the same entry in a daily and a monthly statement is the same line (and in a
+camt.054 notification of it). The structured remittance (``RmtInf/Strd/CdtrRefInf/Ref``, e.g. an ISO
+11649 RF reference) is kept as the line's ``creditor_reference``.
 """
 
 from __future__ import annotations
@@ -102,12 +106,18 @@ def parse(data: bytes) -> Parsed:
 
 def _statement(root: ET.Element) -> Parsed:
     body = _child(root, "BkToCstmrStmt")
+    fmt, part = "camt053", "Stmt"
+    if body is None:
+        body = _child(root, "BkToCstmrDbtCdtNtfctn")
+        fmt, part = "camt054", "Ntfctn"
     if _local(root.tag) != "Document" or body is None:
-        raise StatementError("not a camt.053 document (Document/BkToCstmrStmt expected)")
-    statements = _children(body, "Stmt")
+        raise StatementError(
+            "not a camt.053 or camt.054 document (Document/BkToCstmrStmt or BkToCstmrDbtCdtNtfctn expected)"
+        )
+    statements = _children(body, part)
     if not statements:
-        raise StatementError("the document has no Stmt")
-    out = Parsed("camt053", "")
+        raise StatementError(f"the document has no {part}")
+    out = Parsed(fmt, "")
     for s_no, stmt in enumerate(statements, start=1):
         account = _account(_child(stmt, "Acct"))
         out.account = out.account or account
@@ -141,7 +151,12 @@ def _statement(root: ET.Element) -> Parsed:
                 e2e = _text(tx, "Refs", "EndToEndId")
                 if e2e == "NOTPROVIDED":
                     e2e = ""
-                purpose = " ".join(_text(u) for u in _children(_child(tx, "RmtInf"), "Ustrd"))
+                remittance = _child(tx, "RmtInf")
+                purpose = " ".join(_text(u) for u in _children(remittance, "Ustrd"))
+                creditor_ref = next(
+                    (r for s in _children(remittance, "Strd") if (r := _text(s, "CdtrRefInf", "Ref"))),
+                    "",
+                )
                 identity = (
                     (account, bank_ref, t_no)
                     if bank_ref
@@ -159,6 +174,8 @@ def _statement(root: ET.Element) -> Parsed:
                         counterparty_bank=(_text(agent, "BIC") or _text(agent, "BICFI"))[:11],
                         reference=(e2e or _text(tx, "Refs", "InstrId"))[:140],
                         purpose=purpose[:500],
+                        creditor_reference=creditor_ref[:35],
+                        bank_reference=(f"{bank_ref}/{t_no}" if len(txs) > 1 else bank_ref)[:140],
                     )
                 )
     return out
