@@ -1,7 +1,7 @@
 """report dimensions of SmartASR: services.project, agents.manager_id, channels.manager_id
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-07 16:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024"
-down_revision: str | None = "0018"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
