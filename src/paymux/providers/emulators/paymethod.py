@@ -6,6 +6,7 @@ Control endpoints (never signed) for tests and demos:
 
 ``GET  /_emulator/sessions``                 every session with its callbacks' answers
 ``POST /_emulator/sessions/{id}/callback``   send the session's callback (again) now
+``POST /_emulator/callbacks``                ``{"drop": true}``: callbacks are lost (not sent)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Processor:
         self.by_reference: dict[str, str] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.http = httpx.AsyncClient(timeout=5)
+        self.drop_callbacks = False  # emulate callbacks that never arrive (the status API still tells)
 
     def release(self) -> None:
         for task in list(self.tasks):
@@ -120,6 +122,9 @@ class Processor:
     async def send_callback(self, s: Session, *, tries: int = 3) -> int:
         body = orjson.dumps(s.event())
         code = 0
+        if self.drop_callbacks:
+            s.callbacks.append(0)
+            return 0
         for i in range(tries):
             headers = {"Content-Type": "application/json", "Paymux-Signature": sign(self.secret, body)}
             try:
@@ -160,6 +165,12 @@ class Processor:
             return Response(
                 orjson.dumps([asdict(s) for s in self.sessions.values()]), media_type="application/json"
             )
+
+        @app.post("/_emulator/callbacks", include_in_schema=False)
+        async def callbacks(request: Request) -> Response:
+            data = orjson.loads(await request.body() or b"{}")
+            self.drop_callbacks = bool(data.get("drop")) if isinstance(data, dict) else False
+            return Response(orjson.dumps({"drop": self.drop_callbacks}), media_type="application/json")
 
         @app.post("/_emulator/sessions/{sid}/callback", include_in_schema=False)
         async def resend(sid: str) -> Response:
