@@ -23,7 +23,7 @@ from paymux.providers.emulators.server import run_emulator
 
 CARD_SECRET = "card-secret-for-tests"
 BANK_SECRET = "bank-secret-for-tests"
-REDIRECT_SECRET = "redirect-secret-for-tests"
+EMPTY_CATALOG: dict[str, Any] = {"providers": [], "channels": []}  # the page needs none
 
 BILLER: dict[str, Any] = {
     "code": "power",
@@ -161,7 +161,7 @@ async def pay_env(
                 "secret": BANK_SECRET,
             },
         }
-        env = await stack.enter_async_context(hub_env(db_url, run_workers=False, paymethods=methods))
+        env = await stack.enter_async_context(hub_env(db_url, run_workers=False, catalog=EMPTY_CATALOG, deposits={}, paymethods=methods))
         r = await env.http.post(AB, json={**BILLER, **biller}, headers=env.admin)
         assert r.status_code == 201, r.text
         r = await env.http.post(f"{AB}/power/keys", json={"name": "billing"}, headers=env.admin)
