@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import orjson
 import pytest
@@ -371,3 +372,23 @@ def test_emulator_commands_exist() -> None:
     for name in ("acquirer", "openbank"):
         r = CliRunner().invoke(app, ["emulator", name, "--help"])
         assert r.exit_code == 0 and "--secret" in r.output
+
+
+def test_migration_0019_downgrades_and_upgrades(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from paymux.db.migrate import alembic_config, upgrade
+
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0018")
+    engine = create_engine(f"sqlite:///{path}")
+    tables = set(inspect(engine).get_table_names())
+    assert "invoice_attempts" not in tables and "invoices" in tables
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(f"sqlite:///{path}")
+    assert "invoice_attempts" in inspect(engine).get_table_names()
+    engine.dispose()
