@@ -161,7 +161,9 @@ async def pay_env(
                 "secret": BANK_SECRET,
             },
         }
-        env = await stack.enter_async_context(hub_env(db_url, run_workers=False, catalog=EMPTY_CATALOG, deposits={}, paymethods=methods))
+        env = await stack.enter_async_context(
+            hub_env(db_url, run_workers=False, catalog=EMPTY_CATALOG, deposits={}, paymethods=methods)
+        )
         r = await env.http.post(AB, json={**BILLER, **biller}, headers=env.admin)
         assert r.status_code == 201, r.text
         r = await env.http.post(f"{AB}/power/keys", json={"name": "billing"}, headers=env.admin)

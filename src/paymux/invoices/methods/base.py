@@ -22,10 +22,10 @@ from __future__ import annotations
 import abc
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -50,6 +50,7 @@ BUILTIN: dict[str, str] = {
 #: other names of the built-in methods (as in URLs and older configurations)
 ALIASES: dict[str, str] = {"openbanking": "open_banking", "transfer": "bank_transfer"}
 FINAL = ("approved", "declined")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class MethodError(Exception):
@@ -212,10 +213,18 @@ def method_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-@cache
+_found: dict[str, type[PayMethod]] = {}
+
+
 def method_class(name: str) -> type[PayMethod]:
-    """The plug-in registered as ``name`` (an entry point, else a built-in)."""
+    """The plug-in registered as ``name`` (an entry point, else a built-in); only those found are
+    remembered (a caller's unknown names are not)."""
     name = method_name(name)
+    known = _found.get(name)
+    if known is not None:
+        return known
+    if not _NAME.fullmatch(name):
+        raise UnknownMethod("a method name is 1 to 32 lower-case letters, digits or _")
     target: Any = None
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
@@ -228,6 +237,7 @@ def method_class(name: str) -> type[PayMethod]:
         raise UnknownMethod(f"no payment method plug-in named {name!r}")
     if not (isinstance(target, type) and issubclass(target, PayMethod)):
         raise UnknownMethod(f"{name}: not a PayMethod")
+    _found[name] = target
     return target
 
 
