@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -23,6 +24,7 @@ from paymux.invoices.methods.base import (
 )
 from paymux.invoices.pagetext import TEXT
 from paypage_support import (
+    BANK_SECRET,
     CARD_SECRET,
     attempt_status,
     methods_shown,
@@ -305,8 +307,25 @@ async def test_open_banking_end_to_end(db_url: str) -> None:
 
 async def test_redirect_method_end_to_end(db_url: str) -> None:
     async with pay_env(db_url, confirm_seconds=0.2) as p:
-        token = await p.invoice(partial_allowed=True)
+        token = await p.invoice(partial_allowed=True, payer={"language": "en"})
+        # a first attempt the processor confirms for a part only (50.00 of 120.50)
+        first = await p.start(token, "redirect")
+        ref = parse_qs(urlsplit(first.headers["location"]).query)["reference"][0]
+        body = orjson.dumps({"reference": ref, "status": "approved", "amount": 5000, "currency": "EUR"})
+        r = await p.http.post(
+            "/api/v1/paymethods/redirect/callback",
+            content=body,
+            headers={SIGNATURE_HEADER: sign(BANK_SECRET, body)},
+        )
+        assert r.status_code == 200 and r.json()["status"] == "approved"
+        got = await p.get_invoice()
+        assert got["status"] == "partially_paid" and got["paid_amount"] == "50.00"
+        page = (await p.http.get(f"/pay/{token}")).text
+        assert "70.50 EUR" in page and "Paid" in page and "partially paid" in page
+        assert "redirect" in methods_shown(page)
+        # the rest through the processor's pages
         to_proc = await p.start(token, "redirect")
+        assert "amount=7050" in to_proc.headers["location"]
         assert to_proc.headers["location"].startswith(p.bank + "/redirect?reference=at_")
         consent = await p.follow(await p.follow(to_proc))
         result = await p.follow(await p.submit(consent, {"action": "authorise"}))
