@@ -6,6 +6,7 @@ payments to a cancelled invoice flagged)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,7 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
+from sqlalchemy import update
 
+from paymux.db.base import utcnow
 from paymux.invoices.methods.base import (
     BUILTIN,
     SIGNATURE_HEADER,
@@ -22,6 +25,7 @@ from paymux.invoices.methods.base import (
     sign,
     verify,
 )
+from paymux.invoices.models import InvoiceAttempt
 from paymux.invoices.pagetext import TEXT
 from paypage_support import (
     BANK_SECRET,
@@ -364,6 +368,24 @@ async def test_invalid_card_and_return_page_of_another_invoice(db_url: str) -> N
         assert r.status_code == 404
         r = await p.http.get(f"/pay/{token}/return/{session['reference']}")
         assert r.status_code == 200 and attempt_status(r.text) == "pending"
+        # still pending long after: expired (the payer may start again)
+        async with p.env.hub.sessions() as s:
+            await s.execute(
+                update(InvoiceAttempt)
+                .where(InvoiceAttempt.reference == session["reference"])
+                .values(created_at=utcnow() - dt.timedelta(hours=2))
+            )
+            await s.commit()
+        r = await p.http.get(f"/pay/{token}/return/{session['reference']}")
+        assert attempt_status(r.text) == "expired" and 'http-equiv="refresh"' not in r.text
+        # the acquirer confirms after all: the payment is not lost
+        body = orjson.dumps({"reference": session["reference"], "status": "approved", "amount": 12050})
+        r = await p.http.post(
+            "/api/v1/paymethods/card/callback",
+            content=body,
+            headers={SIGNATURE_HEADER: sign(CARD_SECRET, body)},
+        )
+        assert r.json()["status"] == "approved" and (await p.get_invoice())["status"] == "paid"
 
 
 def test_registry_and_signatures() -> None:
