@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     provider_timeout_ms: int = 10_000
     provider_connect_timeout_ms: int = 3_000
 
+    # The hosted payment page (/pay/{token}) and its payment methods (invoices/methods)
+    public_url: str | None = Field(
+        default=None,
+        description="the hub's public address (https://pay.example) for payment links, return and "
+        "callback URLs; the request's own address when unset",
+    )
+    paymethods: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='settings per payment method, JSON: {"card": {"url": "https://acquirer.example", '
+        '"secret": "..."}, "open_banking": {...}, "redirect": {"url_template": ..., "secret": ...}}',
+    )
+    paymethod_attempt_minutes: int = Field(
+        default=60, ge=1, le=10_080, description="an attempt still pending after this is expired"
+    )
+
     # Channel request signing
     signature_max_skew_seconds: int = 300
 

@@ -229,6 +229,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     app.include_router(invoices_router)
     app.include_router(invoices_admin_router)
     app.include_router(invoices_collection_router)
+    from paymux.invoices.paypage import router as paypage_router
+
+    app.include_router(paypage_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

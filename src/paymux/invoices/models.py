@@ -181,12 +181,39 @@ class InvoicePayout(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+ATTEMPT_STATUSES = ("started", "pending", "approved", "declined", "expired")
+ATTEMPT_OPEN = ("started", "pending")
+
+
+class InvoiceAttempt(Base):
+    """One try of the payer to pay an invoice by a method of the hosted page. ``reference`` (random,
+    unique) names it to the method's processor, in the return URL and, as the payment's method
+    reference, makes a confirmation apply once; ``processor_ref`` is the processor's own id."""
+
+    __tablename__ = "invoice_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    processor_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="started")
+    amount: Mapped[int] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
+    "ATTEMPT_OPEN",
+    "ATTEMPT_STATUSES",
     "RECEIPT_STATUSES",
     "STATUSES",
     "Biller",
     "BillerKey",
     "Invoice",
+    "InvoiceAttempt",
     "InvoiceChange",
     "InvoicePayment",
     "InvoicePayout",

@@ -348,3 +348,52 @@ def sms(
             '  messages: GET /messages; fail the next n: POST /_emulator/fail {"count": n, "status": 500}',
         ],
     )
+
+
+SecretOption = Annotated[
+    str,
+    typer.Option(
+        "--secret",
+        envvar="PAYMUX_EMULATOR_PAYMETHOD_SECRET",
+        help="The HMAC secret shared with the hub (PAYMUX_PAYMETHODS ... secret).",
+    ),
+]
+
+
+@emulator_app.command("acquirer")
+def acquirer(
+    secret: SecretOption,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8151,
+    late_seconds: Annotated[
+        float, typer.Option("--late-seconds", min=0, max=3600, help="Delay of a late card's callback.")
+    ] = 5.0,
+) -> None:
+    """Emulate a card acquirer: hosted checkout, 3-D Secure challenge, signed callbacks (card method)."""
+    from paymux.providers.emulators.acquirer import TEST_CARDS, create_app
+
+    notes = [
+        f'  the hub: PAYMUX_PAYMETHODS=\'{{"card": {{"url": "http://{host}:{port}", "secret": "..."}}}}\''
+    ]
+    notes += [f"  test card {n}: {o}{' (late)' if late else ''}" for n, (o, late) in TEST_CARDS.items()]
+    _serve(create_app(secret, late_seconds=late_seconds), "Card acquirer", host, port, notes=notes)
+
+
+@emulator_app.command("openbank")
+def openbank(
+    secret: SecretOption,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8161,
+    confirm_seconds: Annotated[
+        float, typer.Option("--confirm-seconds", min=0, max=3600, help="Delay of the signed confirmation.")
+    ] = 1.0,
+) -> None:
+    """Emulate a bank's payment initiation: consent page, signed confirmation (open_banking, redirect)."""
+    from paymux.providers.emulators.openbank import create_app
+
+    notes = [
+        f"  the hub: PAYMUX_PAYMETHODS: open_banking url http://{host}:{port} and the same secret",
+        f"  redirect method url_template: http://{host}:{port}/redirect?reference={{reference}}&amount={{amount}}"
+        "&currency={currency}&return_url={return_url}&callback_url={callback_url}",
+    ]
+    _serve(create_app(secret, confirm_seconds=confirm_seconds), "Open banking", host, port, notes=notes)
