@@ -320,6 +320,20 @@ async def test_twenty_terminals_pay_at_once(db_url: str) -> None:
         async with env.hub.read_sessions() as s:
             assert await s.scalar(select(func.count()).select_from(Payment)) == 20
         assert sum(len(env.pay_calls(p)) for p in ("p1", "p2", "p3")) == 20
+
+        # one request repeated on five connections at once: one payment, the same answer everywhere
+        request = term(server, "LOAD0000", "").payment("9001234599", 77_00, service="topup", stan="424242")
+
+        async def repeat() -> dict[str, str]:
+            async with term(server, "LOAD0000", "") as t:
+                return await t.exchange(request)
+
+        repeats = await asyncio.gather(*(repeat() for _ in range(5)))
+        assert {(a["39"], a["37"], a["38"]) for a in repeats} == {("00", repeats[0]["37"], repeats[0]["38"])}
+        assert (await env.wait_final(int(repeats[0]["37"])))["status"] == "succeeded"
+        async with env.hub.read_sessions() as s:
+            assert await s.scalar(select(func.count()).select_from(Payment)) == 21
+        assert sum(len(env.pay_calls(p)) for p in ("p1", "p2", "p3")) == 21
         await ledger_balanced(env)
 
 
