@@ -359,3 +359,50 @@ async def test_the_terminal_command_pays(db_url: str) -> None:
         assert payment.amount == 12_34
         bad = await asyncio.to_thread(CliRunner().invoke, cli_app, [*args[:-4], "--terminal", "NOSUCH"])
         assert bad.exit_code == 1 and "field 39=58" in bad.output
+
+
+ANSWERS = {"00", "03", "05", "12", "13", "14", "21", "25", "30", "58", "91", "94"}
+
+
+async def test_random_messages_get_codes_never_a_failure(db_url: str) -> None:
+    """Random messages, well-formed or not: each is answered with a known code (never 96, an
+    unexpected failure) or the connection is closed, and the listener keeps serving."""
+    import random
+
+    rng = random.Random(8583)
+    digits = "0123456789"
+    letters = "ABCxyz 0123456789-/"
+    lengths = {"3": 6, "4": 12, "7": 10, "11": 6, "12": 6, "13": 4, "41": 8, "42": 15, "49": 3, "90": 42}
+    async with iso_env(db_url, run_workers=False) as (env, server):
+        t = term(server)
+        await t.connect()
+        seen: set[str] = set()
+        for i in range(240):
+            if i % 3 == 0:  # bytes after a request's type
+                payload = rng.choice([b"0200", b"0400", b"0800", b"0100"]) + rng.randbytes(
+                    rng.randint(0, 120)
+                )
+            else:  # a structured message with random field values
+                doc = {"t": rng.choice(["0100", "0200", "0200", "0400", "0420", "0800", "0600"])}
+                for key, n in lengths.items():
+                    if rng.random() < 0.8:
+                        pool = digits if rng.random() < 0.85 else letters
+                        doc[key] = "".join(rng.choice(pool) for _ in range(n))
+                if rng.random() < 0.5:
+                    doc["41"] = rng.choice(["ATM00001", "POS00002", "LOAD0003"])
+                    doc["42"] = "MERCHANT000001 "
+                for key in ("48", "103"):
+                    if rng.random() < 0.8:
+                        doc[key] = rng.choice(["topup", "1001", "nosuch", "9001234567", "", "x" * 28])[:28]
+                payload = encode(doc, "binary")
+            answer = await t.send_payload(payload)
+            if answer is None:  # closed: a new connection
+                await t.close()
+                await t.connect()
+                continue
+            assert answer["39"] in ANSWERS, (payload, answer)
+            seen.add(answer["39"])
+        assert {"00", "30", "12"} <= seen  # the random walk went through approvals and refusals
+        assert (await t.echo())["39"] == "00"
+        await t.close()
+        await ledger_balanced(env)
