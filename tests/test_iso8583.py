@@ -338,11 +338,18 @@ async def test_twenty_terminals_pay_at_once(db_url: str) -> None:
 
 
 async def test_ascii_bitmaps_and_ascii_length_headers(db_url: str) -> None:
-    listener = {"length_header": "ascii4", "bitmap": "ascii"}
+    listener = {"length_header": "ascii4", "bitmap": "ascii", "idle_timeout": 1.0}
     async with iso_env(db_url, run_workers=False, listener=listener) as (env, server):
         async with term(server, length_header="ascii4", bitmap="ascii") as t:
             assert (await t.echo())["39"] == "00"
-            assert (await t.pay("9001234567", 100_00, service="topup"))["39"] == codes.APPROVED
+            request = t.payment("9001234567", 100_00, service="topup")
+            request["2"] = "4111111111111111"  # a card number is never repeated in an answer
+            answer = await t.exchange(request)
+            assert answer["39"] == codes.APPROVED and "2" not in answer
+            # a connection silent longer than the idle timeout is closed by the hub
+            await asyncio.sleep(1.5)
+            assert t._reader is not None
+            assert await asyncio.wait_for(t._reader.read(1), 5) == b""
         assert len(await payments_of(env)) == 1
 
 
