@@ -7,6 +7,7 @@ These tests are about the command line, not the database backend, so they use SQ
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import re
@@ -87,11 +88,15 @@ class Cli:
         return b"".join(p.read_bytes() for p in sorted(self.cwd.glob(self.db.name + "*")))
 
     @contextlib.contextmanager
-    def background(self, *args: str, ready: Any, name: str, timeout: float = 30) -> Iterator[None]:
+    def background(
+        self, *args: str, ready: Any, name: str, timeout: float = 30, env: dict[str, str] | None = None
+    ) -> Iterator[None]:
         """Run ``paymux ARGS`` in the background until ``ready()`` is true; stop it with SIGINT after."""
         out = (self.cwd / f"{name}.out").open("w")
         err = (self.cwd / f"{name}.err").open("w")
-        proc = subprocess.Popen([str(PAYMUX), *args], cwd=self.cwd, env=self.env, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            [str(PAYMUX), *args], cwd=self.cwd, env={**self.env, **(env or {})}, stdout=out, stderr=err
+        )
 
         def output() -> str:
             return (self.cwd / f"{name}.out").read_text() + (self.cwd / f"{name}.err").read_text()
@@ -571,6 +576,37 @@ def test_demo_load_twice_then_ledger_verify_catches_a_corrupted_balance(cli: Cli
 
 
 # -- emulator -----------------------------------------------------------------------------------
+
+
+def test_serve_listens_for_iso8583_terminals(catalog: Cli) -> None:
+    """PAYMUX_ISO8583_ENABLED: `paymux serve` opens the ISO 8583 listener, and `paymux emulator
+    terminal` pays through it; a terminal file that is not valid stops serve before it listens."""
+    config = catalog.cwd / "iso8583.yaml"
+    config.write_text("terminals:\n  - {terminal: ATM00001, channel: atm-0001, service: mts-topup}\n")
+    port, iso_port = free_port(), free_port()
+    iso = {"PAYMUX_ISO8583_ENABLED": "true", "PAYMUX_ISO8583_PORT": str(iso_port)}
+    env = {**iso, "PAYMUX_ISO8583_CONFIG": str(config)}
+
+    def listening() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", iso_port), timeout=1):
+            return True
+        return False
+
+    with catalog.background(
+        "serve", "--port", str(port), "--no-workers", ready=listening, name="serve-iso", env=env
+    ):
+        pay = ("emulator", "terminal", "--port", str(iso_port), "--account", "9161234567", "--amount", "100")
+        r = catalog.run(*pay)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "0210 field 39=00 (approved)" in r.stdout
+        stranger = catalog.run(*pay, "--terminal", "ATM00009")
+        assert stranger.returncode == 1 and "field 39=58" in stranger.stdout
+    assert catalog.query("SELECT external_id, amount FROM payments") == [
+        (f"iso8583:ATM00001:{dt.date.today():%Y%m%d}:000002", 10000)
+    ]
+    config.write_text("terminals:\n  - {terminal: ATM00001}\n")
+    bad = catalog.run("serve", "--port", str(port), env=env)
+    assert bad.returncode == 1 and "invalid ISO 8583 configuration" in bad.stderr
 
 
 def test_emulator_jsonhttp_serves_check_and_pay(cli: Cli) -> None:

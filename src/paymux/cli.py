@@ -150,6 +150,14 @@ def serve(
     except TLSOptionsError as e:
         fail(str(e))
         return
+    if settings.iso8583_enabled:  # a bad terminal list stops serve before anything listens
+        from paymux.iso8583.config import ConfigError, load_config
+
+        try:
+            load_config(settings.iso8583_config)
+        except ConfigError as e:
+            fail(str(e))
+            return
     if migrate_first:
         from paymux.db.migrate import upgrade
 

@@ -86,8 +86,15 @@ async def serve_hub(
     hub = Hub(settings)
     try:
         config = _config(hub, host, port, run_workers, settings.log_level, tls)
-        settle_heap()
-        await HubServer(config).serve()
+        async with contextlib.AsyncExitStack() as listeners:
+            if settings.iso8583_enabled:  # ATMs and POS terminals over TCP (paymux.iso8583)
+                from paymux.iso8583.config import load_config
+                from paymux.iso8583.server import running_iso8583
+
+                iso = load_config(settings.iso8583_config)
+                await listeners.enter_async_context(running_iso8583(hub, iso))
+            settle_heap()
+            await HubServer(config).serve()
     finally:
         await hub.close()
 

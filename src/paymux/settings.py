@@ -124,6 +124,28 @@ class Settings(BaseSettings):
     auth_failures_per_key: int = 10
     auth_failure_window_seconds: int = 60
 
+    # The ISO 8583 (1987) listener for ATMs and POS terminals (paymux/iso8583; docs/protocols.md)
+    iso8583_enabled: bool = Field(default=False, description="serve also listens for ISO 8583 over TCP")
+    iso8583_host: str = Field(default="127.0.0.1", description="address of the ISO 8583 listener")
+    iso8583_port: int = Field(default=8583, ge=0, le=65535, description="port of the ISO 8583 listener")
+    iso8583_length_header: Literal["binary2", "ascii4"] = Field(
+        default="binary2",
+        description="frame length header: 2 bytes binary big-endian (binary2) or 4 ASCII digits (ascii4)",
+    )
+    iso8583_bitmap: Literal["binary", "ascii"] = Field(
+        default="binary", description="bitmaps as 8 binary bytes each (binary) or 16 hex characters (ascii)"
+    )
+    iso8583_max_frame: int = Field(
+        default=4096, ge=64, le=65535, description="the largest message accepted, in bytes (larger: closed)"
+    )
+    iso8583_idle_timeout_seconds: float = Field(
+        default=300, gt=0, le=86_400, description="a connection silent this long is closed"
+    )
+    iso8583_max_connections: int = Field(default=512, ge=1, description="connections served at once")
+    iso8583_config: str | None = Field(
+        default=None, description="YAML file: the terminals (field 41/42 to a channel) and the field map"
+    )
+
     # The operator's own business day: dates and times written into files for the bank (payment orders)
     business_timezone: str = Field(
         default="UTC", description="IANA time zone of the operator's business dates, e.g. Europe/Moscow"

@@ -231,7 +231,11 @@ async def run_demo(
             info.emulators = engines
             info.bank_url = bank_url
             base = await stack.enter_async_context(running_hub(hub, host, port, run_workers=True))
+            from paymux.iso8583.demo import print_demo_listener, start_demo_listener
+
+            iso = await start_demo_listener(stack, hub, host)
             _print_access(info, base, urls)
+            print_demo_listener(iso)
             exit_code = 0
             if payments:
                 exit_code = await run_load(hub, base, info, payments, concurrency)

@@ -397,3 +397,76 @@ def openbank(
         "&currency={currency}&return_url={return_url}&callback_url={callback_url}",
     ]
     _serve(create_app(secret, confirm_seconds=confirm_seconds), "Open banking", host, port, notes=notes)
+
+
+@emulator_app.command("terminal")
+def terminal(
+    account: Annotated[str, typer.Option("--account", help="The payer's account at the biller.")],
+    amount: Annotated[str, typer.Option("--amount", help='The amount in major units, e.g. "150.00".')],
+    service: Annotated[
+        str | None, typer.Option("--service", help="The service (sent in the service field, 48 by default).")
+    ] = None,
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The hub's ISO 8583 port.")] = 8583,
+    terminal_id: Annotated[str, typer.Option("--terminal", help="Field 41: the terminal id.")] = "ATM00001",
+    merchant_id: Annotated[str, typer.Option("--merchant", help="Field 42: the merchant id.")] = "",
+    currency: Annotated[str, typer.Option("--currency", help="ISO 4217 alphabetic code.")] = "RUB",
+    length_header: Annotated[
+        str, typer.Option("--length-header", help="binary2 (2 bytes big-endian) or ascii4 (4 digits).")
+    ] = "binary2",
+    bitmap: Annotated[str, typer.Option("--bitmap", help="binary (8 bytes) or ascii (16 hex).")] = "binary",
+    account_field: Annotated[int, typer.Option("--account-field", help="Field of the account.")] = 103,
+    service_field: Annotated[int, typer.Option("--service-field", help="Field of the service.")] = 48,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Then reverse the payment (0400).")] = False,
+) -> None:
+    """Act as an ATM or POS terminal speaking ISO 8583 (1987) to the hub: 0800 sign-on, then a 0200
+    bill payment (and with --reverse a 0400); prints each answer."""
+    import asyncio
+
+    from paymux.iso8583.codes import ALPHA, meaning
+    from paymux.iso8583.terminal import TerminalEmulator
+    from paymux.money import MoneyError, parse_amount
+
+    if length_header not in ("binary2", "ascii4") or bitmap not in ("binary", "ascii"):
+        typer.echo("--length-header is binary2 or ascii4, --bitmap binary or ascii", err=True)
+        raise typer.Exit(2)
+    if currency not in ALPHA:
+        typer.echo(f"unknown currency {currency!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        minor = parse_amount(amount, currency)
+    except MoneyError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+
+    def show(what: str, answer: dict[str, str]) -> None:
+        code = answer.get("39", "??")
+        extra = "".join(f" {k}={answer[k]}" for k in ("11", "37", "38") if k in answer)
+        typer.echo(f"{what}: {answer.get('t')} field 39={code} ({meaning(code)}){extra}")
+
+    async def run() -> int:
+        t = TerminalEmulator(
+            host,
+            port,
+            terminal_id,
+            merchant_id,
+            length_header=length_header,  # type: ignore[arg-type]
+            bitmap=bitmap,  # type: ignore[arg-type]
+            account_field=account_field,
+            service_field=service_field,
+            currency=ALPHA[currency],
+        )
+        async with t:
+            show("0800 sign-on", await t.sign_on())
+            paid = await t.pay(account, minor, service=service)
+            show("0200 payment", paid)
+            if reverse and paid.get("39") == "00":
+                show("0400 reversal", await t.reverse(paid))
+        return 0 if paid.get("39") == "00" else 1
+
+    try:
+        code = asyncio.run(run())
+    except (OSError, ConnectionError) as e:
+        typer.echo(f"cannot talk to {host}:{port}: {e}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
