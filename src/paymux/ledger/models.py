@@ -20,6 +20,9 @@ ACCOUNT_KINDS = (
     "revenue_remuneration",
     "commission_expense",
     "bank",  # the operator's bank account (source of provider top-ups)
+    "wallet",  # a customer's e-money wallet (paymux.wallets), owner = wallet id; debit > 0 = the customer's
+    "emoney_float",  # an issuer's float, owner = issuer id: minus what it has emitted and not redeemed
+    "wallet_fees",  # fees earned in an issuer's unit, owner = issuer id
 )
 
 
