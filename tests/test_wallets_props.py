@@ -1,0 +1,229 @@
+"""Properties of wallet operations (the service, no HTTP): random sequences of top-ups, P2P
+transfers, withdrawals, exchanges, blocks and replays against an independent model. After every
+step the balances equal the model's; at the end every entry balances, no wallet is below minus its
+overdraft, each issuer's emission equals its wallets plus its fees and stays within its limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymux.catalog.file import apply_catalog
+from paymux.catalog.models import Channel
+from paymux.errors import Problem
+from paymux.ledger.service import AccountCache, verify_ledger
+from paymux.rates.service import add_rate
+from paymux.wallets import service
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer
+
+CATALOG = {
+    "channel_groups": [{"code": "g", "name": "G"}],
+    "channels": [{"code": "c", "name": "C", "kind": "terminal", "group": "g"}],
+}
+EMISSION_LIMIT = 300_000  # of the EUR issuer, in cents
+RATE = Fraction(984512, 10000)  # 1 EUR = 98.4512 RUB
+
+
+def exchanged(amount: int, into_eur: bool) -> int:
+    """The model of the exchange: the rate less the target's spread, rounded down."""
+    if into_eur:
+        return int(amount * Fraction(985, 1000) / RATE)
+    return int(amount * RATE * Fraction(98, 100))
+
+
+def p2p_fee(amount: int) -> int:  # 1 %, half up, at least 1.00
+    return max(100, (amount + 50) // 100)
+
+
+@dataclass
+class Step:
+    kind: str
+    who: int
+    other: int
+    amount: int
+    flag: bool
+
+
+steps = st.lists(
+    st.builds(
+        Step,
+        kind=st.sampled_from(["topup", "topup", "p2p", "p2p", "withdrawal", "exchange", "block", "replay"]),
+        who=st.integers(0, 2),
+        other=st.integers(0, 2),
+        amount=st.integers(1, 150_000),
+        flag=st.booleans(),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=steps)
+async def test_random_operations_keep_the_ledger_and_the_model_equal(
+    session: AsyncSession, seq: list[Step]
+) -> None:
+    accounts = AccountCache()
+    try:
+        await apply_catalog(session, CATALOG, actor="test")
+        channel_id = await session.scalar(select(Channel.id).where(Channel.code == "c"))
+        assert channel_id is not None
+        await add_rate(session, "EUR", "RUB", "98.4512", effective_from=service.day_start(service.utcnow()))
+        rub = await service.create_issuer(
+            session,
+            accounts,
+            code="rub",
+            name="RUB",
+            kind="emoney",
+            currency="RUB",
+            precision=None,
+            emission_limit=None,
+            fee_rules=service.parse_fee_rules(
+                {"p2p": {"percent": "1", "min": 100}, "withdrawal": {"fixed": 500}}
+            ),
+            exchange_spread_percent="2",
+        )
+        eur = await service.create_issuer(
+            session,
+            accounts,
+            code="eur",
+            name="EUR",
+            kind="emoney",
+            currency="EUR",
+            precision=None,
+            emission_limit=EMISSION_LIMIT,
+            fee_rules={},
+            exchange_spread_percent="1.5",
+        )
+        customers: list[WalletCustomer] = []
+        wallets: dict[tuple[int, str], Wallet] = {}
+        for i in range(3):
+            c, _ = await service.signup(
+                session,
+                channel_id=channel_id,
+                agent_id=None,
+                external_ref=f"c{i}",
+                kind="individual",
+                identification="identified",
+                name=None,
+                email=None,
+                phone=None,
+            )
+            customers.append(c)
+            for issuer in (rub, eur):
+                wallets[(i, issuer.code)], _ = await service.open_wallet(session, accounts, c, issuer)
+        wallets[(1, "rub")].overdraft = 10_000  # customer 1 may go 100.00 below zero in RUB
+        model: dict[int, int] = {w.id: 0 for w in wallets.values()}
+        eur_emitted = 0
+        blocked: set[int] = set()
+        sent: list[tuple[service.OperationRequest, int, str]] = []
+
+        for n, s in enumerate(seq):
+            c = customers[s.who]
+            if s.kind == "block":
+                c.status = "active" if s.who in blocked else "blocked"
+                blocked ^= {s.who}
+                await session.flush()
+                continue
+            if s.kind == "replay":
+                if not sent:
+                    continue
+                req, op_id, state = sent[s.amount % len(sent)]
+                op, created = await service.execute(session, accounts, req)
+                assert (op.id, op.state, created) == (op_id, state, False)
+                continue
+            code = "eur" if s.flag and s.kind in ("topup", "withdrawal") else "rub"
+            w = wallets[(s.who, code)]
+            if s.kind == "topup":
+                req = service.OperationRequest(channel_id, f"k{n}", "topup", c.id, s.amount, None, w.id)
+            elif s.kind == "withdrawal":
+                req = service.OperationRequest(channel_id, f"k{n}", "withdrawal", c.id, s.amount, w.id, None)
+            elif s.kind == "p2p":
+                if s.other == s.who:
+                    continue
+                to = wallets[(s.other, "rub")]
+                req = service.OperationRequest(channel_id, f"k{n}", "p2p", c.id, s.amount, w.id, to.id)
+            else:
+                src, dst = (wallets[(s.who, "rub")], wallets[(s.who, "eur")])
+                if s.flag:
+                    src, dst = dst, src
+                req = service.OperationRequest(
+                    channel_id, f"k{n}", "exchange", c.id, s.amount, src.id, dst.id
+                )
+            try:
+                op, created = await service.execute(session, accounts, req)
+            except Problem as e:  # refused before anything was recorded
+                assert req.type == "exchange" and e.slug == "amount-too-small", e
+                continue
+            assert created
+
+            # what the model expects
+            ok = s.who not in blocked
+            if req.type == "p2p" and s.other in blocked:
+                ok = False
+            delta: dict[int, int] = {}
+            eur_change = 0
+            if req.type == "topup":
+                delta = {w.id: s.amount}
+                if code == "eur":
+                    eur_change = s.amount
+            elif req.type == "withdrawal":
+                fee = 500 if code == "rub" else 0
+                delta = {w.id: -(s.amount + fee)}
+                if code == "eur":
+                    eur_change = -s.amount
+            elif req.type == "p2p":
+                delta = {w.id: -(s.amount + p2p_fee(s.amount)), wallets[(s.other, "rub")].id: s.amount}
+            else:
+                assert req.from_wallet_id is not None and req.to_wallet_id is not None
+                into_eur = not s.flag
+                got = exchanged(s.amount, into_eur)
+                delta = {req.from_wallet_id: -s.amount, req.to_wallet_id: got}
+                eur_change = got if into_eur else -s.amount
+                assert op.to_amount == got
+            for wid, d in delta.items():
+                wallet = next(x for x in wallets.values() if x.id == wid)
+                if d < 0 and model[wid] + d < -wallet.overdraft:
+                    ok = False
+            if eur_emitted + eur_change > EMISSION_LIMIT:
+                ok = False
+            assert op.state == ("done" if ok else "failed"), (s, op.state, op.problem)
+            if ok:
+                for wid, d in delta.items():
+                    model[wid] += d
+                eur_emitted += eur_change
+            sent.append((req, op.id, op.state))
+
+            for wid, expected in model.items():
+                wallet = next(x for x in wallets.values() if x.id == wid)
+                assert await service.account_balance(session, wallet.account_id) == expected
+
+        check = await verify_ledger(session)
+        assert check.balanced, check
+        for wid, bal in model.items():
+            wallet = next(x for x in wallets.values() if x.id == wid)
+            assert bal >= -wallet.overdraft
+        for issuer in (await session.scalars(select(Issuer))).all():
+            t = await service.issuer_totals(session, accounts, issuer)
+            assert t["emitted"] == t["wallets"] + t["fees"], t
+        assert (
+            (await service.issuer_totals(session, accounts, eur))["emitted"] == eur_emitted <= EMISSION_LIMIT
+        )
+    finally:
+        await session.rollback()
+
+
+def test_exchange_rounds_down_exactly() -> None:
+    # 1.00 RUB into EUR at 98.4512 less 1.5 %: 100 * 0.985 / 98.4512 = 1.0004.. cents -> 1
+    eur = Issuer(currency="EUR", precision=2, kind="emoney", exchange_spread_percent="1.5")
+    assert service.exchanged(100, Fraction(985, 1000) / RATE) == 1
+    assert service.exchanged(99, Fraction(985, 1000) / RATE) == 0
+    # a rate that gives an exact whole number is not rounded away
+    assert service.exchanged(1000, Fraction(3, 2)) == 1500
+    assert service.exchanged(1001, Fraction(3, 2)) == 1501  # 1501.5 -> 1501: down, never up
+    assert eur.precision == 2
