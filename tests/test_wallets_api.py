@@ -5,6 +5,7 @@ tokens, history, and concurrent P2P transfers from one wallet (SQLite and Postgr
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -324,5 +325,5 @@ async def test_concurrent_p2p_from_one_wallet_never_overdraws(db_url: str) -> No
                 assert r.json()["type"].endswith("/insufficient-funds")
         assert await w.balance(a, wa) == "1.00"
         received = [await w.balance(p, t) for p, t in zip(payees, targets, strict=True)]
-        assert sum(float(x) for x in received) == 90.0  # noqa: any float here only sums display strings
+        assert sum(Decimal(x) for x in received) == Decimal("90.00")
         await w.check_invariants()

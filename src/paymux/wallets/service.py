@@ -473,6 +473,12 @@ async def execute(
     if existing is not None:
         return existing, False
     p = await plan(session, req)
+    # the initiator's row first: its operations queue here, so its day's counts are exact; a
+    # "no key update" lock, which the key-share locks of the foreign keys to it do not wait for
+    customer = await _lock_customer(session, req.customer_id)
+    existing = await _existing(session, req, fingerprint)  # made while this request waited
+    if existing is not None:
+        return existing, False
     op = WalletOperation(
         channel_id=req.channel_id,
         idempotency_key=req.idempotency_key,
@@ -496,7 +502,6 @@ async def execute(
             raise conflict("idempotency-conflict", "Request in progress", "retry the request")
         return again, False
     try:
-        customer = await _lock_customer(session, req.customer_id)
         await _check_blocks(session, customer, p)
         limit = await check_limits(session, customer, req.type, p.source, p.amount, exclude=op.id)
         if limit is not None:
@@ -529,7 +534,7 @@ async def _existing(session: AsyncSession, req: OperationRequest, fingerprint: s
 
 
 async def _lock_customer(session: AsyncSession, customer_id: int) -> WalletCustomer:
-    c = await locked(session, WalletCustomer, customer_id)
+    c = await locked(session, WalletCustomer, customer_id, key_share=True)  # FOR NO KEY UPDATE
     if c is None:  # pragma: no cover - the foreign key holds it
         raise not_found(f"customer {customer_id}")
     return c
