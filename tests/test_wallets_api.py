@@ -327,3 +327,30 @@ async def test_concurrent_p2p_from_one_wallet_never_overdraws(db_url: str) -> No
         received = [await w.balance(p, t) for p, t in zip(payees, targets, strict=True)]
         assert sum(Decimal(x) for x in received) == Decimal("90.00")
         await w.check_invariants()
+
+
+async def test_daily_count_limit_holds_under_concurrent_requests(db_url: str) -> None:
+    async with wallets_env(db_url) as w:
+        r = await w.http.post(
+            f"{AW}/limits",
+            json={
+                "issuer": "rub",
+                "type": "p2p",
+                "identification": "identified",
+                "name": "five",
+                "daily_count": 5,
+            },
+            headers=w.env.admin,
+        )
+        assert r.status_code == 201, r.text
+        a, b = await w.customer("alice"), await w.customer("bob")
+        assert (await w.topup(a, "rub", "1000.00")).status_code == 201
+        wb = await w.open(b, "rub")
+        results = await asyncio.gather(*(w.p2p(a, a.wallets["rub"], wb, "1.00") for _ in range(12)))
+        codes = sorted(r.status_code for r in results)
+        assert codes.count(201) == 5 and codes.count(422) == 7, codes
+        for r in results:
+            if r.status_code == 422:
+                assert r.json()["limit"]["name"] == "five"
+        assert await w.balance(b, wb) == "5.00"
+        await w.check_invariants()
