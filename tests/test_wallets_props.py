@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -227,3 +228,25 @@ def test_exchange_rounds_down_exactly() -> None:
     assert service.exchanged(1000, Fraction(3, 2)) == 1500
     assert service.exchanged(1001, Fraction(3, 2)) == 1501  # 1501.5 -> 1501: down, never up
     assert eur.precision == 2
+
+
+def test_migration_0022_downgrades_and_upgrades(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from paymux.db.migrate import alembic_config, upgrade
+
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0018")
+    engine = create_engine(f"sqlite:///{path}")
+    tables = set(inspect(engine).get_table_names())
+    assert not {t for t in tables if t.startswith("wallet")}
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(f"sqlite:///{path}")
+    assert {"wallets", "wallet_issuers", "wallet_operations", "wallet_limits"} <= set(
+        inspect(engine).get_table_names()
+    )
+    engine.dispose()

@@ -119,7 +119,7 @@ class WalletOperation(Base):
     fee: Mapped[int] = mapped_column(BigInteger, default=0)
     rate: Mapped[str | None] = mapped_column(String(60), nullable=True)
     limit_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True, index=True)
     problem: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     review_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -107,9 +107,15 @@ def parse_fee_rules(data: object) -> dict[str, Any]:
         if op_type not in SUPPORTED_TYPES:
             raise invalid("invalid-fee-rules", f"fee_rules: unknown operation type {str(op_type)[:40]!r}")
         try:
-            out[op_type] = rule_to_json(rule_from_json(rule))
+            parsed = rule_from_json(rule)
         except (TariffError, TypeError, ValueError) as e:
             raise invalid("invalid-fee-rules", f"fee_rules.{op_type}: {e}") from None
+        money = [parsed.fixed, parsed.min, parsed.max]
+        for t in parsed.tiers:
+            money += [t.from_amount, t.fixed, t.min, t.max]
+        if any(m is not None and abs(m) > MAX_MINOR for m in money):
+            raise invalid("invalid-fee-rules", f"fee_rules.{op_type}: an amount is too large")
+        out[op_type] = rule_to_json(parsed)
     return out
 
 

@@ -182,17 +182,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("wallet_operations", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_wallet_operations_customer_day", ["customer_id", "type", "issuer_id", "created_at"], unique=False
+            "ix_wallet_operations_customer_day",
+            ["customer_id", "type", "issuer_id", "created_at"],
+            unique=False,
         )
         batch_op.create_index(
             batch_op.f("ix_wallet_operations_from_wallet_id"), ["from_wallet_id"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_wallet_operations_entry_id"), ["entry_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_wallet_operations_to_wallet_id"), ["to_wallet_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("wallet_operations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_wallet_operations_to_wallet_id"))
+        batch_op.drop_index(batch_op.f("ix_wallet_operations_entry_id"))
         batch_op.drop_index(batch_op.f("ix_wallet_operations_from_wallet_id"))
         batch_op.drop_index("ix_wallet_operations_customer_day")
 
