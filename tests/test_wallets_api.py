@@ -12,9 +12,12 @@ from sqlalchemy import select
 
 from paymux.audit.models import AuditEvent
 from paymux.auth.keys import issue_channel_key
+from paymux.auth.tokens import issue_token
+from paymux.auth.user_models import User
 from paymux.ledger.models import Account, JournalEntry, Posting
 from paymux.wallets.models import WalletOperation
 from paymux.wallets.tokens import WalletSettings, mint, signing_key
+from test_backoffice_support import add_user
 from wallets_support import AW, Customer, W, wallets_env
 
 PROBLEM = "application/problem+json"
@@ -354,3 +357,28 @@ async def test_daily_count_limit_holds_under_concurrent_requests(db_url: str) ->
                 assert r.json()["limit"]["name"] == "five"
         assert await w.balance(b, wb) == "5.00"
         await w.check_invariants()
+
+
+async def test_admin_routes_need_their_permissions(db_url: str) -> None:
+    async with wallets_env(db_url) as w:
+        a = await w.customer("alice")
+        tokens: dict[str, dict[str, str]] = {}
+        for role in ("support", "anti_fraud"):
+            user = await add_user(w.env.hub, role, role)
+            async with w.env.hub.sessions() as s:
+                u = await s.get(User, user.id)
+                assert u is not None
+                raw, _ = await issue_token(s, u, "wallets", None)
+                await s.commit()
+            tokens[role] = {"Authorization": f"Bearer {raw}"}
+        support, fraud = tokens["support"], tokens["anti_fraud"]
+        r = await w.http.get(f"{AW}/customers", params={"q": "alice"}, headers=support)
+        assert r.status_code == 200 and [c["id"] for c in r.json()["items"]] == [a.id]
+        problem(await w.http.post(f"{AW}/customers/{a.id}/block", json={}, headers=support), 403, "forbidden")
+        issuer = {"code": "x", "name": "X", "kind": "units", "currency": "XUN"}
+        problem(await w.http.post(f"{AW}/issuers", json=issuer, headers=fraud), 403, "forbidden")
+        r = await w.http.post(f"{AW}/customers/{a.id}/block", json={"reason": "velocity"}, headers=fraud)
+        assert r.status_code == 200 and r.json()["status"] == "blocked"
+        async with w.env.hub.read_sessions() as s:
+            event = await s.scalar(select(AuditEvent).where(AuditEvent.action == "wallet_customer.block"))
+        assert event is not None and event.actor.startswith("user:anti_fraud") and "velocity" in str(event.after)
