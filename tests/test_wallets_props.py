@@ -1,5 +1,6 @@
 """Properties of wallet operations (the service, no HTTP): random sequences of top-ups, P2P
-transfers, withdrawals, exchanges, blocks and replays against an independent model. After every
+transfers, withdrawals, exchanges, blocks, replays and approvals or rejections of operations a
+review limit held, against an independent model (a rejected one leaves no trace). After every
 step the balances equal the model's; at the end every entry balances, no wallet is below minus its
 overdraft, each issuer's emission equals its wallets plus its fees and stays within its limit."""
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,7 @@ from paymux.errors import Problem
 from paymux.ledger.service import AccountCache, verify_ledger
 from paymux.rates.service import add_rate
 from paymux.wallets import service
-from paymux.wallets.models import Issuer, Wallet, WalletCustomer
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletLimit
 
 CATALOG = {
     "channel_groups": [{"code": "g", "name": "G"}],
@@ -28,6 +29,10 @@ CATALOG = {
 }
 EMISSION_LIMIT = 300_000  # of the EUR issuer, in cents
 RATE = Fraction(984512, 10000)  # 1 EUR = 98.4512 RUB
+KINDS = ["topup", "topup", "p2p", "p2p", "withdrawal", "withdrawal", "exchange", "block", "replay"] + [
+    "decide"
+] * 3
+REVIEW_OVER = 100_000  # RUB withdrawals above 1000.00 wait for review
 
 
 def exchanged(amount: int, into_eur: bool) -> int:
@@ -53,10 +58,10 @@ class Step:
 steps = st.lists(
     st.builds(
         Step,
-        kind=st.sampled_from(["topup", "topup", "p2p", "p2p", "withdrawal", "exchange", "block", "replay"]),
+        kind=st.sampled_from(KINDS),
         who=st.integers(0, 2),
         other=st.integers(0, 2),
-        amount=st.integers(1, 150_000),
+        amount=st.one_of(st.integers(1, 150_000), st.integers(REVIEW_OVER + 1, 400_000)),
         flag=st.booleans(),
     ),
     min_size=1,
@@ -64,8 +69,24 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seq=steps)
+@example(  # every outcome of a review, whatever the random draws give
+    seq=[
+        Step("topup", 0, 0, 300_000, False),
+        Step("withdrawal", 0, 0, 200_000, False),  # held
+        Step("decide", 0, 0, 0, True),  # approved: done
+        Step("withdrawal", 0, 0, 150_000, False),  # held
+        Step("decide", 0, 0, 0, False),  # rejected: no trace
+        Step("withdrawal", 0, 0, 120_000, False),  # held
+        Step("p2p", 0, 1, 50_000, False),  # meanwhile the money goes elsewhere
+        Step("decide", 0, 0, 0, True),  # approved, but can no longer be posted: failed
+        Step("withdrawal", 0, 0, 101_000, False),  # held
+        Step("block", 0, 0, 0, False),
+        Step("decide", 0, 0, 0, True),  # approved for a blocked customer: failed
+        Step("replay", 0, 0, 1, False),
+    ]
+)
 async def test_random_operations_keep_the_ledger_and_the_model_equal(
     session: AsyncSession, seq: list[Step]
 ) -> None:
@@ -119,10 +140,30 @@ async def test_random_operations_keep_the_ledger_and_the_model_equal(
             for issuer in (rub, eur):
                 wallets[(i, issuer.code)], _ = await service.open_wallet(session, accounts, c, issuer)
         wallets[(1, "rub")].overdraft = 10_000  # customer 1 may go 100.00 below zero in RUB
+        # RUB withdrawals over 1000.00 wait for review
+        session.add(
+            WalletLimit(
+                issuer_id=rub.id,
+                type="withdrawal",
+                identification="identified",
+                name="big",
+                max_amount=REVIEW_OVER,
+                action="review",
+            )
+        )
+        await session.flush()
         model: dict[int, int] = {w.id: 0 for w in wallets.values()}
         eur_emitted = 0
         blocked: set[int] = set()
         sent: list[tuple[service.OperationRequest, int, str]] = []
+        pending: list[tuple[int, int, int, dict[int, int]]] = []  # index in sent, op id, who, delta
+
+        def fits(delta: dict[int, int], eur_change: int) -> bool:
+            for wid, d in delta.items():
+                wallet = next(x for x in wallets.values() if x.id == wid)
+                if d < 0 and model[wid] + d < -wallet.overdraft:
+                    return False
+            return eur_emitted + eur_change <= EMISSION_LIMIT
 
         for n, s in enumerate(seq):
             c = customers[s.who]
@@ -130,6 +171,23 @@ async def test_random_operations_keep_the_ledger_and_the_model_equal(
                 c.status = "active" if s.who in blocked else "blocked"
                 blocked ^= {s.who}
                 await session.flush()
+                continue
+            if s.kind == "decide":
+                if not pending:
+                    continue
+                i, op_id, who, delta = pending.pop(s.amount % len(pending))
+                op = await service.review(session, accounts, op_id, approve=s.flag, actor="t", reason="r")
+                if not s.flag:
+                    expected = "rejected"  # and no trace in balances
+                elif who in blocked or not fits(delta, 0):
+                    expected = "failed"
+                else:
+                    expected = "done"
+                    for wid, d in delta.items():
+                        model[wid] += d
+                assert op.state == expected, (s, op.state, op.problem)
+                event(f"review: {expected}")
+                sent[i] = (sent[i][0], op_id, op.state)
                 continue
             if s.kind == "replay":
                 if not sent:
@@ -187,12 +245,14 @@ async def test_random_operations_keep_the_ledger_and_the_model_equal(
                 delta = {req.from_wallet_id: -s.amount, req.to_wallet_id: got}
                 eur_change = got if into_eur else -s.amount
                 assert op.to_amount == got
-            for wid, d in delta.items():
-                wallet = next(x for x in wallets.values() if x.id == wid)
-                if d < 0 and model[wid] + d < -wallet.overdraft:
-                    ok = False
-            if eur_emitted + eur_change > EMISSION_LIMIT:
-                ok = False
+            held = ok and req.type == "withdrawal" and code == "rub" and s.amount > REVIEW_OVER
+            if held:
+                assert op.state == "pending_review", (s, op.state, op.problem)
+                pending.append((len(sent), op.id, s.who, delta))
+                event("held for review")
+                sent.append((req, op.id, op.state))
+                continue
+            ok = ok and fits(delta, eur_change)
             assert op.state == ("done" if ok else "failed"), (s, op.state, op.problem)
             if ok:
                 for wid, d in delta.items():
