@@ -117,6 +117,8 @@ async def test_idempotency_same_request_same_answer_other_request_409(db_url: st
         replay = problem(await w.p2p(a, a.wallets["rub"], wb, "20.00", kk), 422, "insufficient-funds")
         assert replay["operation_id"] == refused["operation_id"]
         assert await w.balance(b, wb) == "0.00"
+        # the key belongs to the channel: another of its customers cannot reuse it
+        problem(await w.p2p(b, wb, a.wallets["rub"], "20.00", kk), 409, "idempotency-key-reused")
         # the key is the channel's: any missing/malformed key is refused before anything happens
         r = await w.http.post(
             f"{W}/transfers",

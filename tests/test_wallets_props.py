@@ -106,7 +106,7 @@ async def test_random_operations_keep_the_ledger_and_the_model_equal(
             precision=None,
             emission_limit=None,
             fee_rules=service.parse_fee_rules(
-                {"p2p": {"percent": "1", "min": 100}, "withdrawal": {"fixed": 500}}
+                {"p2p": {"percent": "1", "min": 100}, "withdrawal": {"fixed": 500}, "exchange": {"fixed": 50}}
             ),
             exchange_spread_percent="2",
         )
@@ -242,7 +242,8 @@ async def test_random_operations_keep_the_ledger_and_the_model_equal(
                 assert req.from_wallet_id is not None and req.to_wallet_id is not None
                 into_eur = not s.flag
                 got = exchanged(s.amount, into_eur)
-                delta = {req.from_wallet_id: -s.amount, req.to_wallet_id: got}
+                fee = 50 if into_eur else 0  # the source issuer's exchange fee: RUB has one
+                delta = {req.from_wallet_id: -(s.amount + fee), req.to_wallet_id: got}
                 eur_change = got if into_eur else -s.amount
                 assert op.to_amount == got
             held = ok and req.type == "withdrawal" and code == "rub" and s.amount > REVIEW_OVER
