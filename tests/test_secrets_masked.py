@@ -56,7 +56,7 @@ from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
 from paymux.tariffs.proposals import TariffProposal
-from paymux.wallets.models import Issuer, WalletCustomer
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
 from registers_helpers import place_in_period, yesterday
@@ -533,6 +533,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
             set(await all_of(select(Customer.id)) + await all_of(select(WalletCustomer.id)))
         ),
         "subscription_id": await all_of(select(Subscription.id)),
+        "wallet_id": await all_of(select(Wallet.id)),
     }
 
 

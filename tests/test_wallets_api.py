@@ -287,6 +287,9 @@ async def test_customer_tokens_scope_and_history_cursor(db_url: str) -> None:
             if cursor is None:
                 break
         assert seen == ["5.00", "4.00", "3.00", "2.00", "1.00"]
+        r = await w.http.get(f"{AW}/wallets/{wa}/history", params={"limit": 3}, headers=w.env.admin)
+        assert r.status_code == 200 and r.json()["balance"] == "15.00"
+        assert [it["amount"] for it in r.json()["items"]] == ["5.00", "4.00", "3.00"]
         # another customer's wallet is not found; forged and expired tokens are refused
         problem(await w.http.get(f"{W}/wallets/{wa}", headers=b.h), 404, "not-found")
         r = await w.http.get(f"{W}/wallets", headers=a.h)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import or_, select
 
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep
-from paymux.api.params import Id, Ident
+from paymux.api.params import MAX_ID, Id, Ident
 from paymux.audit import service as audit
 from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
@@ -26,7 +26,7 @@ from paymux.db.concurrent import inserted, locked
 from paymux.errors import invalid, not_found
 from paymux.tariffs.calc import rule_from_json, rule_to_dict
 from paymux.wallets import service
-from paymux.wallets.api import customer_view, wallet_view
+from paymux.wallets.api import customer_view, wallet_history, wallet_view
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletLimit, WalletOperation
 from paymux.wallets.units import conflict, format_units, parse_units
 
@@ -401,6 +401,22 @@ async def _set_wallet_status(
     )
     await session.commit()
     return await wallet_view(session, w)
+
+
+@router.get("/wallets/{wallet_id}/history", summary="A wallet's history", responses=PROBLEMS)
+async def history(
+    wallet_id: Id,
+    me: Reader,
+    session: ReadSessionDep,
+    cursor: Annotated[int, Query(ge=1, le=MAX_ID, description="the next_cursor of the previous page")]
+    | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The wallet's postings, newest first, as its customer sees them."""
+    w = await session.get(Wallet, wallet_id)
+    if w is None:
+        raise not_found(f"wallet {wallet_id}")
+    return {**await wallet_view(session, w), **await wallet_history(session, w, cursor, limit)}
 
 
 @router.post("/wallets/{wallet_id}/block", summary="Block a wallet", responses=PROBLEMS)

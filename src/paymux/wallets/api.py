@@ -208,6 +208,43 @@ async def operation_response(session: Any, op: WalletOperation, created: bool) -
     return JSONResponse(view, status_code=status)
 
 
+async def wallet_history(session: Any, w: Wallet, cursor: int | None, limit: int) -> dict[str, Any]:
+    """A page of the wallet's postings, newest first, with the operation of each."""
+    issuer = await session.get(Issuer, w.issuer_id)
+    assert issuer is not None
+    q = (
+        select(
+            Posting.id,
+            Posting.amount,
+            Posting.created_at,
+            JournalEntry.kind,
+            WalletOperation.id,
+            WalletOperation.type,
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .outerjoin(WalletOperation, WalletOperation.entry_id == Posting.entry_id)
+        .where(Posting.account_id == w.account_id)
+        .order_by(Posting.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        q = q.where(Posting.id < cursor)
+    rows = (await session.execute(q)).all()
+    items = [
+        {
+            "id": pid,
+            "amount": format_units(amount, issuer.precision),
+            "currency": issuer.currency,
+            "operation_id": op_id,
+            "type": op_type or kind,
+            "at": at.isoformat(),
+        }
+        for pid, amount, at, kind, op_id, op_type in rows[:limit]
+    ]
+    nxt = rows[limit - 1][0] if len(rows) > limit else None
+    return {"items": items, "next_cursor": nxt}
+
+
 # --- channel routes -----------------------------------------------------------------------------------
 
 
@@ -333,40 +370,7 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """The wallet's postings, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
-    w = await _own_wallet(session, customer, wallet_id)
-    issuer = await session.get(Issuer, w.issuer_id)
-    assert issuer is not None
-    q = (
-        select(
-            Posting.id,
-            Posting.amount,
-            Posting.created_at,
-            JournalEntry.kind,
-            WalletOperation.id,
-            WalletOperation.type,
-        )
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .outerjoin(WalletOperation, WalletOperation.entry_id == Posting.entry_id)
-        .where(Posting.account_id == w.account_id)
-        .order_by(Posting.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor is not None:
-        q = q.where(Posting.id < cursor)
-    rows = (await session.execute(q)).all()
-    items = [
-        {
-            "id": pid,
-            "amount": format_units(amount, issuer.precision),
-            "currency": issuer.currency,
-            "operation_id": op_id,
-            "type": op_type or kind,
-            "at": at.isoformat(),
-        }
-        for pid, amount, at, kind, op_id, op_type in rows[:limit]
-    ]
-    nxt = rows[limit - 1][0] if len(rows) > limit else None
-    return {"items": items, "next_cursor": nxt}
+    return await wallet_history(session, await _own_wallet(session, customer, wallet_id), cursor, limit)
 
 
 @router.get("/operations/{operation_id}", summary="An operation", responses=PROBLEMS)
