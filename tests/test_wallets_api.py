@@ -388,3 +388,17 @@ async def test_admin_routes_need_their_permissions(db_url: str) -> None:
             event = await s.scalar(select(AuditEvent).where(AuditEvent.action == "wallet_customer.block"))
         assert event is not None and event.actor.startswith("user:anti_fraud")
         assert "velocity" in str(event.after)
+
+
+async def test_crossing_p2p_transfers_do_not_deadlock(db_url: str) -> None:
+    async with wallets_env(db_url) as w:
+        a, b = await w.customer("alice"), await w.customer("bob")
+        assert (await w.topup(a, "rub", "100.00")).status_code == 201
+        assert (await w.topup(b, "rub", "100.00")).status_code == 201
+        wa, wb = a.wallets["rub"], b.wallets["rub"]
+        sends = [w.p2p(a, wa, wb, "5.00") for _ in range(10)] + [w.p2p(b, wb, wa, "5.00") for _ in range(10)]
+        results = await asyncio.gather(*sends)
+        assert all(r.status_code == 201 for r in results), [r.text for r in results if r.status_code != 201]
+        # each side paid 10 x (5.00 + 1.00 fee) and received 10 x 5.00
+        assert await w.balance(a, wa) == "90.00" and await w.balance(b, wb) == "90.00"
+        await w.check_invariants()
