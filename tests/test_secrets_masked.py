@@ -56,6 +56,7 @@ from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
 from paymux.tariffs.proposals import TariffProposal
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
 from registers_helpers import place_in_period, yesterday
@@ -435,6 +436,18 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         async with env.hub.read_sessions() as s:
             for i, h in enumerate((await s.scalars(select(BillerKey.key_hash))).all()):
                 planted.add(f"auth-biller-key-hash-{i}", h)
+        # e-money: an issuer, a wallet customer with a topped-up wallet; its token is a credential
+        issuer = {"code": "rube", "name": "RUB e-money", "kind": "emoney", "currency": "RUB"}
+        await ok(api.post(f"{A}/wallets/issuers", json=issuer), 201)
+        wc = {"external_ref": "holder-1", "email": "holder@example.com"}
+        await ok(api.post("/api/v1/wallet/customers", json=wc, headers=env.headers()), 201)
+        minted = await ok(api.post("/api/v1/wallet/customers/holder-1/tokens", headers=env.headers()), 201)
+        planted.add("auth-wallet-customer-token", minted["token"])
+        topup = {"customer": "holder-1", "issuer": "rube", "amount": "10.00"}
+        await ok(
+            api.post("/api/v1/wallet/topups", json=topup, headers={**env.headers(), "Idempotency-Key": "t1"}),
+            201,
+        )
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
@@ -521,7 +534,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
             return list((await s.scalars(query)).all())
 
     codes: list[str] = []
-    for model in (Provider, Service, Channel, ChannelGroup, Agent, InboundGateway, Biller):
+    for model in (Provider, Service, Channel, ChannelGroup, Agent, InboundGateway, Biller, Issuer):
         codes += await all_of(select(model.code))
     return {
         "code": sorted(set(codes)),
@@ -547,10 +560,13 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "event": ["debt.confirm"],
         "channel": ["sms", "email"],
         "language": ["en", "ru"],
-        "customer_id": await all_of(select(Customer.id)),
+        "customer_id": sorted(
+            set(await all_of(select(Customer.id)) + await all_of(select(WalletCustomer.id)))
+        ),
         "subscription_id": await all_of(select(Subscription.id)),
         "receipt_id": await all_of(select(InvoiceReceipt.id)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
+        "wallet_id": await all_of(select(Wallet.id)),
     }
 
 

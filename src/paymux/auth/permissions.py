@@ -183,6 +183,19 @@ INVOICES_WRITE = define(
     (OPERATOR,),
 )
 
+# --- e-money (wallets/admin.py): issuers, wallet customers, limits, review of held operations ------------
+WALLETS_READ = define(
+    "wallets.read",
+    "View issuers, wallet customers, wallets, operations and limits",
+    (*FIN, *OVERSIGHT, SUPPORT),
+)
+WALLETS_MANAGE = define("wallets.manage", "Create and change issuers and wallet limits")
+WALLETS_BLOCK = define(
+    "wallets.block",
+    "Block and unblock wallet customers and wallets, approve or reject held operations",
+    (ANTI_FRAUD,),
+)
+
 # What an agent's users may do, whatever their role holds: read their own channels' payments (as
 # ``paymux.payments.visibility`` shows them to agents), their reports and their channels, own API
 # tokens for that, and, scoped to the agent by the code that grants them, manage the users of their

@@ -17,6 +17,7 @@ from paymux.routing import models as routing_models
 from paymux.settlement import models as settlement_models
 from paymux.tariffs import models as tariffs_models
 from paymux.tariffs import proposals as tariff_proposals
+from paymux.wallets import models as wallets_models
 
 __all__ = [
     "Base",
@@ -36,4 +37,5 @@ __all__ = [
     "settlement_models",
     "tariff_proposals",
     "tariffs_models",
+    "wallets_models",
 ]

@@ -24,6 +24,9 @@ ACCOUNT_KINDS = (
     "biller_payable",  # what we owe a biller: its collections less fees, not paid out yet (liability)
     "biller_refund_hold",  # payments an invoice could not take, held for a refund decision (liability)
     "revenue_biller_fees",  # the billers' fixed fees per payment (revenue)
+    "wallet",  # a customer's e-money wallet (paymux.wallets), owner = wallet id; debit > 0 = the customer's
+    "emoney_float",  # an issuer's float, owner = issuer id: minus what it has emitted and not redeemed
+    "wallet_fees",  # fees earned in an issuer's unit, owner = issuer id
 )
 
 

@@ -1,0 +1,1 @@
+"""E-money: issuers, customers, wallets, operations and limits on the double-entry ledger."""
