@@ -26,6 +26,9 @@ UPLOADS = re.compile(
     r"|/api/v1/admin/bank-statements"
     r"|/backoffice/reconciliation"
     r"|/backoffice/settlement/statements"
+    r"|/api/v1/invoices/upload"
+    r"|/api/v1/admin/billers/[^/]+/invoices/upload"
+    r"|/backoffice/billers/[^/]+/upload"
 )
 
 
