@@ -333,11 +333,12 @@ async def _timeline(session: AsyncSession, inv: Invoice) -> list[dict[str, Any]]
                     "at": n.delivered_at or n.created_at,
                     "kind": "webhook",
                     "what": n.status,
-                    "detail": f"{n.event} · {n.attempts}" + (f" · {n.last_error}" if n.last_error else ""),
+                    "detail": n.event + (f" · {n.last_error}" if n.last_error else ""),
                     "id": f"webhook-{n.id}",
                 }
             )
-    out.sort(key=lambda e: (e["at"], e["id"]))
+    rank = {"created": 0, "payment": 1, "status": 2, "reminder": 3, "webhook": 4}  # cause before effect
+    out.sort(key=lambda e: (e["at"], rank[e["kind"]], e["id"]))
     return out
 
 
