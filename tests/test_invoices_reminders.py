@@ -4,6 +4,7 @@ API, the overdue move, and the e-mail received by an SMTP server on 127.0.0.1 wi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from email.header import decode_header, make_header
 
@@ -225,3 +226,32 @@ async def test_the_worker_runs_in_the_background_and_can_be_off(db_url: str) -> 
         off = reminders.InvoiceSettings(reminders_enabled=False)
         async with reminders.running_invoice_reminder_worker(b.env.hub, off) as w2:
             assert w2 is None
+
+
+async def test_overdue_from_the_billers_next_day_and_two_workers_remind_once(db_url: str) -> None:
+    async with billing_env(db_url, **POLICY) as b:
+        for n in ("INV-1", "INV-2", "INV-3"):
+            assert (await b.post(invoice(n, due_date="2030-01-31"))).status_code == 201
+        # 21:30 UTC on the 31st is already the 1st of February in Chisinau: overdue there
+        first = await reminders.run_round(b.env.hub, at("2030-01-31", 21, 0))  # 23:00 there: due today
+        assert first.overdue == 0 and len(first.sent) == 3
+        # two workers at once: each invoice moved (and reported) once
+        late = at("2030-01-31", 22, 30)
+        moved = await asyncio.gather(
+            reminders.run_round(b.env.hub, late), reminders.run_round(b.env.hub, late)
+        )
+        assert sum(x.overdue for x in moved) == 3 and (await b.get("INV-1"))["status"] == "overdue"
+        feed = (await b.http.get(f"{INV}/changes", headers=b.h)).json()["items"]
+        assert sorted(x["number"] for x in feed if x["to"] == "overdue") == ["INV-1", "INV-2", "INV-3"]
+        # two workers at the same moment on a policy day: each invoice reminded once
+        when = at("2030-02-07")
+        both = await asyncio.gather(
+            reminders.run_round(b.env.hub, when), reminders.run_round(b.env.hub, when)
+        )
+        assert sum(len(x.sent) for x in both) == 3
+        assert len(await notices(b)) == 12  # an e-mail and an SMS each, on two policy days
+        view = await b.get("INV-2")
+        assert [(x["kind"], x["day"], x["status"]) for x in view["reminders"]] == [
+            ("policy", "2030-01-31", "sent"),
+            ("policy", "2030-02-07", "sent"),
+        ]

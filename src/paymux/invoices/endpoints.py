@@ -140,13 +140,14 @@ async def get_changes(
 
 @router.get("/{number}", summary="An invoice", responses=PROBLEMS)
 async def get_invoice(number: str, biller: BillerDep, session: ReadSessionDep) -> dict[str, Any]:
-    """The invoice with its status history."""
+    """The invoice with its status history and its reminders (sent, skipped, asked for)."""
     inv = await service.invoice_of(session, biller, _number(number))
     view = service.invoice_view(inv)
     view["history"] = [
         {"from": h.from_status, "to": h.to_status, "reason": h.reason, "at": h.at.isoformat()}
         for h in await service.history(session, inv)
     ]
+    view["reminders"] = [reminders.reminder_view(r) for r in await reminders.reminders_of(session, inv.id)]
     return view
 
 

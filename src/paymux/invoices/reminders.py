@@ -52,6 +52,7 @@ log = logging.getLogger("paymux.invoices.reminders")
 EVENT = "invoice.reminder"
 MAX_AHEAD = dt.timedelta(days=366)  # a requested reminder is at most a year ahead
 BATCH = 500
+OVERDUE_BATCH = 1000
 
 
 class InvoiceSettings(BaseSettings):
@@ -332,17 +333,23 @@ async def _requested(hub: Hub, now: dt.datetime, result: RoundResult) -> None:
 
 
 async def run_round(hub: Hub, now: dt.datetime | None = None) -> RoundResult:
-    """One round: move unpaid invoices past their due date to ``overdue``, send the policy reminders
-    due today and the requested ones due by today (each committed)."""
+    """One round: move unpaid invoices past their due date (in the biller's zone) to ``overdue``,
+    send the policy reminders due today and the requested ones due by today (each committed)."""
     now = now or utcnow()
     result = RoundResult()
-    while True:
-        async with hub.sessions() as session:
-            moved = await service.mark_overdue(session, now.date())
-            await session.commit()
-        result.overdue += moved
-        if moved < 1000:
-            break
+    async with hub.read_sessions() as session:
+        zones = (await session.execute(select(Biller.id, Biller.timezone))).all()
+    by_day: dict[dt.date, list[int]] = {}
+    for biller_id, tz in zones:  # an invoice is overdue from the day after its due date, the biller's day
+        by_day.setdefault(now.astimezone(ZoneInfo(valid_timezone(tz))).date(), []).append(biller_id)
+    for today, ids in sorted(by_day.items()):
+        while True:
+            async with hub.sessions() as session:
+                moved = await service.mark_overdue(session, today, OVERDUE_BATCH, biller_ids=ids)
+                await session.commit()
+            result.overdue += moved
+            if moved < OVERDUE_BATCH:
+                break
     async with hub.read_sessions() as session:
         billers = list((await session.scalars(select(Biller.id).where(Biller.enabled.is_(True)))).all())
     for biller_id in billers:
