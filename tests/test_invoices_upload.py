@@ -172,3 +172,24 @@ async def test_the_operator_uploads_for_a_biller(db_url: str) -> None:
         assert r.status_code == 404
         r = await b.http.post(url, files={"file": ("a.csv", CSV.encode())}, headers=b.h)
         assert r.status_code == 401
+
+
+def test_damaged_workbooks_are_problems_not_errors() -> None:
+    import zipfile
+
+    import pytest
+
+    from paymux.invoices.upload import Mapping, UploadProblem, read
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<not xml")
+        z.writestr("xl/workbook.xml", "<<<")
+    good = xlsx([["number", "amount", "currency", "due_date"], ["A-1", 1, "EUR", "2030-01-01"]])
+    cut = good[: len(good) // 2]
+    for data in (buf.getvalue(), b"PK\x03\x04garbage", cut):
+        with pytest.raises(UploadProblem) as e:
+            read(data, "x.xlsx", Mapping())
+        assert e.value.status == 422 and "workbook" in (e.value.detail or "")
+    [(row, item)], bad = read(good, "x.xlsx", Mapping())
+    assert row == 2 and bad == [] and item["due_date"] == "2030-01-01" and item["amount"] == "1"

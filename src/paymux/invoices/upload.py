@@ -47,6 +47,17 @@ FIELDS = (
 )
 REQUIRED = ("number", "amount", "due_date")
 MAX_FILE = 64 * 1024 * 1024
+# what openpyxl raises on a damaged or foreign file (XML parse errors are SyntaxErrors)
+BROKEN = (
+    zipfile.BadZipFile,
+    KeyError,
+    OSError,
+    ValueError,
+    TypeError,
+    SyntaxError,
+    AttributeError,
+    IndexError,
+)
 ColumnRef = str | Annotated[int, Field(ge=1, le=1000)]
 TRUE = {"1", "true", "yes", "y", "da", "да"}
 FALSE = {"", "0", "false", "no", "n", "nu", "нет"}
@@ -126,8 +137,8 @@ def _rows_xlsx(data: bytes, m: Mapping) -> Iterator[list[Any]]:
 
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as e:
-        raise UploadProblem(f"the file is not an Excel (xlsx) workbook: {e}") from None
+    except (*BROKEN, InvalidFileException) as e:
+        raise UploadProblem(f"the file is not an Excel (xlsx) workbook: {e}"[:500]) from None
     try:
         if m.sheet:
             if m.sheet not in wb.sheetnames:
@@ -140,8 +151,8 @@ def _rows_xlsx(data: bytes, m: Mapping) -> Iterator[list[Any]]:
         try:
             for row in ws.iter_rows(values_only=True):
                 yield list(row)
-        except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError, TypeError) as e:
-            raise UploadProblem(f"the workbook is damaged: {e}") from None
+        except BROKEN as e:
+            raise UploadProblem(f"the workbook is damaged: {e}"[:500]) from None
     finally:
         wb.close()
 
