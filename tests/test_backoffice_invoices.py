@@ -122,6 +122,8 @@ async def test_support_reads_the_collections_section_and_exports(db_url: str) ->
         assert "-3, 0, 7" in r.text and "#112233" in r.text and "pmx_bl_" in r.text
         assert "secret-in-url" not in r.text and "whsec_" not in r.text and "***" in r.text
         assert 'id="upload-form"' not in r.text  # read-only
+        latest = r.text.split('id="latest-deliveries"')[1].split("</table>")[0]
+        assert "invoice.paid" in latest and "PAID-1" in latest and "LATE-1" in latest
         r = await bo.http.get("/backoffice/billers/power/deliveries")
         assert r.status_code == 200 and "invoice.paid" in r.text and "invoice.overdue" in r.text
         assert (await bo.http.get("/backoffice/billers/nope")).status_code == 404

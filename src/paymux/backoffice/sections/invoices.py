@@ -77,6 +77,7 @@ register(
 Reader = Annotated[Principal, Depends(require_before_reading(P.INVOICES_READ))]
 Writer = Annotated[Principal, Depends(require(P.INVOICES_WRITE))]
 DAYS = 30  # the dashboard's period
+LATEST_DELIVERIES = 10  # webhooks shown on a biller's page (all on its deliveries page)
 DAYS_TO_PAY = (("0", 0, 0), ("1", 1, 1), ("2–3", 2, 3), ("4–7", 4, 7), ("8–14", 8, 14), ("15–30", 15, 30))
 MAX_MAPPING = 10_000
 
@@ -155,10 +156,19 @@ async def biller_detail(request: Request, code: str, session: ReadDbDep, _: Read
             )
         ).all()
     )
+    latest = (
+        await session.scalars(
+            select(Notification)
+            .where(Notification.biller_id == b.id, Notification.channel == "webhook")
+            .order_by(Notification.id.desc())
+            .limit(LATEST_DELIVERIES)
+        )
+    ).all()
     return render(
         request,
         "invoices/biller.html",
         b=b,
+        latest=latest,
         keys=keys,
         counts=counts,
         statuses=STATUSES,
