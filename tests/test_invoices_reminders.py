@@ -20,7 +20,9 @@ from paymux.invoices.models import Biller, Invoice, InvoiceReminder
 from paymux.notifications.delivery import Senders
 from paymux.notifications.models import Notification
 from paymux.notifications.settings import NotificationSettings, SmsSettings, SmtpSettings
+from paymux.notifications.sms_emulator import create_app as sms_app
 from paymux.notifications.worker import NotificationWorker
+from paymux.providers.emulators.server import run_emulator
 from registers_servers import SmtpHandler, free_port
 
 POLICY = {"reminder_days": [-3, 0, 7], "timezone": "Europe/Chisinau"}
@@ -179,7 +181,7 @@ async def test_a_payer_without_address_is_skipped(db_url: str) -> None:
         assert r2.status_code == 409 and "no e-mail" in r2.json()["detail"]
 
 
-async def test_the_email_reaches_an_smtp_server_with_the_pay_link_and_qr(
+async def test_the_email_and_sms_reach_their_servers_with_the_pay_link_and_qr(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PAYMUX_INVOICES_PUBLIC_URL", "https://pay.example/")
@@ -187,18 +189,26 @@ async def test_the_email_reaches_an_smtp_server_with_the_pay_link_and_qr(
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
+    app = sms_app(token="sms-token")
     try:
-        async with billing_env(db_url, **POLICY) as b:
+        async with billing_env(db_url, **POLICY) as b, run_emulator(app) as sms_base:
             body = invoice("INV-7", due_date="2030-01-31")
-            body["payer"] = {"name": "Иван", "email": "ivan@example.com", "language": "ru"}
+            body["payer"] = {
+                "name": "Иван",
+                "email": "ivan@example.com",
+                "phone": "+37369000777",
+                "language": "ru",
+            }
             assert (await b.post(body)).status_code == 201
             token = (await b.get("INV-7"))["payment_link"].rsplit("/", 1)[-1]
             assert len((await reminders.run_round(b.env.hub, at("2030-01-31"))).sent) == 1
             smtp = SmtpSettings(host="127.0.0.1", port=port, sender="billing@example.com")
+            sms = SmsSettings(url=sms_base, token="sms-token", sender="POWER")
             async with httpx.AsyncClient() as http:
-                senders = Senders.from_settings(http, NotificationSettings(), SmsSettings(), smtp)
+                senders = Senders.from_settings(http, NotificationSettings(), sms, smtp)
                 done = await NotificationWorker(b.env.hub, senders).run_round()
-            assert list(done.values()) == ["delivered"]
+                assert sorted(done.values()) == ["delivered", "delivered"]
+                [text_message] = (await http.get(f"{sms_base}/messages")).json()["messages"]
             [msg] = handler.messages
             assert msg["To"] == "ivan@example.com"
             assert str(make_header(decode_header(msg["Subject"]))) == "Счёт INV-7 от Power Co: 120.50 EUR"
@@ -207,6 +217,8 @@ async def test_the_email_reaches_an_smtp_server_with_the_pay_link_and_qr(
             assert "нужно оплатить сегодня" in text
             assert f"https://pay.example/pay/{token}" in text
             assert f"https://pay.example/pay/{token}/qr.png" in text
+            assert text_message["to"] == "+37369000777" and text_message["from"] == "POWER"
+            assert f"Оплатить: https://pay.example/pay/{token}" in text_message["text"]
     finally:
         controller.stop()
 
