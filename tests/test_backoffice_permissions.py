@@ -208,6 +208,16 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{B}/recurring/runs"): P.RECURRING_READ,
     ("POST", f"{B}/recurring/subscriptions/{{subscription_id}}/{{action}}"): P.RECURRING_MANAGE,
     ("POST", f"{B}/recurring/runs/{{run_id}}/retry"): P.RECURRING_MANAGE,
+    # invoice collection (section invoices)
+    ("GET", f"{B}/collections"): P.INVOICES_READ,
+    ("GET", f"{B}/billers"): P.INVOICES_READ,
+    ("GET", f"{B}/billers/{{code}}"): P.INVOICES_READ,
+    ("GET", f"{B}/billers/{{code}}/deliveries"): P.INVOICES_READ,
+    ("POST", f"{B}/billers/{{code}}/upload"): P.INVOICES_WRITE,
+    ("GET", f"{B}/invoices"): P.INVOICES_READ,
+    ("GET", f"{B}/invoices/{{invoice_id}}"): P.INVOICES_READ,
+    ("POST", f"{B}/invoices/{{invoice_id}}/remind"): P.INVOICES_WRITE,
+    ("POST", f"{B}/invoices/{{invoice_id}}/cancel"): P.INVOICES_WRITE,
     # notifications (section notifications)
     ("GET", f"{B}/notification-templates"): P.NOTIFICATIONS_READ,
     ("GET", f"{B}/notification-templates/{{event}}/{{channel}}/{{language}}"): P.NOTIFICATIONS_READ,
@@ -305,6 +315,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{A}/invoices/payouts"): P.INVOICES_WRITE,
     ("GET", f"{A}/invoices/payouts"): P.INVOICES_READ,
     ("GET", f"{A}/invoices/payouts/{{code}}/{{date}}/pain001"): P.INVOICES_READ,
+    ("POST", f"{A}/billers/{{code}}/invoices/upload"): P.INVOICES_WRITE,
 }
 
 

@@ -85,7 +85,8 @@ class PageNotFound(Exception):
 # The menu's areas, in their order (English msgids). An entry without an area (the home page, one's own
 # account) stands above them.
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
-AREAS = (OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION)
+COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
+AREAS = (OPERATIONS, COLLECTIONS, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,6 +109,17 @@ Methods = Annotated[
 ]
 
 
+def _timezone(value: str) -> str:
+    from paymux.notifications.templates import valid_timezone
+
+    if valid_timezone(value) != value:
+        raise ValueError("timezone must be an IANA time zone, such as Europe/Chisinau")
+    return value
+
+
+Timezone = Annotated[StrictStr, Field(max_length=64), AfterValidator(_timezone)]
+
+
 class BillerPatch(Strict):
     name: Annotated[Ident, Field(min_length=1, max_length=200)] | None = None
     brand: Brand | None = None
@@ -117,6 +128,7 @@ class BillerPatch(Strict):
     methods: Methods | None = None
     account: Account | None = None
     reminder_days: ReminderDays | None = None
+    timezone: Timezone | None = None
     fee: Fee | None = None
     webhook_url: Url | None = None
     webhook_enabled: StrictBool | None = None
@@ -143,6 +155,7 @@ def biller_view(b: Biller, secret: str | None = None) -> dict[str, Any]:
         "methods": b.methods,
         "account": b.account,
         "reminder_days": b.reminder_days,
+        "timezone": b.timezone,
         "fee": {"amount": format_amount(b.fee_amount, b.fee_currency), "currency": b.fee_currency},
         "webhook_url": mask_url(b.webhook_url) if b.webhook_url else None,
         "webhook_secret": secret if secret is not None else (MASK if b.webhook_secret else None),
@@ -176,7 +189,7 @@ async def _biller(session: AsyncSession, code: str, *, lock: bool = False) -> Bi
 def _apply(b: Biller, body: BillerPatch) -> str | None:
     """Set the given fields; returns a new webhook secret when one was made (the first webhook URL)."""
     fields = body.model_dump(exclude_unset=True)
-    for name in ("name", "methods", "reminder_days", "webhook_enabled", "enabled"):
+    for name in ("name", "methods", "reminder_days", "timezone", "webhook_enabled", "enabled"):
         if name in fields and fields[name] is not None:
             setattr(b, name, fields[name])
     for name in ("brand", "legal", "support", "account"):
@@ -223,6 +236,7 @@ async def create_biller(body: BillerIn, me: Writer, session: SessionDep) -> dict
         methods=["bank_transfer"],
         account={},
         reminder_days=[],
+        timezone="UTC",
         fee_amount=0,
         fee_currency="EUR",
         webhook_enabled=True,
@@ -398,6 +412,27 @@ async def redeliver(code: str, notification_id: Id, me: Writer, session: Session
     )
     await session.commit()
     return _delivery_view(n)
+
+
+@router.post("/{code}/invoices/upload", summary="Take a biller's invoices from a file", responses=PROBLEMS)
+async def upload_for_biller(
+    code: str,
+    me: Writer,
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="CSV or Excel (xlsx), the first row naming the columns")],
+    mapping: Annotated[str | None, Form(max_length=10_000)] = None,
+) -> dict[str, Any]:
+    """Like the biller's ``POST /api/v1/invoices/upload``, on the biller's behalf (audited)."""
+    from paymux.invoices import upload as uploads
+    from paymux.invoices.endpoints import read_upload
+
+    b = await _biller(session, code)
+    cfg = uploads.parse_mapping(mapping)
+    out = await uploads.upload(session, b, await read_upload(file), (file.filename or "")[:200], cfg)
+    counts = {k: out[k] for k in ("rows", "created", "duplicate", "error")}
+    await audit.record(session, me, "biller.invoices_upload", f"biller:{b.code}", None, counts)
+    await session.commit()
+    return out
 
 
 __all__ = ["router"]

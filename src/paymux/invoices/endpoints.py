@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep, bearer_token
 from paymux.errors import Problem, invalid, unauthorized
-from paymux.invoices import service
+from paymux.invoices import reminders, service
+from paymux.invoices import upload as uploads
 from paymux.invoices.models import Biller
 from paymux.invoices.schemas import MAX_BATCH, CancelIn, InvoicePatch, number_ok
 
@@ -139,13 +140,14 @@ async def get_changes(
 
 @router.get("/{number}", summary="An invoice", responses=PROBLEMS)
 async def get_invoice(number: str, biller: BillerDep, session: ReadSessionDep) -> dict[str, Any]:
-    """The invoice with its status history."""
+    """The invoice with its status history and its reminders (sent, skipped, asked for)."""
     inv = await service.invoice_of(session, biller, _number(number))
     view = service.invoice_view(inv)
     view["history"] = [
         {"from": h.from_status, "to": h.to_status, "reason": h.reason, "at": h.at.isoformat()}
         for h in await service.history(session, inv)
     ]
+    view["reminders"] = [reminders.reminder_view(r) for r in await reminders.reminders_of(session, inv.id)]
     return view
 
 
@@ -168,3 +170,42 @@ async def cancel_invoice(
     inv = await service.cancel(session, biller, _number(number), body.reason if body else "")
     await session.commit()
     return service.invoice_view(inv)
+
+
+async def read_upload(file: UploadFile) -> bytes:
+    """The uploaded file's bytes (at most ``MAX_FILE``)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await file.read(1 << 20):
+        size += len(chunk)
+        if size > uploads.MAX_FILE:
+            raise uploads.UploadProblem(f"the file is larger than {uploads.MAX_FILE} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/upload", summary="Send invoices in a CSV or Excel file", responses=PROBLEMS)
+async def upload_invoices(
+    biller: BillerDep,
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="CSV or Excel (xlsx), the first row naming the columns")],
+    mapping: Annotated[str | None, Form(max_length=10_000, description="JSON: how to read the file")] = None,
+) -> dict[str, Any]:
+    """Multipart ``file`` and optional ``mapping`` (JSON, see the docs). 200 with one result per row
+    (``created``, ``duplicate``, ``error`` with its message); a file that cannot be read 422, nothing
+    taken."""
+    cfg = uploads.parse_mapping(mapping)
+    data = await read_upload(file)
+    out = await uploads.upload(session, biller, data, (file.filename or "")[:200], cfg)
+    await session.commit()
+    return out
+
+
+@router.post("/{number}/remind", summary="Remind the payer now", responses=PROBLEMS)
+async def remind_invoice(number: str, biller: BillerDep, session: SessionDep) -> dict[str, Any]:
+    """Send the payer a reminder now (e-mail and SMS, with the payment link and QR code): 409 when the
+    invoice is not open, was reminded today already, or its payer has no e-mail or phone."""
+    inv = await service.invoice_of(session, biller, _number(number), lock=True)
+    row = await reminders.send_now(session, inv, by=f"biller:{biller.code}")
+    await session.commit()
+    return reminders.reminder_view(row)

@@ -34,6 +34,7 @@ class Biller(Base):
     # {"holder", "iban", "bic", "bank_name", "account_number", "inn", "kpp", "correspondent_account"}
     account: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     reminder_days: Mapped[list[int]] = mapped_column(Json, default=list)  # relative to due: [-3, 0, 7, 14]
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")  # its days (reminders) are in this zone
     fee_amount: Mapped[int] = mapped_column(BigId, default=0)  # fixed fee per transaction, minor units
     fee_currency: Mapped[str] = mapped_column(String(3), default="EUR")
     webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
@@ -205,10 +206,45 @@ class InvoiceAttempt(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+REMINDER_KINDS = ("policy", "requested", "manual")
+REMINDER_STATUSES = ("pending", "sent", "skipped")
+
+
+class InvoiceReminder(Base):
+    """A reminder of an invoice to its payer (migration 0021): one of the biller's policy days
+    (``policy``, key ``policy:<days from due>``), a day the payer asked for (``requested``, key
+    ``requested:<date>``) or one sent now from the back office or the biller's API (``manual``, key
+    ``manual:<date>``). ``(invoice_id, key)`` is unique: a policy day is reminded once, however often
+    the worker runs. ``day`` is the biller's local day it is (or was) due; ``status`` ``pending``
+    (requested, not due yet), ``sent`` (``notifications`` the ids of its e-mail and SMS) or
+    ``skipped`` (with ``reason``: paid, cancelled, no address, another reminder that day)."""
+
+    __tablename__ = "invoice_reminders"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "key"),
+        Index("ix_invoice_reminders_due", "status", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    day: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    notifications: Mapped[list[int]] = mapped_column(Json, default=list)
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 __all__ = [
     "ATTEMPT_OPEN",
     "ATTEMPT_STATUSES",
     "RECEIPT_STATUSES",
+    "REMINDER_KINDS",
+    "REMINDER_STATUSES",
     "STATUSES",
     "Biller",
     "BillerKey",
@@ -218,4 +254,5 @@ __all__ = [
     "InvoicePayment",
     "InvoicePayout",
     "InvoiceReceipt",
+    "InvoiceReminder",
 ]

@@ -459,16 +459,17 @@ async def cancel(session: AsyncSession, biller: Biller, number: str, reason: str
     return inv
 
 
-async def mark_overdue(session: AsyncSession, today: dt.date, limit: int = 1000) -> int:
-    """Move open and partially paid invoices past their due date to ``overdue`` (a sweep's step)."""
-    rows = (
-        await session.scalars(
-            select(Invoice)
-            .where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today)
-            .order_by(Invoice.id)
-            .limit(limit)
-        )
-    ).all()
+async def mark_overdue(
+    session: AsyncSession, today: dt.date, limit: int = 1000, *, biller_ids: Sequence[int] | None = None
+) -> int:
+    """Move open and partially paid invoices past their due date to ``overdue`` (a sweep's step); of
+    the billers ``biller_ids`` only when given (those whose calendar day ``today`` is)."""
+    q = select(Invoice).where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today)
+    if biller_ids is not None:
+        q = q.where(Invoice.biller_id.in_(list(biller_ids)))
+    # locked, skipping rows another sweep holds: two workers never move (and report) one invoice twice
+    q = q.order_by(Invoice.id).limit(limit).with_for_update(skip_locked=True)
+    rows = (await session.scalars(q)).all()
     billers: dict[int, Biller] = {}
     for inv in rows:
         b = billers.get(inv.biller_id) or await session.get(Biller, inv.biller_id)

@@ -328,6 +328,32 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
             + "{% if paid_at %} pe {{ paid_at|date }}{% endif %}. Repetați plata?",
         ),
     },
+    "invoice.reminder": {
+        "en": (
+            "Invoice {{ number }}{% if biller %} from {{ biller }}{% endif %}: {{ amount|money(currency) }}",
+            "Invoice {{ number }}{% if biller %} from {{ biller }}{% endif %}: {{ amount|money(currency) }}"
+            " {% if days > 0 %}was due on {{ due_date|date }} ({{ days }} days ago){% elif days == 0 %}"
+            "is due today{% else %}is due on {{ due_date|date }}{% endif %}. Pay: {{ pay_url }}"
+            "{% if qr_url %}\nQR code to pay with your banking app: {{ qr_url }}{% endif %}",
+        ),
+        "ru": (
+            "Счёт {{ number }}{% if biller %} от {{ biller }}{% endif %}: {{ amount|money(currency) }}",
+            "Счёт {{ number }}{% if biller %} от {{ biller }}{% endif %} на {{ amount|money(currency) }}"
+            " {% if days > 0 %}нужно было оплатить до {{ due_date|date }} (дней просрочки: {{ days }})"
+            "{% elif days == 0 %}нужно оплатить сегодня{% else %}нужно оплатить до {{ due_date|date }}"
+            "{% endif %}. Оплатить: {{ pay_url }}"
+            "{% if qr_url %}\nQR-код для оплаты в приложении банка: {{ qr_url }}{% endif %}",
+        ),
+        "ro": (
+            "Factura {{ number }}{% if biller %} de la {{ biller }}{% endif %}: {{ amount|money(currency) }}",
+            "Factura {{ number }}{% if biller %} de la {{ biller }}{% endif %}"
+            " de {{ amount|money(currency) }} {% if days > 0 %}era scadentă pe {{ due_date|date }}"
+            " (întârziere: {{ days }} zile)"
+            "{% elif days == 0 %}este scadentă astăzi{% else %}este scadentă pe {{ due_date|date }}"
+            "{% endif %}. Plătiți: {{ pay_url }}"
+            "{% if qr_url %}\nCod QR pentru plata din aplicația băncii: {{ qr_url }}{% endif %}",
+        ),
+    },
 }
 
 _DATA_LINES = (
@@ -515,6 +541,14 @@ def sample_data(event: str) -> dict[str, Any]:
         "run.skipped": {"due_at": "2026-12-01T09:00:00+00:00", "reason": "the hub was down too long"},
         "debt.confirm": {"limit": 10000},
         "reminder.repeat": {"paid_at": "2026-11-10T09:00:00+00:00"},
+        "invoice.reminder": {
+            "number": "2026-000017",
+            "biller": "Power Co",
+            "due_date": "2026-12-31",
+            "days": -3,
+            "pay_url": "https://hub.example/pay/4d2Vq",
+            "qr_url": "https://hub.example/pay/4d2Vq/qr.png",
+        },
     }
     return {**base, **extra.get(event, {})}
 

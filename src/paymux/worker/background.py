@@ -21,6 +21,7 @@ SERVICES: tuple[str, ...] = (
     "paymux.worker.notifications:running_notification_worker",
     "paymux.worker.recurring:running_recurring_worker",
     "paymux.recurring.reminders:running_reminder_worker",
+    "paymux.invoices.reminders:running_invoice_reminder_worker",
 )
 
 
