@@ -5,7 +5,7 @@
 | channel | ``/api/v1/...`` except the admin API | 64 KiB |
 | gateway | inbound gateways, ``/osmp/...``, ``/cyberplat/...`` (``inbound_prefixes``) | 16 KiB |
 | catalog | ``POST /api/v1/admin/catalog`` | 4 MiB |
-| upload | reconciliation registers, bank statements (settlement, invoices), invoice batches and files (``/api/v1/invoices[/upload]``) | 64 MiB |
+| upload | registers, bank statements, invoice batches and files (``/api/v1/invoices[/upload]``) | 64 MiB |
 | backoffice | other back-office pages | 1 MiB |
 | admin | the rest of the admin API, and any other route | 1 MiB |
 """
