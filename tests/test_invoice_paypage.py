@@ -433,3 +433,35 @@ def test_migration_0019_downgrades_and_upgrades(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{path}")
     assert "invoice_attempts" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+async def test_the_payer_asks_to_be_reminded_on_a_date(db_url: str) -> None:
+    async with pay_env(db_url) as p:
+        token = await p.invoice(payer={"name": "Ion Popescu", "language": "ro", "email": "ion@example.com"})
+        page = await p.browser.get(p.url(f"/pay/{token}"))
+        assert f'action="/pay/{token}/remind?lang=ro"' in page.text and 'name="day"' in page.text
+        html = {"accept": "text/html"}
+        day = (utcnow() + dt.timedelta(days=10)).date()  # the biller's calendar is UTC here
+        for _ in range(2):  # asking again for the same day changes nothing
+            r = await p.browser.post(
+                p.url(f"/pay/{token}/remind"), data={"day": day.isoformat()}, headers=html
+            )
+            assert r.status_code == 303 and r.headers["location"].endswith(f"reminded={day.isoformat()}"), (
+                r.text
+            )
+        shown = await p.follow(r)
+        assert (
+            shown.status_code == 200
+            and 'id="reminded"' in shown.text
+            and day.strftime("%d.%m.%Y") in shown.text
+        )
+        asked = [x for x in (await p.get_invoice())["reminders"] if x["kind"] == "requested"]
+        assert [(x["day"], x["status"]) for x in asked] == [(day.isoformat(), "pending")]
+        # a day in the past, or not a date: a readable message on the page, a problem for programs
+        past = await p.browser.post(p.url(f"/pay/{token}/remind"), data={"day": "2001-01-01"}, headers=html)
+        assert past.status_code == 422 and 'role="alert"' in past.text and "today or later" in past.text
+        bad = await p.browser.post(p.url(f"/pay/{token}/remind"), data={"day": "soon"})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+        assert len([x for x in (await p.get_invoice())["reminders"] if x["kind"] == "requested"]) == 1
+        missing = await p.browser.post(p.url("/pay/" + "x" * 32 + "/remind"), data={"day": "2030-01-20"})
+        assert missing.status_code == 404

@@ -63,6 +63,10 @@ TEXT: dict[str, dict[str, str]] = {
         "not_found": "This payment link is unknown or no longer valid. Please check the link you received.",
         "badge_label": "invoice",
         "logo_alt": "{biller} logo",
+        "remind_title": "Remind me later",
+        "remind_day": "Remind me on",
+        "remind_submit": "Remind me",
+        "reminded": "We will remind you on {day}.",
     },
     "ru": {
         "page_title": "Счёт {number} - {biller}",
@@ -122,6 +126,10 @@ TEXT: dict[str, dict[str, str]] = {
         "not_found": "Эта ссылка на оплату неизвестна или больше не действует. Проверьте полученную ссылку.",
         "badge_label": "счёт",
         "logo_alt": "Логотип {biller}",
+        "remind_title": "Напомнить позже",
+        "remind_day": "Напомнить",
+        "remind_submit": "Напомнить мне",
+        "reminded": "Мы напомним вам {day}.",
     },
     "ro": {
         "page_title": "Factura {number} - {biller}",
@@ -181,6 +189,10 @@ TEXT: dict[str, dict[str, str]] = {
         "not_found": "Acest link de plată este necunoscut sau nu mai este valabil. Verificați linkul primit.",
         "badge_label": "factura",
         "logo_alt": "Logo {biller}",
+        "remind_title": "Amintiți-mi mai târziu",
+        "remind_day": "Amintiți-mi pe",
+        "remind_submit": "Amintiți-mi",
+        "reminded": "Vă vom aminti pe {day}.",
     },
 }
 

@@ -8,6 +8,7 @@ refreshes itself (``<meta http-equiv="refresh">``) while the payment is pending.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from paymux.api.deps import HubDep
+from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
 from paymux.invoices import attempts
 from paymux.invoices.elements import ElementError
@@ -35,6 +37,7 @@ from paymux.invoices.methods.base import (
 from paymux.invoices.methods.transfer import ACCOUNT_FIELDS, instructions
 from paymux.invoices.models import Biller, Invoice, InvoiceAttempt
 from paymux.invoices.pagetext import LANGUAGE_NAMES, LANGUAGES, TEXT, language
+from paymux.invoices.reminders import local_day, request_reminder
 from paymux.money import format_amount
 from paymux.runtime import Hub
 
@@ -188,6 +191,8 @@ def _context(
         "methods": methods,
         "transfer": _transfer_view(biller, inv, token) if "bank_transfer" in methods else None,
         "error": None,
+        "today": local_day(biller, utcnow()).isoformat(),
+        "reminded": None,
     }
 
 
@@ -252,8 +257,46 @@ async def pay_page(token: str, request: Request, hub: HubDep, lang: Lang = None)
         return _not_found_page(request, language(lang, "en"))
     inv, biller = found
     chosen = language(lang, inv.payer_language)
-    page = _env.get_template("pay.html").render(**_context(hub, request, inv, biller, chosen, token))
+    ctx = _context(hub, request, inv, biller, chosen, token)
+    asked = request.query_params.get("reminded", "")
+    if len(asked) == 10:
+        with contextlib.suppress(ValueError):
+            ctx["reminded"] = date_text(dt.date.fromisoformat(asked), chosen)
+    page = _env.get_template("pay.html").render(**ctx)
     return _html(page)
+
+
+@router.post("/pay/{token}/remind", summary="The payer asks to be reminded on a date (303 back to the page)")
+async def remind_me(token: str, request: Request, hub: HubDep, lang: Lang = None) -> Response:
+    """A form of the page: ``day`` (YYYY-MM-DD, today or later in the biller's calendar, at most a year
+    ahead). The reminder goes by e-mail and SMS to the invoice's payer on that day; asking again for the
+    same day changes nothing."""
+    found = await _load(hub, token)
+    if found is None:
+        return _not_found_page(request, language(lang, "en"))
+    inv, biller = found
+    chosen = language(lang, inv.payer_language)
+    form = await request.form()
+    raw = form.get("day")
+    try:
+        day = dt.date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+    except ValueError:
+        day = None
+    try:
+        if day is None:
+            raise invalid("invalid-reminder-date", "day must be a date like 2030-01-31")
+        async with hub.sessions() as session:
+            row = await session.get(Invoice, inv.id)
+            assert row is not None
+            await request_reminder(session, row, day)
+            await session.commit()
+    except Problem as e:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        ctx = _context(hub, request, inv, biller, chosen, token)
+        ctx["error"] = e.detail if isinstance(e.detail, str) else str(e)
+        return _html(_env.get_template("pay.html").render(**ctx), e.status)
+    return RedirectResponse(f"/pay/{token}?lang={chosen}&reminded={day.isoformat()}", status_code=303)
 
 
 @router.get("/pay/{token}/qr.png", summary="QR code of the invoice (PNG)")
