@@ -22,8 +22,9 @@ In-process, on a scratch database (a SQLite file, or a PostgreSQL database whose
 
 Figures: runs settled per second (from the release to the last final run), plain payments final per
 second, scheduling lateness (the moment a worker first started the run minus the moment it was due,
-the release for a charge that was already due then) p50/p99, a run's time to final p50/p99, resident memory (peak, and at 10 %
-and 90 % of the load and of the run: flat means the 90 % figure is within a few MiB of the 10 % one).
+the release for a charge that was already due then) p50/p99, a run's time to final p50/p99, resident
+memory (peak, and at 10 % and 90 % of the load and of the run: flat means the 90 % figure is within a
+few MiB of the 10 % one).
 """
 
 from __future__ import annotations
@@ -135,9 +136,8 @@ class Bar:
         rate = done / max(time.monotonic() - self.t0, 1e-9)
         if self.tty:
             filled = int(frac * 30)
-            sys.stderr.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{self.total:,} ({rate:,.0f}/s)"
-            )
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r{self.label} [{bar}] {done:,}/{self.total:,} ({rate:,.0f}/s)")
             sys.stderr.flush()
         elif int(frac * 10) > self._tenth:
             self._tenth = int(frac * 10)
@@ -221,7 +221,10 @@ async def _bench(hub: Any, opts: RecurringBenchOptions, result: dict[str, Any], 
         for code in EMULATORS:
             app = EMULATOR_APPS.get(code, jsonhttp_app)(engine=_engine(code, txn_start))
             urls[code] = await stack.enter_async_context(run_emulator(app))
-        accounts = {_bank_account(i): BankAccount(currency="RUB", balance="1000000000.00") for i in range(BANK_ACCOUNTS)}
+        accounts = {
+            _bank_account(i): BankAccount(currency="RUB", balance="1000000000.00")
+            for i in range(BANK_ACCOUNTS)
+        }
         bank: BankApp = bank_app(BankConfig(accounts=accounts, token=BANK_TOKEN, reference_prefix="CORE-"))
         bank_url = await stack.enter_async_context(run_emulator(bank))
         await seed(hub, urls, keys=False)
@@ -445,7 +448,9 @@ async def _run(
             async with hub.read_sessions() as session:
                 done = int(
                     await session.scalar(
-                        select(func.count()).select_from(Run).where(Run.subscription_id >= base, Run.status == "done")
+                        select(func.count())
+                        .select_from(Run)
+                        .where(Run.subscription_id >= base, Run.status == "done")
                     )
                     or 0
                 )
