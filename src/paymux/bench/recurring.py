@@ -40,9 +40,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 
 FINAL_PAYMENT = ("succeeded", "failed", "cancelled")
 CHUNK = 5_000  # rows per INSERT transaction
@@ -294,7 +294,11 @@ async def _load(hub: Any, opts: RecurringBenchOptions, ids: dict[str, int], memo
     """Insert N customers, templates and subscriptions in chunks; release the due slice."""
     from paymux.recurring.models import Customer, Subscription, Template
 
-    customers, templates, subscriptions = Customer.__table__, Template.__table__, Subscription.__table__
+    customers, templates, subscriptions = (
+        cast(Table, Customer.__table__),
+        cast(Table, Template.__table__),
+        cast(Table, Subscription.__table__),
+    )
     n = opts.subscriptions
     async with hub.sessions() as session:
         bases = {
