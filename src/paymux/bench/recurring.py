@@ -594,15 +594,7 @@ async def _check(hub: Any, bank: Any, base: int, result: dict[str, Any]) -> None
     from paymux.recurring.verify import verify_runs
 
     say(f"recurring ({result['backend']}): checking (bank, runs, ledger)")
-    held: Counter[str] = Counter()  # done debits not given back, per subscription period
-    debits = 0
-    for op in list(bank.bank.operations.values()):
-        if op.kind == "debit" and op.status == "done":
-            debits += 1
-            if op.refunded < op.amount:
-                held[op.key.split(".r", 1)[0]] += 1  # rec-<subscription>-<period>[.rN]
-    result["bank_debits"] = debits
-    result["doubled"] = sum(1 for k in held.values() if k > 1)
+    result["bank_debits"], result["doubled"] = doubled(list(bank.bank.operations.values()))
     report = await verify_runs(
         hub, grace=dt.timedelta(0), now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1), bank=False
     )
@@ -617,6 +609,20 @@ async def _check(hub: Any, bank: Any, base: int, result: dict[str, Any]) -> None
         and result["ledger_balanced"]
         and result.get("runs_final") == result["due"]
     )
+
+
+def doubled(operations: list[Any]) -> tuple[int, int]:
+    """(done debits, subscription periods charged twice) in the bank's books: a period is charged twice
+    when two debits under its keys (``rec-<subscription>-<period>``, ``.rN`` for a retry) are done and
+    not given back in full."""
+    held: Counter[str] = Counter()
+    debits = 0
+    for op in operations:
+        if op.kind == "debit" and op.status == "done":
+            debits += 1
+            if op.refunded < op.amount:
+                held[op.key.split(".r", 1)[0]] += 1
+    return debits, sum(1 for k in held.values() if k > 1)
 
 
 def table(r: dict[str, Any]) -> list[str]:
