@@ -987,12 +987,18 @@ def table(results: dict[str, Any]) -> str:
         f" disk {m.get('disk', {}).get('device', '?')} (fsync of 4 KiB {m.get('fsync_4k_ms', '?')} ms)"
     )
     o = results.get("options", {})
-    out.append(
-        f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
-        f" providers emulated with {o.get('provider_latency_ms')} ms latency;"
-        f"{' every request on a new connection;' if o.get('new_connections') else ''}"
-        f" machine {m.get('busy_before_pct', '?')} % busy before the run"
-    )
+    if o.get("recurring") is not None:
+        out.append(
+            f"recurring payments only (--recurring {o['recurring']:,}); machine"
+            f" {m.get('busy_before_pct', '?')} % busy before the run"
+        )
+    else:
+        out.append(
+            f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
+            f" providers emulated with {o.get('provider_latency_ms')} ms latency;"
+            f"{' every request on a new connection;' if o.get('new_connections') else ''}"
+            f" machine {m.get('busy_before_pct', '?')} % busy before the run"
+        )
     for key in ("sqlite", "postgresql", "postgresql_scale"):
         s = results.get(key)
         if not s:
