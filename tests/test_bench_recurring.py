@@ -101,3 +101,14 @@ def test_doubled_counts_periods_charged_twice_at_the_bank() -> None:
     ]
     assert doubled(ops) == (7, 1)
     assert doubled([]) == (0, 0)
+
+
+def test_bench_recurring_cli_checks_its_options() -> None:
+    from typer.testing import CliRunner
+
+    from paymux.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "--recurring", "5", "--recurring-due", "6"])
+    assert r.exit_code == 2 and "--recurring-due" in r.output
+    r = CliRunner().invoke(app, ["bench", "--recurring", "5", "--no-recurring-sqlite"])
+    assert r.exit_code == 2 and "--postgres" in r.output
