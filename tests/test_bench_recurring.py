@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PG_URL, requires_postgres
+from conftest import PG_URL, _reset_postgres, requires_postgres
 from paymux.bench.recurring import doubled
 from paymux.bench.runner import BenchOptions, run_bench
 from paymux.funding.emulator import Operation
@@ -59,6 +59,7 @@ def test_bench_recurring_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @requires_postgres
 @pytest.mark.postgres
 def test_bench_recurring_postgres(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _reset_postgres(PG_URL)  # this worker's database made when missing (the bench recreates its schema)
     r = _run(tmp_path, capsys, postgres=PG_URL, recurring_sqlite=False)
     _check(r["recurring_postgresql"], "postgresql")
     assert "recurring_sqlite" not in r
