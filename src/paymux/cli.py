@@ -641,6 +641,24 @@ def bench(
             " alive); the HTTP ceiling too"
         ),
     ] = False,
+    recurring: Annotated[
+        int | None,
+        typer.Option(
+            help="run only the recurring benchmark over this many subscriptions (the issue's figure:"
+            " 1000000): runs/s against the hub's payment rate, lateness, memory, doubled charges;"
+            " SQLite, and PostgreSQL with --postgres"
+        ),
+    ] = None,
+    recurring_due: Annotated[
+        int | None, typer.Option(help="recurring: charges due at once [min(20000, N/30)]")
+    ] = None,
+    recurring_workers: Annotated[int, typer.Option(help="recurring: run workers")] = 2,
+    recurring_payments: Annotated[
+        int | None, typer.Option(help="recurring: plain payments for the hub's rate [as many as due]")
+    ] = None,
+    recurring_sqlite: Annotated[
+        bool, typer.Option(help="recurring: on a scratch SQLite file too (--no-recurring-sqlite: only PG)")
+    ] = True,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -662,6 +680,11 @@ def bench(
             files=files,
             repeat=repeat,
             new_connections=new_connections,
+            recurring=recurring,
+            recurring_due=recurring_due,
+            recurring_workers=recurring_workers,
+            recurring_payments=recurring_payments,
+            recurring_sqlite=recurring_sqlite,
         )
         opts.resolve()
     except ValueError as e:

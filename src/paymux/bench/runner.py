@@ -60,6 +60,11 @@ class BenchOptions:
     files: int = 0  # payments in the register / lines in the provider's register (0: not run)
     repeat: int = 1  # runs of each level and ceiling; the median run is reported
     new_connections: bool = False  # every request on a connection of its own (no keep-alive)
+    recurring: int | None = None  # subscriptions: run only the recurring benchmark (paymux.bench.recurring)
+    recurring_due: int | None = None  # charges due at once; default min(20,000, N // 30)
+    recurring_workers: int = 2
+    recurring_payments: int | None = None  # plain payments for the hub's rate; default = due
+    recurring_sqlite: bool = True  # also (first) on a scratch SQLite file; False: only --postgres
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -80,6 +85,21 @@ class BenchOptions:
             raise ValueError("--repeat must be at least 1 (runs of each level and ceiling)")
         if self.files < 0:
             raise ValueError("--files must be 0 (skip) or the number of payments in the files")
+        if self.recurring is not None:
+            self.recurring_options().resolve()
+            if not self.recurring_sqlite and not self.postgres:
+                raise ValueError("--recurring with --no-recurring-sqlite needs --postgres URL")
+
+    def recurring_options(self) -> Any:
+        from paymux.bench.recurring import RecurringBenchOptions
+
+        assert self.recurring is not None
+        return RecurringBenchOptions(
+            subscriptions=self.recurring,
+            due=self.recurring_due,
+            workers=self.recurring_workers,
+            payments=self.recurring_payments,
+        )
 
     @property
     def headline(self) -> int:
@@ -967,12 +987,18 @@ def table(results: dict[str, Any]) -> str:
         f" disk {m.get('disk', {}).get('device', '?')} (fsync of 4 KiB {m.get('fsync_4k_ms', '?')} ms)"
     )
     o = results.get("options", {})
-    out.append(
-        f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
-        f" providers emulated with {o.get('provider_latency_ms')} ms latency;"
-        f"{' every request on a new connection;' if o.get('new_connections') else ''}"
-        f" machine {m.get('busy_before_pct', '?')} % busy before the run"
-    )
+    if o.get("recurring") is not None:
+        out.append(
+            f"recurring payments only (--recurring {o['recurring']:,}); machine"
+            f" {m.get('busy_before_pct', '?')} % busy before the run"
+        )
+    else:
+        out.append(
+            f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
+            f" providers emulated with {o.get('provider_latency_ms')} ms latency;"
+            f"{' every request on a new connection;' if o.get('new_connections') else ''}"
+            f" machine {m.get('busy_before_pct', '?')} % busy before the run"
+        )
     for key in ("sqlite", "postgresql", "postgresql_scale"):
         s = results.get(key)
         if not s:
@@ -1061,6 +1087,13 @@ def table(results: dict[str, Any]) -> str:
             f" pricing {_f(mi['pricing_per_s'])}/s, tariff compute {_f(mi['tariff_compute_per_s'])}/s,"
             f" snapshot load {mi['snapshot_load_ms']} ms"
         )
+    for key in ("recurring_sqlite", "recurring_postgresql"):
+        rec = results.get(key)
+        if rec:
+            from paymux.bench.recurring import table as recurring_table
+
+            out.append("")
+            out.extend(recurring_table(rec))
     fi = results.get("files")
     if fi:
         out.append("")
@@ -1093,10 +1126,32 @@ def _has_errors(results: dict[str, Any]) -> bool:
         s = results.get(key)
         if s and (s["errors"] or not s["ledger_balanced"] or s["hub_log_error_count"]):
             return True
+    for key in ("recurring_sqlite", "recurring_postgresql"):
+        rec = results.get(key)
+        if rec and not rec.get("ok"):
+            return True
     return False
 
 
+async def _run_recurring(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
+    """``--recurring N``: only the recurring benchmark, on SQLite and/or PostgreSQL."""
+    from paymux.bench.recurring import run_recurring_bench
+
+    if opts.recurring_sqlite:
+        url = f"sqlite+aiosqlite:///{work / 'recurring.db'}"
+        results["recurring_sqlite"] = await run_recurring_bench(url, opts.recurring_options(), "sqlite")
+    if opts.postgres:
+        hub_url, dsn = _pg_urls(opts.postgres)
+        await _reset_pg(dsn)
+        rec = await run_recurring_bench(hub_url, opts.recurring_options(), "postgresql")
+        rec["url"] = _safe(hub_url)
+        results["recurring_postgresql"] = rec
+
+
 async def _run(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
+    if opts.recurring is not None:
+        await _run_recurring(opts, work, results)
+        return
     bench = Bench(opts, work)
     try:
         say("micro benchmarks (in-process)")
@@ -1162,6 +1217,9 @@ def run_bench(opts: BenchOptions) -> int:
             "ceiling_batch": opts.ceiling_batch,
             "repeat": opts.repeat,
             "new_connections": opts.new_connections,
+            "recurring": opts.recurring,
+            "recurring_due": opts.recurring_due,
+            "recurring_workers": opts.recurring_workers,
             "settings": _settings_overrides(),
         },
         "machine": procs.machine_info(work),

@@ -105,6 +105,10 @@ class Ctx:
     agent: RecurringAgent
     owner: str
     now: dt.datetime
+    # the run's current state was entered by this claim with the lease renewed and its mark written
+    # (``debit_sent`` / the refund key), and nothing has left under it yet: no status call is needed
+    # first and no second renewal before it leaves
+    fresh: bool = False
 
 
 class Lost(Exception):
@@ -228,10 +232,12 @@ class Executor:
         """Carry a claimed run as far as it goes now; returns its job outcome (a final state,
         ``pending`` when it waits for something, ``lost`` when another worker holds it)."""
         try:
+            loaded = await self._load(run_id, owner, now or utcnow())
+            if loaded is None:
+                return "lost"
+            ctx = loaded
             for _ in range(8):
-                ctx = await self._load(run_id, owner, now or utcnow())
-                if ctx is None:
-                    return "lost"
+                # every write is fenced and mirrored on ``ctx``: the next step goes on from it
                 step = getattr(self, f"_step_{ctx.run.state}", None)
                 if step is None:  # a final state with a stale job status
                     await self._set(ctx, status="done", lease_owner=None)
@@ -366,7 +372,9 @@ class Executor:
                 f"{format_amount(sub.per_payment_limit, run.currency)} per payment",
             )
         if customer.month_limit is None:
-            await self._set(ctx, state="debiting")
+            # one write: the state, the debit's mark and the lease (see _step_debiting)
+            await self._renew(ctx, state="debiting", error_code="debit_sent")
+            ctx.fresh = True
             return None
         # the month limit: decided and recorded under the customer's row lock, so two runs of one
         # customer never both pass it
@@ -398,6 +406,7 @@ class Executor:
             else:
                 await self._fenced(session, ctx, {"state": "debiting"})
                 await session.commit()
+                ctx.run.state = "debiting"
         if over is not None:  # never open a session while holding another (SQLite's one writer)
             return await self._final(
                 ctx, "limit_exceeded", "run.limit_exceeded", error_code="month_limit", error_message=over
@@ -408,7 +417,8 @@ class Executor:
         run = ctx.run
         source = self.source(ctx.agent)
         answer: FundingAnswer | None = None
-        if run.error_code in DEBIT_MARKS:
+        fresh, ctx.fresh = ctx.fresh, False
+        if run.error_code in DEBIT_MARKS and not fresh:
             # the debit may have left before: only its status may settle it
             answer = await source.status(run.debit_key)
             if answer.outcome == "not_found":
@@ -419,7 +429,8 @@ class Executor:
                 return await self._later(ctx, self._backoff(ctx), error_message=answer.message)
         if answer is None:
             assert ctx.customer.funding_account is not None and run.amount is not None
-            await self._renew(ctx, error_code="debit_sent")
+            if not fresh:
+                await self._renew(ctx, error_code="debit_sent")
             failpoints.hit("recurring.before_debit")
             answer = await source.debit(
                 Debit(
@@ -432,9 +443,11 @@ class Executor:
             )
             failpoints.hit("recurring.after_debit")
         if answer.outcome == "done":
-            await self._set(
+            # the lease renewed with it: the payment is accepted next (see _accept)
+            await self._renew(
                 ctx, state="paying", debit_reference=answer.reference, error_code=None, error_message=None
             )
+            ctx.fresh = True
             return None
         if answer.outcome == "refused":
             return await self._final(
@@ -450,26 +463,30 @@ class Executor:
 
     async def _step_paying(self, ctx: Ctx) -> str | None:
         run = ctx.run
-        if run.payment_id is None:
+        recorded: dict[str, Any] = {}  # the payment's id, written with whatever comes next
+        payment_id = run.payment_id
+        if payment_id is None:
             payment_id = await self._accept(ctx)
             if payment_id is None:
                 return None if ctx.run.state == "refunding" else "pending"
-            await self._set(ctx, payment_id=payment_id)
+            recorded["payment_id"] = payment_id
         async with self.hub.read_sessions() as session:
-            payment = await session.get(Payment, ctx.run.payment_id)
+            payment = await session.get(Payment, payment_id)
         assert payment is not None
         if payment.status == "succeeded":
-            return await self._final(ctx, "paid", "run.paid", paid=True)
+            return await self._final(ctx, "paid", "run.paid", paid=True, **recorded)
         if payment.status in ("failed", "cancelled"):
-            await self._set(
+            await self._renew(
                 ctx,
                 state="refunding",
                 refund_key=refund_key(run.debit_key),
                 error_code=f"payment_{payment.status}",
                 error_message=payment.error_message,
+                **recorded,
             )
+            ctx.fresh = True
             return None
-        return await self._later(ctx, self.settings.payment_poll_seconds)
+        return await self._later(ctx, self.settings.payment_poll_seconds, **recorded)
 
     async def _accept(self, ctx: Ctx) -> int | None:
         """Accept the run's payment (idempotent by ``rec-<run id>``); None when it cannot be now (the
@@ -504,7 +521,9 @@ class Executor:
         except ValidationError as exc:
             await give_up("payment_rejected", f"the template makes no valid payment: {exc.errors()[:1]}")
             return None
-        await self._renew(ctx)
+        fresh, ctx.fresh = ctx.fresh, False
+        if not fresh:  # else the lease was renewed with the debit's outcome, just now
+            await self._renew(ctx)
         failpoints.hit("recurring.before_accept")
         try:
             payment, _ = await accept(self.hub, channel, body)
@@ -527,9 +546,17 @@ class Executor:
         assert run.amount is not None
         key = run.refund_key or refund_key(run.debit_key)
         source = self.source(ctx.agent)
-        answer = await source.status(key)  # a refund sent before (lost answer, crash) is settled by it
+        fresh, ctx.fresh = ctx.fresh, False
+        # a refund sent before (lost answer, crash) is settled by its status; a run that went refunding
+        # in this claim (the key and the lease written with it) has sent nothing under the key yet
+        answer = (
+            FundingAnswer(outcome="not_found")
+            if fresh and run.refund_key == key
+            else await source.status(key)
+        )
         if answer.outcome == "not_found":
-            await self._renew(ctx, refund_key=key)
+            if not fresh:
+                await self._renew(ctx, refund_key=key)
             failpoints.hit("recurring.before_refund")
             answer = await source.refund(
                 Refund(
