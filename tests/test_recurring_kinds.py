@@ -14,8 +14,9 @@ from conftest import requires_postgres
 from paymux.db.base import utcnow
 from paymux.errors import Problem
 from paymux.recurring.executor import confirm_debt
-from paymux.recurring.models import Run
+from paymux.recurring.models import RecurringAgent, Run
 from paymux.recurring.verify import verify_runs
+from paymux.worker.jobs import running
 from recurring_support import ACCOUNT, PHONE_ACCOUNT, T0, rec_env
 
 
@@ -238,4 +239,42 @@ async def test_two_workers_share_runs_without_doubles(db_url: str) -> None:
         assert w1.finished and w2.finished  # both did some
         assert len(r.debits()) == 30 and all(op.calls == 1 for op in r.debits())
         assert await r.payments_count() == 30
+        await r.check_books()
+
+
+async def test_a_slow_bank_answer_does_not_hold_up_the_other_runs(db_url: str) -> None:
+    """The worker keeps ``claim_limit`` runs in flight: while one run waits 6 s for its bank, the others
+    are claimed and finished through the free place (a round of runs would wait for the slowest)."""
+    slow = "40817810000000000099"
+    accounts = {
+        ACCOUNT: {"currency": "RUB", "balance": "1000.00"},
+        slow: {"currency": "RUB", "balance": "1000.00", "latency_ms": 6000},
+    }
+    async with rec_env(db_url, accounts=accounts) as r:
+        async with r.hub.sessions() as s:
+            await s.execute(
+                update(RecurringAgent).values(funding_config={"url": r.bank_url, "timeout": "20"})
+            )
+            await s.commit()
+        made = utcnow() - dt.timedelta(minutes=2)
+        when = {
+            "period": "days",
+            "every_days": 1,
+            "start_date": made.date(),
+            "time_of_day": made.strftime("%H:%M"),
+            "now": made - dt.timedelta(minutes=1),
+        }
+        slow_sub = await r.subscription(await r.customer(timezone="UTC", funding_account=slow), **when)
+        fast = [await r.subscription(await r.customer(timezone="UTC"), **when) for _ in range(4)]
+        worker = r.worker(claim_limit=2, poll_seconds=0.05, schedule_seconds=0.2, payment_poll_seconds=0.1)
+        async with running(worker):
+            for _ in range(400):
+                runs = await r.runs()
+                if len(runs) == 5 and all(x.state == "paid" for x in runs):
+                    break
+                await asyncio.sleep(0.05)
+        runs = await r.runs()
+        assert sorted(x.state for x in runs) == ["paid"] * 5, [(x.subscription_id, x.state) for x in runs]
+        slow_done = next(x.updated_at for x in runs if x.subscription_id == slow_sub)
+        assert all(x.updated_at < slow_done for x in runs if x.subscription_id in fast)
         await r.check_books()

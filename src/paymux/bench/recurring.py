@@ -434,9 +434,9 @@ async def _run(
     started: dict[int, dt.datetime] = {}  # run id -> first claimed by a worker (a run of the slice each)
 
     class TimedWorker(RunWorker):
-        async def run_job(self, job_id: int, now: dt.datetime | None) -> str:
-            started.setdefault(job_id, dt.datetime.now(dt.UTC))
-            return await super().run_job(job_id, now)
+        async def execute_claimed(self, run_id: int, owner: str, now: dt.datetime | None) -> str:
+            started.setdefault(run_id, dt.datetime.now(dt.UTC))
+            return await super().execute_claimed(run_id, owner, now)
 
     base = bases["subscriptions"]
     say(f"recurring ({result['backend']}): {opts.due:,} charges due now; {opts.workers} run workers")

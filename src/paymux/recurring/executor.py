@@ -33,11 +33,14 @@ a run at each step.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextlib
 import datetime as dt
 import importlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,7 +64,7 @@ from paymux.recurring.models import Customer, RecurringAgent, Run, Subscription,
 from paymux.recurring.schedule import RuleError, zone
 from paymux.recurring.scheduler import refund_key, schedule_due
 from paymux.runtime import Hub
-from paymux.worker.jobs import PollingWorker, running
+from paymux.worker.jobs import FINISHED_KEPT, PollingWorker, claim_due, running
 
 log = logging.getLogger(__name__)
 
@@ -690,7 +693,56 @@ class RunWorker(PollingWorker):
         return await schedule_due(self.hub, now, self.settings)
 
     async def run_job(self, job_id: int, now: dt.datetime | None) -> str:
-        return await self.executor.execute(job_id, self.owner, now)
+        return await self.execute_claimed(job_id, self.owner, now)
+
+    async def execute_claimed(self, run_id: int, owner: str, now: dt.datetime | None) -> str:
+        """Carry run ``run_id`` claimed under lease ``owner`` as far as it goes now."""
+        return await self.executor.execute(run_id, owner, now)
+
+    async def run(self) -> None:
+        """Keep up to ``claim_limit`` runs in flight: a finished run's place is taken by the next due
+        one at once (a round of :meth:`run_round` waits for its slowest run before claiming more, and
+        a run waits on HTTP calls to the bank and on the hub's delivery). Each claim has its own lease
+        (fencing token), as in rounds."""
+        flying: dict[asyncio.Task[str], int] = {}
+        while not self._stop.is_set():
+            free = self.claim_limit - len(flying)
+            claimed = 0
+            if free > 0:
+                try:
+                    if time.monotonic() >= self._next_schedule:
+                        self._next_schedule = time.monotonic() + self.schedule_seconds
+                        await self.schedule(None)
+                    self._rounds += 1
+                    owner = f"{self.worker_id}.{self._rounds}"
+                    ids = await claim_due(self.hub, self.table, owner, free, self.lease_seconds)
+                except Exception:
+                    self.log.exception("%s: claiming failed", self.name)
+                    ids, owner = [], ""
+                for run_id in ids:
+                    task = asyncio.create_task(self.execute_claimed(run_id, owner, None))
+                    flying[task] = run_id
+                claimed = len(ids)
+            if not flying:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
+                continue
+            # every place taken: wait for one to free up; else (nothing more due) look again soon
+            timeout = None if claimed >= free else self.poll_seconds
+            done, _ = await asyncio.wait(flying, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                run_id = flying.pop(task)
+                exc = task.exception()
+                if exc is not None:
+                    self.log.error("%s %s: %r", self.job_noun, run_id, exc)
+                    self.finished[run_id] = "error"
+                else:
+                    self.finished[run_id] = task.result()
+            if len(self.finished) > FINISHED_KEPT:
+                for k in list(self.finished)[: FINISHED_KEPT // 2]:
+                    del self.finished[k]
+        if flying:
+            await asyncio.gather(*flying, return_exceptions=True)
 
 
 class _Disabled:
