@@ -42,7 +42,7 @@ from paymux.auth.user_models import ApiToken, Organization, Role, User
 from paymux.backoffice.sections.catalog import KINDS
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.gateways.models import InboundGateway
-from paymux.invoices.models import Biller, BillerKey, InvoicePayout, InvoiceReceipt
+from paymux.invoices.models import Biller, BillerKey, Invoice, InvoicePayout, InvoiceReceipt
 from paymux.notifications.models import Notification, WebhookEndpoint
 from paymux.notifications.service import Action, Recipient, notify
 from paymux.payments.models import Payment
@@ -565,6 +565,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         ),
         "subscription_id": await all_of(select(Subscription.id)),
         "receipt_id": await all_of(select(InvoiceReceipt.id)),
+        "invoice_id": await all_of(select(Invoice.id)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
 import jinja2
@@ -24,7 +25,6 @@ from paymux.invoices import attempts
 from paymux.invoices.elements import ElementError
 from paymux.invoices.elements import badge as badge_el
 from paymux.invoices.elements import button as button_el
-from paymux.invoices.elements import qr as qr_el
 from paymux.invoices.elements.colour import contrast_ratio, parse_hex
 from paymux.invoices.methods.base import (
     CallbackRejected,
@@ -42,6 +42,14 @@ from paymux.money import format_amount
 from paymux.runtime import Hub
 
 log = logging.getLogger(__name__)
+
+
+def _qr() -> ModuleType:
+    """The QR code module, imported when a code is drawn: the server does not hold segno idle."""
+    from paymux.invoices.elements import qr
+
+    return qr
+
 
 router = APIRouter(tags=["payment page"])
 
@@ -202,7 +210,7 @@ def _bank_qr(biller: Biller, inv: Invoice, kind: str) -> Any:
     if kind == "epc":
         if inv.currency != "EUR":
             raise ElementError("kind", "the EPC QR is for invoices in EUR")
-        return qr_el.epc_qr(
+        return _qr().epc_qr(
             name=str(acc.get("holder") or biller.name)[:70],
             iban=str(acc.get("iban") or ""),
             bic=str(acc.get("bic") or "") or None,
@@ -211,7 +219,7 @@ def _bank_qr(biller: Biller, inv: Invoice, kind: str) -> Any:
         )
     if inv.currency != "RUB":
         raise ElementError("kind", "the GOST QR is for invoices in RUB")
-    return qr_el.gost_qr(
+    return _qr().gost_qr(
         name=str(acc.get("holder") or biller.name),
         personal_acc=str(acc.get("account_number") or ""),
         bank_name=str(acc.get("bank_name") or ""),
@@ -305,11 +313,11 @@ async def qr_png(token: str, request: Request, hub: HubDep, kind: Kind = "link")
     inv, biller = await _element_invoice(hub, token)
     try:
         code = (
-            qr_el.link_qr(f"{public_base(hub, request)}/pay/{token}")
+            _qr().link_qr(f"{public_base(hub, request)}/pay/{token}")
             if kind == "link"
             else _bank_qr(biller, inv, kind)
         )
-        return _element(request, qr_el.png(code, scale=6), "image/png", 300)
+        return _element(request, _qr().png(code, scale=6), "image/png", 300)
     except ElementError as e:
         raise _refused(e) from None
 
@@ -322,12 +330,12 @@ async def qr_svg(
     t = TEXT[language(lang, inv.payer_language)]
     try:
         if kind == "link":
-            code = qr_el.link_qr(f"{public_base(hub, request)}/pay/{token}")
+            code = _qr().link_qr(f"{public_base(hub, request)}/pay/{token}")
             title = t["invoice_no"].format(number=inv.number)
         else:
             code = _bank_qr(biller, inv, kind)
             title = t["qr_transfer_alt"]
-        return _element(request, qr_el.svg(code, title=title[:200], scale=5), "image/svg+xml", 300)
+        return _element(request, _qr().svg(code, title=title[:200], scale=5), "image/svg+xml", 300)
     except ElementError as e:
         raise _refused(e) from None
 

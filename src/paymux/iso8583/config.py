@@ -21,7 +21,7 @@ A terminal is known by field 41; when its entry names a merchant, field 42 must 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,7 +39,7 @@ class FieldMap(BaseModel):
 
     account: int = Field(default=103, ge=2, le=128)
     service: int | None = Field(default=48, ge=2, le=128)
-    extra: dict[str, int] = Field(default_factory=dict)
+    extra: dict[str, Annotated[int, Field(ge=2, le=128)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _distinct(self) -> FieldMap:
