@@ -62,6 +62,7 @@ register(
 Reader = Annotated[Principal, Depends(require_before_reading(P.INVOICES_READ))]
 Writer = Annotated[Principal, Depends(require(P.INVOICES_WRITE))]
 RECEIPTS = "/backoffice/collections/receipts"
+QUEUE = f"{RECEIPTS}?status=waiting"
 PAYOUTS = "/backoffice/collections/payouts"
 RECEIPT_STATUSES = ("waiting", "matched", "ignored")
 FORMATS = ("camt053", "camt054", "mt940")
@@ -122,7 +123,7 @@ def _receipt_spec(request: Request) -> ListSpec:
 async def receipts_list(request: Request, session: ReadDbDep, _: Reader) -> Response:
     """The receipts of bank statements; without a status, the waiting ones (the queue)."""
     if "status" not in request.query_params:
-        return redirect(f"{RECEIPTS}?status=waiting")
+        return redirect(QUEUE)
     page = await _receipt_spec(request).run(session, request)
     billers = (await session.scalars(select(Biller.code).order_by(Biller.code).limit(MAX_BILLERS))).all()
     return respond(
@@ -145,21 +146,21 @@ async def receipts_upload(
 ) -> Response:
     """Import a camt.053, camt.054 or MT940 statement: each credit line applied or queued."""
     if file is None or not file.filename:
-        return redirect(RECEIPTS, error="Choose a statement file.")
+        return redirect(QUEUE, error="Choose a statement file.")
     fmt = format.strip() or None
     if fmt is not None and fmt not in FORMATS:
-        return redirect(RECEIPTS, error="Unknown statement format.")
+        return redirect(QUEUE, error="Unknown statement format.")
     data = await file.read(MAX_STATEMENT + 1)
     if not data:
-        return redirect(RECEIPTS, error="The file is empty.")
+        return redirect(QUEUE, error="The file is empty.")
     if len(data) > MAX_STATEMENT:
-        return redirect(RECEIPTS, error="The file is too large.")
+        return redirect(QUEUE, error="The file is too large.")
     name = file.filename[:100]
     try:
         result = await receipts.import_statement(session, data, fmt)
     except Problem as e:
         await session.rollback()
-        return redirect(RECEIPTS, error=e.detail or e.title)
+        return redirect(QUEUE, error=e.detail or e.title)
     view = result.view()
     await audit.record(
         session,
@@ -184,7 +185,7 @@ async def receipt_resolve(
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """One form for a waiting receipt: match it to a biller's invoice, or ignore it with a note."""
-    back = f"{RECEIPTS}?status=waiting"
+    back = QUEUE
     if action == "match":
         code, number = biller.strip(), invoice.strip()
         if not CODE.match(code):
