@@ -161,8 +161,9 @@ async def test_statement_upload_match_ignore_and_payouts(
         today = utcnow().astimezone(bo.hub.settings.business_tz).date()
         page = await bo.http.get(PO)
         assert page.status_code == 200 and 'id="payouts-form"' in page.text and "No payouts." in page.text
-        r = await post_form(bo.http, PO, PO, {"date": "31.12.2030"})
-        assert flash_of((await follow(bo.http, r)).text) == "Give the date."
+        for bad in ("31.12.2030", "9999-12-31", "0001-01-01"):
+            r = await post_form(bo.http, PO, PO, {"date": bad})
+            assert flash_of((await follow(bo.http, r)).text) == "Give the date.", bad
         r = await post_form(bo.http, PO, PO, {"date": today.isoformat()})
         assert r.status_code == 200, r.text[:300]
         made = r.text.split('id="payouts-made"')[1]

@@ -67,6 +67,7 @@ PAYOUTS = "/backoffice/collections/payouts"
 RECEIPT_STATUSES = ("waiting", "matched", "ignored")
 FORMATS = ("camt053", "camt054", "mt940")
 NUMBER_MAX = 64
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 2), dt.date(9998, 12, 31)
 MAX_BILLERS = 1000  # in the biller select of the match form
 
 
@@ -293,6 +294,8 @@ async def payouts_make(
     try:
         day = dt.date.fromisoformat(date.strip())
     except ValueError:
+        return redirect(PAYOUTS, error="Give the date.")
+    if not FIRST_DAY <= day <= LAST_DAY:  # the day's end in any time zone must be a datetime
         return redirect(PAYOUTS, error="Give the date.")
     try:
         made, skipped = await make_payouts(
