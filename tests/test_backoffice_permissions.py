@@ -218,6 +218,12 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{B}/invoices/{{invoice_id}}"): P.INVOICES_READ,
     ("POST", f"{B}/invoices/{{invoice_id}}/remind"): P.INVOICES_WRITE,
     ("POST", f"{B}/invoices/{{invoice_id}}/cancel"): P.INVOICES_WRITE,
+    ("GET", f"{B}/collections/receipts"): P.INVOICES_READ,
+    ("POST", f"{B}/collections/receipts/upload"): P.INVOICES_WRITE,
+    ("POST", f"{B}/collections/receipts/{{receipt_id}}/resolve"): P.INVOICES_WRITE,
+    ("GET", f"{B}/collections/payouts"): P.INVOICES_READ,
+    ("POST", f"{B}/collections/payouts"): P.INVOICES_WRITE,
+    ("GET", f"{B}/collections/payouts/{{payout_id}}/pain001"): P.INVOICES_READ,
     # notifications (section notifications)
     ("GET", f"{B}/notification-templates"): P.NOTIFICATIONS_READ,
     ("GET", f"{B}/notification-templates/{{event}}/{{channel}}/{{language}}"): P.NOTIFICATIONS_READ,

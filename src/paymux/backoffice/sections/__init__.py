@@ -31,6 +31,7 @@ SECTION_MODULES = (
     "recurring",
     "notifications",
     "invoices",
+    "invoice_receipts",
 )
 
 

@@ -44,7 +44,7 @@ from paymux.backoffice.i18n import translator
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import money_for, plain_money_for, today_start
 from paymux.errors import Problem
-from paymux.invoices import reminders, service
+from paymux.invoices import receipts, reminders, service
 from paymux.invoices import upload as uploads
 from paymux.invoices.admin import CODE
 from paymux.invoices.models import (
@@ -520,4 +520,5 @@ async def collections_dashboard(request: Request, session: ReadDbDep, me: Reader
         money=money_for(request),
         charts=charts,
         days=DAYS,
+        waiting=await receipts.count_waiting(session),
     )
