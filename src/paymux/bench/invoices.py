@@ -22,6 +22,7 @@ database whose schema is recreated); the no-op app (:mod:`paymux.bench.noop_app`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -130,7 +131,13 @@ async def drive(
             try:
                 writer.write(request)
                 status, body, close = await read_response(reader)
-            except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError) as e:
+            except (
+                OSError,
+                EOFError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                HttpError,
+            ) as e:
                 stats.errors += 1
                 stats.sample(f"transport: {type(e).__name__}: {e}")
                 writer.close()
@@ -190,6 +197,8 @@ class Receiver:
         self.refused = 0
         self.paid: set[str] = set()
         self.last = 0.0
+        self.target = 0  # invoice.paid webhooks awaited
+        self.all_paid = asyncio.Event()
 
     def app(self) -> Any:
         from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -209,6 +218,8 @@ class Receiver:
             self.ids.add(request.headers["webhook-id"])
             if payload.get("type") == "invoice.paid":
                 self.paid.add(payload["data"]["number"])
+                if len(self.paid) >= self.target:
+                    self.all_paid.set()
             self.last = time.monotonic()
             return JSONResponse({"ok": True})
 
@@ -255,7 +266,9 @@ async def run_invoice_bench(
             await _page(port, tokens, opts, result)
             await _webhooks(url, opts, receiver, result)
             result["hub_rss_mib_end"] = round(hub.memory().get("VmRSS", 0) / 1024, 1)
-            errors = [line for line in hub.log_tail(2000).splitlines() if " ERROR " in line or "Traceback" in line]
+            errors = [
+                line for line in hub.log_tail(2000).splitlines() if " ERROR " in line or "Traceback" in line
+            ]
             result["hub_log_errors"] = len(errors)
             hub.stop()
         await _ceiling(work, env, opts, result, start)
@@ -326,7 +339,8 @@ async def _intake(
         if opts.progress and int(10 * done / n) > tenth:
             tenth = int(10 * done / n)
             rate = done / max(time.monotonic() - t0, 1e-9)
-            say(f"  intake: {done:,}/{n:,} ({rate:,.0f} invoices/s, hub RSS {hub.memory().get('VmRSS', 0) // 1024} MiB)")
+            mib = hub.memory().get("VmRSS", 0) // 1024
+            say(f"  intake: {done:,}/{n:,} ({rate:,.0f} invoices/s, hub RSS {mib} MiB)")
 
     rss["before"] = round(hub.memory().get("VmRSS", 0) / 1024, 1)
     stats = await drive(
@@ -388,21 +402,25 @@ async def _webhooks(url: str, opts: InvoiceBenchOptions, receiver: Receiver, res
     stride = max(1, opts.invoices // k)
     wanted = [number(i * stride) for i in range(k)]
     say(f"  webhooks: paying {k:,} invoices (record_payment); the hub's notification worker delivers")
+    receiver.target = k
     hub = Hub(Settings().model_copy(update={"database_url": url}))
     t0 = time.monotonic()
     try:
         for lo in range(0, k, 500):
             async with hub.sessions() as session:
-                rows = (await session.scalars(select(Invoice).where(Invoice.number.in_(wanted[lo : lo + 500])))).all()
+                rows = (
+                    await session.scalars(select(Invoice).where(Invoice.number.in_(wanted[lo : lo + 500])))
+                ).all()
                 for inv in rows:
-                    await service.record_payment(session, inv, inv.amount, "bank_transfer", f"bench-{inv.number}")
+                    await service.record_payment(
+                        session, inv, inv.amount, "bank_transfer", f"bench-{inv.number}"
+                    )
                 await session.commit()
     finally:
         await hub.close()
     marked = time.monotonic() - t0
-    deadline = time.monotonic() + opts.timeout
-    while len(receiver.paid) < k and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(receiver.all_paid.wait(), opts.timeout)
     span = (receiver.last - t0) if receiver.last else 0.0
     result["webhook"] = {
         "paid": k,
@@ -427,14 +445,19 @@ async def _ceiling(
     assert opts.ceiling_invoices is not None
     port = procs.free_port()
     noop = start(
-        "noop", [sys.executable, "-m", "paymux.bench.noop_app", "--host", "127.0.0.1", "--port", str(port)], env
+        "noop",
+        [sys.executable, "-m", "paymux.bench.noop_app", "--host", "127.0.0.1", "--port", str(port)],
+        env,
     )
     try:
         await procs.wait_http(noop, port, "/health")
         say(f"  ceiling: {opts.ceiling_invoices:,} invoices and {opts.page_requests:,} GETs to the no-op app")
         n = opts.ceiling_invoices
         intake = await drive(
-            port, _batches(n, opts.batch, lambda b: post("/api/v1/invoices", port, "x", b)), opts.intake_clients, 200
+            port,
+            _batches(n, opts.batch, lambda b: post("/api/v1/invoices", port, "x", b)),
+            opts.intake_clients,
+            200,
         )
         reqs = ((get("/health", port), None) for _ in range(opts.page_requests))
         page = await drive(port, reqs, opts.page_clients, 200)
@@ -470,9 +493,11 @@ def table(r: dict[str, Any]) -> list[str]:
         f"invoices ({r['backend']}, {r['invoices']:,} invoices in batches of {r['batch']:,},"
         f" 1 x `paymux serve`):",
         f"  intake            {i.get('per_s', 0):,} invoices/s ({i.get('created', 0):,} created in"
-        f" {i.get('seconds', 0)} s, errors {i.get('errors')}); batch p50 {i.get('batch_ms', {}).get('p50')} ms;"
+        f" {i.get('seconds', 0)} s, errors {i.get('errors')});"
+        f" batch p50 {i.get('batch_ms', {}).get('p50')} ms;"
         f" no-op ceiling {c.get('intake_per_s')} invoices/s: ratio {q.get('intake_vs_ceiling')}",
-        f"  hosted page       {p.get('per_s', 0):,} req/s at {r['page_clients']} clients, p50 {plat.get('p50')} ms,"
+        f"  hosted page       {p.get('per_s', 0):,} req/s at {r['page_clients']} clients,"
+        f" p50 {plat.get('p50')} ms,"
         f" p99 {plat.get('p99')} ms (errors {p.get('errors')}); HTTP ceiling {c.get('http_per_s')} req/s"
         f" (p99 {clat.get('p99')} ms): ratio {q.get('page_vs_http')}",
         f"  webhooks          {w.get('per_s', 0):,} verified deliveries/s ({w.get('verified', 0):,} of"
@@ -491,4 +516,3 @@ def env_for_hub() -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in ("PAYMUX_DATABASE_URL", "PAYMUX_HOST", "PAYMUX_PORT") and not k.startswith("PAYMUX_SSL_")
     }
-

@@ -15,8 +15,8 @@ import argparse
 import itertools
 from collections.abc import Sequence
 
-import uvicorn
 import orjson
+import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from paymux import event_loop
