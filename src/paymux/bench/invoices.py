@@ -267,7 +267,7 @@ async def run_invoice_bench(
             await _webhooks(url, opts, receiver, result)
             result["hub_rss_mib_end"] = round(hub.memory().get("VmRSS", 0) / 1024, 1)
             errors = [
-                line for line in hub.log_tail(2000).splitlines() if " ERROR " in line or "Traceback" in line
+                line for line in hub.log_tail(10**9).splitlines() if " ERROR " in line or "Traceback" in line
             ]
             result["hub_log_errors"] = len(errors)
             hub.stop()
@@ -282,6 +282,7 @@ async def run_invoice_bench(
         and result.get("page", {}).get("errors") == 0
         and result.get("webhook", {}).get("verified") == opts.webhooks
         and result.get("webhook", {}).get("refused") == 0
+        and result.get("hub_log_errors") == 0
     )
     return result
 
