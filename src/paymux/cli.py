@@ -659,6 +659,24 @@ def bench(
     recurring_sqlite: Annotated[
         bool, typer.Option(help="recurring: on a scratch SQLite file too (--no-recurring-sqlite: only PG)")
     ] = True,
+    invoices: Annotated[
+        int | None,
+        typer.Option(
+            help="run only the invoice benchmark over this many invoices (the issue's figure: 1000000):"
+            " intake, hosted page and webhooks against the HTTP ceiling, the hub's memory;"
+            " SQLite, and PostgreSQL with --postgres"
+        ),
+    ] = None,
+    invoices_batch: Annotated[int, typer.Option(help="invoices: invoices per intake request")] = 10_000,
+    invoices_intake_clients: Annotated[int, typer.Option(help="invoices: intake connections")] = 1,
+    invoices_page_clients: Annotated[int, typer.Option(help="invoices: concurrent payers on the page")] = 100,
+    invoices_page_requests: Annotated[int, typer.Option(help="invoices: page requests in all")] = 20_000,
+    invoices_webhooks: Annotated[
+        int | None, typer.Option(help="invoices: invoices paid for the webhook rate [min(5000, N)]")
+    ] = None,
+    invoices_sqlite: Annotated[
+        bool, typer.Option(help="invoices: on a scratch SQLite file too (--no-invoices-sqlite: only PG)")
+    ] = True,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -685,6 +703,13 @@ def bench(
             recurring_workers=recurring_workers,
             recurring_payments=recurring_payments,
             recurring_sqlite=recurring_sqlite,
+            invoices=invoices,
+            invoices_batch=invoices_batch,
+            invoices_intake_clients=invoices_intake_clients,
+            invoices_page_clients=invoices_page_clients,
+            invoices_page_requests=invoices_page_requests,
+            invoices_webhooks=invoices_webhooks,
+            invoices_sqlite=invoices_sqlite,
         )
         opts.resolve()
     except ValueError as e:

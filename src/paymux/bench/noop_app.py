@@ -15,11 +15,13 @@ import argparse
 import itertools
 from collections.abc import Sequence
 
+import orjson
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from paymux import event_loop
 from paymux.http_protocol import CoalescingHttpToolsProtocol
+from paymux.invoices.service import parse_items
 from paymux.payments.schemas import PaymentIn
 from paymux.settings import Settings
 
@@ -39,6 +41,20 @@ async def create_payment(body: PaymentIn) -> dict[str, object]:
         "amount": body.amount,
         "currency": body.currency,
     }
+
+
+@app.post("/api/v1/invoices")
+async def create_invoices(request: Request) -> Response:
+    """The invoice intake's ceiling: a batch parsed and every item validated as the intake does
+    (:func:`paymux.invoices.service.parse_items`), nothing stored; the numbers and statuses answered."""
+    body = orjson.loads(await request.body())
+    items = body["invoices"] if isinstance(body, dict) else [body]
+    good, bad = parse_items(items)
+    results = [{"index": i, "number": item.number, "status": 201} for i, item, *_ in good]
+    return Response(
+        orjson.dumps({"created": len(good), "invalid": len(bad), "results": results}),
+        media_type="application/json",
+    )
 
 
 @app.get("/health")

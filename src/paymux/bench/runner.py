@@ -65,6 +65,13 @@ class BenchOptions:
     recurring_workers: int = 2
     recurring_payments: int | None = None  # plain payments for the hub's rate; default = due
     recurring_sqlite: bool = True  # also (first) on a scratch SQLite file; False: only --postgres
+    invoices: int | None = None  # invoices: run only the invoice benchmark (paymux.bench.invoices)
+    invoices_batch: int = 10_000
+    invoices_intake_clients: int = 1
+    invoices_page_clients: int = 100
+    invoices_page_requests: int = 20_000
+    invoices_webhooks: int | None = None  # default min(5,000, N)
+    invoices_sqlite: bool = True  # also (first) on a scratch SQLite file; False: only --postgres
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -89,6 +96,23 @@ class BenchOptions:
             self.recurring_options().resolve()
             if not self.recurring_sqlite and not self.postgres:
                 raise ValueError("--recurring with --no-recurring-sqlite needs --postgres URL")
+        if self.invoices is not None:
+            self.invoice_options().resolve()
+            if not self.invoices_sqlite and not self.postgres:
+                raise ValueError("--invoices with --no-invoices-sqlite needs --postgres URL")
+
+    def invoice_options(self) -> Any:
+        from paymux.bench.invoices import InvoiceBenchOptions
+
+        assert self.invoices is not None
+        return InvoiceBenchOptions(
+            invoices=self.invoices,
+            batch=self.invoices_batch,
+            intake_clients=self.invoices_intake_clients,
+            page_clients=self.invoices_page_clients,
+            page_requests=self.invoices_page_requests,
+            webhooks=self.invoices_webhooks,
+        )
 
     def recurring_options(self) -> Any:
         from paymux.bench.recurring import RecurringBenchOptions
@@ -992,6 +1016,11 @@ def table(results: dict[str, Any]) -> str:
             f"recurring payments only (--recurring {o['recurring']:,}); machine"
             f" {m.get('busy_before_pct', '?')} % busy before the run"
         )
+    elif o.get("invoices") is not None:
+        out.append(
+            f"invoices only (--invoices {o['invoices']:,}); machine"
+            f" {m.get('busy_before_pct', '?')} % busy before the run"
+        )
     else:
         out.append(
             f"{o.get('payments')} payments per level after {o.get('warmup')} warm-up;"
@@ -1094,6 +1123,13 @@ def table(results: dict[str, Any]) -> str:
 
             out.append("")
             out.extend(recurring_table(rec))
+    for key in ("invoices_sqlite", "invoices_postgresql"):
+        inv = results.get(key)
+        if inv:
+            from paymux.bench.invoices import table as invoices_table
+
+            out.append("")
+            out.extend(invoices_table(inv))
     fi = results.get("files")
     if fi:
         out.append("")
@@ -1126,7 +1162,7 @@ def _has_errors(results: dict[str, Any]) -> bool:
         s = results.get(key)
         if s and (s["errors"] or not s["ledger_balanced"] or s["hub_log_error_count"]):
             return True
-    for key in ("recurring_sqlite", "recurring_postgresql"):
+    for key in ("recurring_sqlite", "recurring_postgresql", "invoices_sqlite", "invoices_postgresql"):
         rec = results.get(key)
         if rec and not rec.get("ok"):
             return True
@@ -1148,9 +1184,28 @@ async def _run_recurring(opts: BenchOptions, work: Path, results: dict[str, Any]
         results["recurring_postgresql"] = rec
 
 
+async def _run_invoices(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
+    """``--invoices N``: only the invoice benchmark (``paymux serve``), on SQLite and/or PostgreSQL."""
+    from paymux.bench.invoices import run_invoice_bench
+
+    env = Bench(opts, work).env()
+    if opts.invoices_sqlite:
+        url = f"sqlite+aiosqlite:///{work / 'invoices.db'}"
+        results["invoices_sqlite"] = await run_invoice_bench(url, opts.invoice_options(), "sqlite", work, env)
+    if opts.postgres:
+        hub_url, dsn = _pg_urls(opts.postgres)
+        await _reset_pg(dsn)
+        inv = await run_invoice_bench(hub_url, opts.invoice_options(), "postgresql", work, env)
+        inv["url"] = _safe(hub_url)
+        results["invoices_postgresql"] = inv
+
+
 async def _run(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
     if opts.recurring is not None:
         await _run_recurring(opts, work, results)
+        return
+    if opts.invoices is not None:
+        await _run_invoices(opts, work, results)
         return
     bench = Bench(opts, work)
     try:
@@ -1220,6 +1275,10 @@ def run_bench(opts: BenchOptions) -> int:
             "recurring": opts.recurring,
             "recurring_due": opts.recurring_due,
             "recurring_workers": opts.recurring_workers,
+            "invoices": opts.invoices,
+            "invoices_page_clients": opts.invoices_page_clients,
+            "invoices_page_requests": opts.invoices_page_requests,
+            "invoices_webhooks": opts.invoices_webhooks,
             "settings": _settings_overrides(),
         },
         "machine": procs.machine_info(work),
