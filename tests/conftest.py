@@ -119,7 +119,11 @@ async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
 
 
 def _needs_database(item: pytest.Item) -> bool:
-    """Whether a test touches a database: a database fixture, or marked as needing PostgreSQL."""
+    """Whether a test touches a database: a database fixture, or marked as needing PostgreSQL. The
+    browser tests (``*_browser.py``) check what Chromium shows and does; what the pages read and write
+    is tested on both databases by the page tests, so they run on the SQLite pass only."""
+    if item.path.name.endswith("_browser.py"):
+        return False
     if "_template" in getattr(item, "fixturenames", ()):
         return True
     return any(
@@ -129,7 +133,8 @@ def _needs_database(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The PostgreSQL pass runs only the tests that touch a database: the others (money, calendars,
-    file formats, QR codes...) ran on the SQLite pass already and would run the same again."""
+    file formats, QR codes, browsers...) ran on the SQLite pass already and would run the same again
+    (``PAYMUX_TEST_ALL_ON_POSTGRES=1`` runs them all)."""
     if not PG_URL or os.environ.get("PAYMUX_TEST_ALL_ON_POSTGRES"):
         return
     keep = [i for i in items if _needs_database(i)]
