@@ -566,6 +566,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "subscription_id": await all_of(select(Subscription.id)),
         "receipt_id": await all_of(select(InvoiceReceipt.id)),
         "invoice_id": await all_of(select(Invoice.id)),
+        "payout_id": await all_of(select(InvoicePayout.id)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
     }
