@@ -16,7 +16,7 @@ from sqlalchemy import select
 from paymux.audit.models import AuditEvent
 from paymux.db.base import utcnow
 from paymux.invoices import reminders, service
-from paymux.invoices.models import Biller, Invoice
+from paymux.invoices.models import Biller, Invoice, InvoiceAttempt
 from paymux.notifications.webhooks import generate_secret
 from paymux.runtime import Hub
 from test_backoffice_support import bo_app, flash_of, follow, login, post_form
@@ -144,12 +144,34 @@ async def test_support_reads_the_collections_section_and_exports(db_url: str) ->
         r = await bo.http.get("/backoffice/invoices", params={"due_from": "not-a-date", "biller": "power"})
         assert r.status_code == 200 and "3 found" in r.text
 
-        # an invoice's timeline: created, status changes, payment, webhooks
+        # an invoice's timeline: created, the payment page first viewed, a method chosen there, status
+        # changes, payment, webhooks
+        async with bo.hub.sessions() as s:
+            paid = await s.get(Invoice, ids["PAID-1"])
+            assert paid is not None and paid.first_viewed_at is None
+            s.add(
+                InvoiceAttempt(
+                    invoice_id=paid.id,
+                    method="card",
+                    reference="at_bo1",
+                    status="approved",
+                    amount=12050,
+                    currency="EUR",
+                )
+            )
+            await s.commit()
+            token = paid.link_token
+        for _ in range(2):  # the first view is noted, later ones change nothing
+            assert (await bo.http.get(f"/pay/{token}")).status_code == 200
+        async with bo.hub.read_sessions() as s:
+            first = (await s.get(Invoice, ids["PAID-1"])).first_viewed_at  # type: ignore[union-attr]
+        assert first is not None
         r = await bo.http.get(f"/backoffice/invoices/{ids['PAID-1']}")
         assert r.status_code == 200
         timeline = r.text.split('id="timeline"')[1]
-        for kind in ("created", "status", "payment", "webhook"):
+        for kind in ("created", "viewed", "method", "status", "payment", "webhook"):
             assert f'class="event-{kind}"' in timeline, kind
+        assert "at_bo1" in timeline
         assert "card-txn-1" in timeline and "120.50" in timeline
         assert "/pay/" in r.text and "/qr.png" in r.text
         assert 'id="send-reminder"' not in r.text

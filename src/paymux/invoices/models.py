@@ -87,6 +87,7 @@ class Invoice(Base):
     link_token: Mapped[str] = mapped_column(String(64), unique=True)  # /pay/{token}
     body_hash: Mapped[str] = mapped_column(String(64))  # of the intake body: same body, same answer
     refund_review: Mapped[bool] = mapped_column(Boolean, default=False)  # over/late payment kept
+    first_viewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)  # payment page
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

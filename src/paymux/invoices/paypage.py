@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import jinja2
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from sqlalchemy import update
 
 from paymux.api.deps import HubDep
 from paymux.db.base import utcnow
@@ -264,6 +265,8 @@ async def pay_page(token: str, request: Request, hub: HubDep, lang: Lang = None)
     if found is None:
         return _not_found_page(request, language(lang, "en"))
     inv, biller = found
+    if inv.first_viewed_at is None:
+        await _first_view(hub, inv.id)
     chosen = language(lang, inv.payer_language)
     ctx = _context(hub, request, inv, biller, chosen, token)
     asked = request.query_params.get("reminded", "")
@@ -272,6 +275,17 @@ async def pay_page(token: str, request: Request, hub: HubDep, lang: Lang = None)
             ctx["reminded"] = date_text(dt.date.fromisoformat(asked), chosen)
     page = _env.get_template("pay.html").render(**ctx)
     return _html(page)
+
+
+async def _first_view(hub: Hub, invoice_id: int) -> None:
+    """Note when the payer first opened the page (the invoice's timeline); later views write nothing."""
+    async with hub.sessions() as session:
+        await session.execute(
+            update(Invoice)
+            .where(Invoice.id == invoice_id, Invoice.first_viewed_at.is_(None))
+            .values(first_viewed_at=utcnow())
+        )
+        await session.commit()
 
 
 @router.post("/pay/{token}/remind", summary="The payer asks to be reminded on a date (303 back to the page)")

@@ -53,6 +53,7 @@ from paymux.invoices.models import (
     Biller,
     BillerKey,
     Invoice,
+    InvoiceAttempt,
     InvoiceChange,
     InvoicePayment,
 )
@@ -284,7 +285,8 @@ async def invoices_list(request: Request, session: ReadDbDep, _: Reader) -> Resp
 
 
 async def _timeline(session: AsyncSession, inv: Invoice) -> list[dict[str, Any]]:
-    """What happened to the invoice, oldest first: its changes, payments, reminders and webhooks."""
+    """What happened to the invoice, oldest first: its changes, the payer's first view of the payment
+    page, the methods chosen there (attempts), payments, reminders and webhooks."""
     out: list[dict[str, Any]] = []
     changes = await service.history(session, inv)
     for ch in changes:
@@ -311,6 +313,32 @@ async def _timeline(session: AsyncSession, inv: Invoice) -> list[dict[str, Any]]
                 "detail": p.method_reference + (f" · {p.note}" if p.note else ""),
                 "amount": (p.amount, p.currency),
                 "id": f"payment-{p.id}",
+            }
+        )
+    if inv.first_viewed_at is not None:
+        out.append(
+            {
+                "at": inv.first_viewed_at,
+                "kind": "viewed",
+                "what": "payment page",
+                "detail": "",
+                "id": "viewed",
+            }
+        )
+    tries = (
+        await session.scalars(
+            select(InvoiceAttempt).where(InvoiceAttempt.invoice_id == inv.id).order_by(InvoiceAttempt.id)
+        )
+    ).all()
+    for a in tries:
+        out.append(
+            {
+                "at": a.created_at,
+                "kind": "method",
+                "what": a.method,
+                "detail": f"{a.status} · {a.reference}" + (f" · {a.detail}" if a.detail else ""),
+                "amount": (a.amount, a.currency),
+                "id": f"attempt-{a.id}",
             }
         )
     rows = await reminders.reminders_of(session, inv.id)
@@ -347,7 +375,8 @@ async def _timeline(session: AsyncSession, inv: Invoice) -> list[dict[str, Any]]
                     "id": f"webhook-{n.id}",
                 }
             )
-    rank = {"created": 0, "payment": 1, "status": 2, "reminder": 3, "webhook": 4}  # cause before effect
+    # cause before effect
+    rank = {"created": 0, "viewed": 1, "method": 2, "payment": 3, "status": 4, "reminder": 5, "webhook": 6}
     out.sort(key=lambda e: (e["at"], rank[e["kind"]], e["id"]))
     return out
 
