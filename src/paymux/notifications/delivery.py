@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,6 +34,7 @@ from paymux.notifications.settings import NotificationSettings, SmsSettings, Smt
 from paymux.notifications.sms import SmsError, SmsGateway, SmsMessage, UnknownSmsGateway, gateway_class
 from paymux.notifications.webhooks import SecretKeyProblem, message_id, signed_headers, unseal
 from paymux.runtime import Hub
+from paymux.worker.jobs import retry_delay
 
 log = logging.getLogger("paymux.notifications")
 
@@ -126,11 +126,7 @@ def smtp_sender(smtp: SmtpSettings) -> SmtpSender | None:
 
 
 def backoff(settings: NotificationSettings, attempt: int) -> dt.timedelta:
-    """base * 2^(attempt-1), capped, plus up to 10% jitter."""
-    seconds = min(
-        settings.retry_base_seconds * (2 ** min(max(attempt - 1, 0), 40)), settings.retry_max_seconds
-    )
-    return dt.timedelta(seconds=seconds * (1 + random.random() / 10))
+    return retry_delay(settings.retry_base_seconds, settings.retry_max_seconds, attempt)
 
 
 async def _set(session: AsyncSession, nid: int, owner: str, **values: Any) -> None:

@@ -64,7 +64,7 @@ from paymux.recurring.models import Customer, RecurringAgent, Run, Subscription,
 from paymux.recurring.schedule import RuleError, zone
 from paymux.recurring.scheduler import refund_key, schedule_due
 from paymux.runtime import Hub
-from paymux.worker.jobs import FINISHED_KEPT, PollingWorker, claim_due, running
+from paymux.worker.jobs import FINISHED_KEPT, PollingWorker, claim_due, retry_delay, running
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,8 @@ class Executor:
 
     def _backoff(self, ctx: Ctx) -> float:
         s = self.settings
-        return float(
-            min(s.retry_max_seconds, s.retry_base_seconds * 2 ** min(max(ctx.run.attempts - 1, 0), 16))
-        )
+        delay = retry_delay(s.retry_base_seconds, s.retry_max_seconds, ctx.run.attempts, jitter=False)
+        return delay.total_seconds()
 
     async def _final(
         self,

@@ -18,7 +18,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-import random
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from paymux.registers.schedule import Period, period_containing
 from paymux.registers.schemas import Retry, TemplateConfig
 from paymux.registers.settings import RegisterSettings
 from paymux.runtime import Hub
+from paymux.worker.jobs import retry_delay
 
 log = logging.getLogger("paymux.registers")
 
@@ -52,9 +52,7 @@ class LeaseLost(RuntimeError):
 
 
 def backoff(retry: Retry, attempt: int) -> dt.timedelta:
-    """base * 2^(attempt-1), capped, plus up to 10% jitter."""
-    seconds = min(retry.base_seconds * (2 ** max(attempt - 1, 0)), retry.max_seconds)
-    return dt.timedelta(seconds=seconds * (1 + random.random() / 10))
+    return retry_delay(retry.base_seconds, retry.max_seconds, attempt)
 
 
 async def _set(session: AsyncSession, task_id: int, owner: str, **values: Any) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import random
 import smtplib
 import time
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from paymux.runtime import Hub
 from paymux.settlement.balances import DEPOSIT
 from paymux.settlement.models import BalanceAlert, BalanceAlertRule
 from paymux.settlement.settings import SettlementSettings
-from paymux.worker.jobs import PollingWorker
+from paymux.worker.jobs import PollingWorker, retry_delay
 
 log = logging.getLogger("paymux.settlement")
 
@@ -143,8 +142,7 @@ async def below_threshold(session: AsyncSession) -> list[tuple[str, str]]:
 
 
 def backoff(settings: SettlementSettings, attempt: int) -> dt.timedelta:
-    seconds = min(settings.retry_base_seconds * (2 ** max(attempt - 1, 0)), settings.retry_max_seconds)
-    return dt.timedelta(seconds=seconds * (1 + random.random() / 10))
+    return retry_delay(settings.retry_base_seconds, settings.retry_max_seconds, attempt)
 
 
 @dataclass(slots=True)

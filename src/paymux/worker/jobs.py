@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -79,6 +80,15 @@ async def claim_due(
         )
         await session.commit()
     return ids
+
+
+def retry_delay(
+    base_seconds: float, max_seconds: float, attempt: int, *, jitter: bool = True
+) -> dt.timedelta:
+    """The wait before retry number ``attempt`` (1, 2...): base * 2^(attempt-1), capped at
+    ``max_seconds``, plus up to 10 % jitter (so retries of many jobs do not arrive together)."""
+    seconds = min(base_seconds * 2 ** min(max(attempt - 1, 0), 40), max_seconds)
+    return dt.timedelta(seconds=seconds * (1 + random.random() / 10 if jitter else 1))
 
 
 class PollingWorker(abc.ABC):
