@@ -621,3 +621,62 @@ async def test_admin_api_checks_the_protocol_and_its_config_and_masks_the_key(db
             with pytest.raises(CatalogError, match="unknown inbound protocol 'osmp-v2'"):
                 await apply_catalog(session, {"gateways": [bad]}, actor="test")
             await session.rollback()
+
+
+# --- the real service's iPriv documents ----------------------------------------------------------------------
+
+
+async def test_a_payment_system_signing_ipriv_documents_pays_through_the_gateway(db_url: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from paymux.providers import ipriv
+
+    passphrase = "1111111111"
+    keys = {name: rsa.generate_private_key(public_exponent=65537, key_size=1024) for name in ("peer", "hub")}
+    serials = {"peer": 17033, "hub": 64182}
+    secret = {n: ipriv.secret_key_file(k, n, serials[n], passphrase).decode("ascii") for n, k in keys.items()}
+    docs = [
+        ipriv.public_key_document(k.public_key(), n, serials[n], ipriv.IprivSecretKey(n, serials[n], k))
+        for n, k in keys.items()
+    ]
+    pubkeys = ipriv.public_key_file(docs).decode("ascii")
+    cat = catalog()
+    cat["channels"].append({"code": "cpi-ch", "name": "Cyberplat iPriv", "kind": "gateway"})
+    gw = gateway("cpi", "cpi-ch")
+    gw["config"] = {
+        **gw["config"],
+        "private_key": secret["hub"],
+        "private_key_passphrase": passphrase,
+        "key_serial": "64182",
+        "peer_public_key": pubkeys,
+        "peer_key_serial": "17033",
+    }
+    cat["gateways"].append(gw)
+    async with hub_env(db_url, catalog=cat) as env, httpx.AsyncClient() as http:
+        base = f"{env.base}/cyberplat/cpi"
+        config = {
+            "check_url": f"{base}/check",
+            "pay_url": f"{base}/pay",
+            "status_url": f"{base}/status",
+            "sd": SD,
+            "ap": AP,
+            "op": OP,
+            "key_serial": "17033",
+            "provider_key_serial": "64182",
+            "private_key": secret["peer"],
+            "private_key_passphrase": passphrase,
+            "provider_public_key": pubkeys,
+            "timeout": "10",
+        }
+        assert CyberplatProtocol.validate_config(config) == []
+        client = CyberplatProtocol(config, http)
+        paid = await client.pay(PayRequest("7001", dt.datetime.now(dt.UTC), "T", ACCOUNT, 10000, "RUB"))
+        assert paid.outcome == "ok" and paid.provider_txn_id, paid
+        answer = paid.exchanges[-1].response or ""
+        assert answer[10:12] == "SM" and "64182" in answer.splitlines()[1]
+        # the same message in paymux's PEM envelope is not accepted by an iPriv gateway
+        system = PaymentSystem(env, "cpi")
+        refused = await system.check("7002")
+        assert refused.status == 401 and refused.error == "6"
+        d = await wait_status(env, paid.provider_txn_id)
+        assert d["status"] == "succeeded"

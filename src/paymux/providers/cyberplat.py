@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from paymux.masking import MASK, looks_secret
 from paymux.money import MoneyError, check_currency, exponent, format_amount
@@ -54,12 +53,18 @@ from paymux.providers.base import (
     timeout_problems,
 )
 from paymux.providers.cyberplat_envelope import (
+    ALGORITHM,
     ENCODING,
     EnvelopeError,
     KeyProblem,
+    SigningKey,
+    VerifyingKey,
+    algorithm_problem,
     clean_value,
     decode_message,
     encode_message,
+    is_key_text,
+    key_pair_problems,
     load_private_key,
     load_public_key,
     open_envelope,
@@ -128,8 +133,8 @@ def _pem_source(config: dict[str, Any], inline: str, file: str) -> tuple[str | N
     if text and path:
         return None, f"give either {inline} or {file}, not both"
     if text:
-        if not isinstance(text, str) or "-----BEGIN" not in text:
-            return None, f"{inline} must be PEM text (-----BEGIN ...)"
+        if not isinstance(text, str) or not is_key_text(text):
+            return None, f"{inline} must be PEM text (-----BEGIN ...) or an iPriv key file's text"
         return text, None
     if path:
         if not isinstance(path, str):
@@ -144,7 +149,7 @@ def _pem_source(config: dict[str, Any], inline: str, file: str) -> tuple[str | N
 class _Keys:
     __slots__ = ("private", "public")
 
-    def __init__(self, private: rsa.RSAPrivateKey, public: rsa.RSAPublicKey) -> None:
+    def __init__(self, private: SigningKey, public: VerifyingKey) -> None:
         self.private = private
         self.public = public
 
@@ -169,11 +174,14 @@ def _load_keys(config: dict[str, Any]) -> tuple[_Keys | None, list[str]]:
             problems.append(f"private key: {exc}")
     if public_pem is not None:
         try:
-            public = load_public_key(public_pem)
+            public = load_public_key(public_pem, str(config.get("provider_key_serial", "")))
         except KeyProblem as exc:
             problems.append(f"provider public key: {exc}")
+    if problem := algorithm_problem(config.get("signature_algorithm")):
+        problems.append(problem)
     if private is None or public is None:
         return None, problems
+    problems += key_pair_problems(private, str(config.get("key_serial", "")), public)
     return _Keys(private, public), problems
 
 
@@ -225,6 +233,7 @@ class CyberplatProtocol(Protocol):
         self._prefix = str(config.get("session_prefix", DEFAULT_SESSION_PREFIX))
         self._precheck = config.get("pay_precheck", True) is not False
         self._strict_type = config.get("strict_content_type", True) is not False
+        self._algorithm = str(config.get("signature_algorithm") or ALGORITHM)
         comment = config.get("comment")
         self._comment = comment if isinstance(comment, str) and comment else None
         self._currency = str(config.get("currency", "RUB"))
@@ -385,7 +394,7 @@ class CyberplatProtocol(Protocol):
     ) -> _Answer | httpx.HTTPError:
         assert self._keys is not None  # no config problems
         body = encode_message(message)
-        envelope = seal(body, self._keys.private, self._key_serial, self._provider_serial)
+        envelope = seal(body, self._keys.private, self._key_serial, self._provider_serial, self._algorithm)
         content = b"inputmessage=" + urllib.parse.quote_plus(envelope).encode("ascii")
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
         url = self._urls[step]
@@ -427,7 +436,7 @@ class CyberplatProtocol(Protocol):
                 f"signed with key {envelope.signer_key!r}, "
                 f"expected the provider's key {self._provider_serial!r}",
             )
-        if not envelope.verify(self._keys.public):
+        if not envelope.verify(self._keys.public, self._algorithm):
             return _Answer(status, None, "the signature does not verify with the provider's public key")
         try:
             fields = decode_message(envelope.body)

@@ -1,13 +1,18 @@
-"""Wire format of the Cyberplat-style protocol: key=value messages, RSA keys and the signed envelope.
+"""Wire format of the Cyberplat protocol: key=value messages, RSA keys and the signed envelope.
 
 Messages are lines ``KEY=value`` joined by CRLF and encoded in cp1251. Every message travels inside
-a signed envelope (paymux's own layout, *not* the byte layout of the real iPriv library)::
+a signed envelope of one of two layouts, chosen by the key files configured:
+
+* iPriv key files (the ones the real service issues): the real service's signed document, byte for
+  byte (:mod:`paymux.providers.ipriv`);
+* PEM key files: paymux's own layout below, RSA PKCS#1 v1.5 over SHA-256 (or SHA-1 where a
+  counterparty requires it)::
 
     BEGIN SIGNED MESSAGE\\r\\n
     Version: 1\\r\\n
     Signer-Key: 17031\\r\\n            serial of the key that signed (the receiver picks the public key)
     Recipient-Key: 64182\\r\\n         serial of the receiver's key it is meant for (optional)
-    Algorithm: RSA-SHA256\\r\\n         PKCS#1 v1.5 over SHA-256
+    Algorithm: RSA-SHA256\\r\\n         PKCS#1 v1.5 over SHA-256 (RSA-SHA1: over SHA-1)
     Body-Length: 118\\r\\n              bytes of the body below
     \\r\\n
     SD=17031\\r\\nAP=17032\\r\\n...\\r\\n    the message, exactly Body-Length bytes
@@ -33,6 +38,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from paymux.providers import ipriv
+from paymux.providers.ipriv import IprivError, IprivPublicKey, IprivSecretKey, SignedMessage
+
 ENCODING = "cp1251"
 CRLF = b"\r\n"
 BEGIN = b"BEGIN SIGNED MESSAGE"
@@ -41,6 +49,7 @@ BEGIN_SIGNATURE = b"BEGIN SIGNATURE"
 END_SIGNATURE = b"END SIGNATURE"
 VERSION = "1"
 ALGORITHM = "RSA-SHA256"
+ALGORITHMS: dict[str, hashes.HashAlgorithm] = {"RSA-SHA256": hashes.SHA256(), "RSA-SHA1": hashes.SHA1()}
 MAX_ENVELOPE_BYTES = 64 * 1024
 MIN_KEY_BITS = 1024
 
@@ -99,8 +108,27 @@ def _pem_bytes(pem: str | bytes) -> bytes:
     return pem.encode("ascii", errors="replace") if isinstance(pem, str) else pem
 
 
-def load_private_key(pem: str | bytes, passphrase: str | None = None) -> rsa.RSAPrivateKey:
-    """An RSA private key from PEM (PKCS#1 or PKCS#8, encrypted when a passphrase is given)."""
+SigningKey = rsa.RSAPrivateKey | IprivSecretKey
+VerifyingKey = rsa.RSAPublicKey | IprivPublicKey
+
+
+def is_key_text(text: str | bytes) -> bool:
+    """Whether ``text`` looks like a PEM block or an iPriv key file."""
+    data = _pem_bytes(text)
+    return b"-----BEGIN" in data or ipriv.looks_like_document(data)
+
+
+def load_private_key(pem: str | bytes, passphrase: str | None = None) -> SigningKey:
+    """Our key: an iPriv secret key file, or RSA from PEM (PKCS#1 or PKCS#8, encrypted with a passphrase)."""
+    if ipriv.looks_like_document(_pem_bytes(pem)):
+        if not passphrase:
+            raise KeyProblem("an iPriv secret key is always encrypted: a passphrase is needed")
+        try:
+            return ipriv.load_secret_key(_pem_bytes(pem), passphrase)
+        except IprivError as exc:
+            raise KeyProblem(f"cannot open the iPriv secret key: {exc}") from None
+        except UnicodeEncodeError:
+            raise KeyProblem("the passphrase of an iPriv key must be cp1251 text") from None
     password = passphrase.encode("utf-8") if passphrase else None
     try:
         key = serialization.load_pem_private_key(_pem_bytes(pem), password=password)
@@ -123,9 +151,17 @@ def load_private_key(pem: str | bytes, passphrase: str | None = None) -> rsa.RSA
     return key
 
 
-def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
-    """An RSA public key from PEM (``PUBLIC KEY`` / ``RSA PUBLIC KEY``, or an X.509 certificate)."""
+def load_public_key(pem: str | bytes, serial: str | None = None) -> VerifyingKey:
+    """The peer's key: key ``serial`` of an iPriv public key file, or RSA from PEM
+    (``PUBLIC KEY`` / ``RSA PUBLIC KEY``, or an X.509 certificate)."""
     data = _pem_bytes(pem)
+    if ipriv.looks_like_document(data):
+        if serial is None or not serial.isdigit() or len(serial) > 8:
+            raise KeyProblem("an iPriv public key file is read by key serial (up to 8 digits)")
+        try:
+            return ipriv.load_public_key(data, int(serial))
+        except IprivError as exc:
+            raise KeyProblem(f"cannot read the iPriv public key {serial}: {exc}") from None
     key: object
     try:
         if b"BEGIN CERTIFICATE" in data:
@@ -141,6 +177,26 @@ def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
     if key.key_size < MIN_KEY_BITS:
         raise KeyProblem(f"the public key has {key.key_size} bits; at least {MIN_KEY_BITS} are needed")
     return key
+
+
+def key_pair_problems(private: SigningKey, own_serial: str, public: VerifyingKey) -> list[str]:
+    """What is wrong in a pair of configured keys: both must be iPriv files or both PEM, and an
+    iPriv secret key must be the key whose serial is configured."""
+    problems: list[str] = []
+    if isinstance(private, IprivSecretKey) != isinstance(public, IprivPublicKey):
+        problems.append("the two keys must both be iPriv key files or both PEM")
+    if isinstance(private, IprivSecretKey) and str(private.serial) != own_serial.lstrip("0"):
+        problems.append(
+            f"the iPriv secret key has serial {private.serial}, not the configured {own_serial!r}"
+        )
+    return problems
+
+
+def algorithm_problem(value: object) -> str | None:
+    """A problem with a configured ``signature_algorithm`` (PEM keys only), or None."""
+    if value is None or value in ALGORITHMS:
+        return None
+    return f"signature_algorithm must be one of {', '.join(sorted(ALGORITHMS))} (got {value!r})"
 
 
 def valid_serial(serial: str) -> bool:
@@ -191,6 +247,7 @@ class Envelope:
     body: bytes
     signature: bytes
     signed: bytes
+    ipriv: SignedMessage | None = None
 
     @property
     def signer_key(self) -> str:
@@ -200,25 +257,35 @@ class Envelope:
     def recipient_key(self) -> str | None:
         return self.header.get("Recipient-Key")
 
-    def verify(self, public_key: rsa.RSAPublicKey) -> bool:
-        """Whether the signature is valid for ``public_key``."""
-        if self.header.get("Algorithm") != ALGORITHM:
+    def verify(self, public_key: VerifyingKey, algorithm: str = ALGORITHM) -> bool:
+        """Whether the signature is valid for ``public_key`` (in the layout the key belongs to)."""
+        if isinstance(public_key, IprivPublicKey):
+            return self.ipriv is not None and self.ipriv.verify(public_key)
+        if self.ipriv is not None or self.header.get("Algorithm") != algorithm or algorithm not in ALGORITHMS:
             return False
         try:
-            public_key.verify(self.signature, self.signed, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(self.signature, self.signed, padding.PKCS1v15(), ALGORITHMS[algorithm])
         except InvalidSignature:
             return False
         return True
 
 
-def seal(body: bytes, key: rsa.RSAPrivateKey, signer_key: str, recipient_key: str | None = None) -> bytes:
-    """The signed envelope around ``body`` (a cp1251 message)."""
+def seal(
+    body: bytes,
+    key: SigningKey,
+    signer_key: str,
+    recipient_key: str | None = None,
+    algorithm: str = ALGORITHM,
+) -> bytes:
+    """The signed envelope around ``body`` (a cp1251 message): an iPriv document for an iPriv key."""
+    if isinstance(key, IprivSecretKey):
+        return key.sign(body)
     header = [f"Version: {VERSION}", f"Signer-Key: {signer_key}"]
     if recipient_key:
         header.append(f"Recipient-Key: {recipient_key}")
-    header += [f"Algorithm: {ALGORITHM}", f"Body-Length: {len(body)}"]
+    header += [f"Algorithm: {algorithm}", f"Body-Length: {len(body)}"]
     signed = BEGIN + CRLF + CRLF.join(h.encode("ascii") for h in header) + CRLF + CRLF + body + END + CRLF
-    signature = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    signature = key.sign(signed, padding.PKCS1v15(), ALGORITHMS[algorithm])
     encoded = base64.b64encode(signature)
     lines = [encoded[i : i + 64] for i in range(0, len(encoded), 64)]
     return signed + BEGIN_SIGNATURE + CRLF + CRLF.join(lines) + CRLF + END_SIGNATURE + CRLF
@@ -228,6 +295,13 @@ def open_envelope(data: bytes) -> Envelope:
     """Parse an envelope (surrounding whitespace is ignored); :class:`EnvelopeError` if malformed."""
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"the message is larger than {MAX_ENVELOPE_BYTES} bytes")
+    if ipriv.looks_like_document(data):
+        try:
+            message = ipriv.open_message(data)
+        except IprivError as exc:
+            raise EnvelopeError(f"not a signed iPriv message: {exc}") from None
+        seen = {"Signer-Key": str(message.signer_serial), "Format": "ipriv"}
+        return Envelope(seen, message.body, b"", b"", message)
     data = data.strip(b" \t\r\n") + CRLF
     if not data.startswith(BEGIN + CRLF):
         raise EnvelopeError("not a signed message (no BEGIN SIGNED MESSAGE line)")

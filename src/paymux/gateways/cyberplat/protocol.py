@@ -34,7 +34,6 @@ import re
 import urllib.parse
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Request, Response
 
 from paymux.api.params import CONTROL
@@ -53,12 +52,17 @@ from paymux.masking import MASK
 from paymux.providers import cyberplat_codes as codes
 from paymux.providers.cyberplat import STANDARD_FIELDS, _pem_source
 from paymux.providers.cyberplat_envelope import (
+    ALGORITHM,
     ENCODING,
     EnvelopeError,
     KeyProblem,
+    SigningKey,
+    VerifyingKey,
+    algorithm_problem,
     clean_value,
     decode_message,
     encode_message,
+    key_pair_problems,
     load_private_key,
     load_public_key,
     open_envelope,
@@ -104,22 +108,28 @@ def _now_text() -> str:
 
 
 class _Keys:
-    __slots__ = ("own", "own_serial", "peer", "peer_serial")
+    __slots__ = ("algorithm", "own", "own_serial", "peer", "peer_serial")
 
     def __init__(
-        self, own: rsa.RSAPrivateKey | None, own_serial: str, peer: rsa.RSAPublicKey | None, peer_serial: str
+        self,
+        own: SigningKey | None,
+        own_serial: str,
+        peer: VerifyingKey | None,
+        peer_serial: str,
+        algorithm: str = ALGORITHM,
     ) -> None:
         self.own = own
         self.own_serial = own_serial
         self.peer = peer
         self.peer_serial = peer_serial
+        self.algorithm = algorithm
 
 
 def _load(config: dict[str, Any], problems: list[str], *, masked_ok: bool) -> _Keys:
     """The gateway's keys; what is wrong is appended to ``problems``. ``masked_ok``: a masked secret
     (a read sent back) stands for the stored one and is not checked."""
-    own: rsa.RSAPrivateKey | None = None
-    peer: rsa.RSAPublicKey | None = None
+    own: SigningKey | None = None
+    peer: VerifyingKey | None = None
     if masked_ok and MASK in (config.get("private_key"), config.get("private_key_passphrase")):
         pass
     else:
@@ -140,7 +150,7 @@ def _load(config: dict[str, Any], problems: list[str], *, masked_ok: bool) -> _K
         problems.append(problem.replace("(PEM text)", "(PEM text: the payment system's public key)"))
     elif pem is not None:
         try:
-            peer = load_public_key(pem)
+            peer = load_public_key(pem, str(config.get("peer_key_serial", "")))
         except KeyProblem as exc:
             problems.append(f"peer public key: {exc}")
     serials = []
@@ -151,7 +161,11 @@ def _load(config: dict[str, Any], problems: list[str], *, masked_ok: bool) -> _K
             serials.append("")
         else:
             serials.append(str(value))
-    return _Keys(own, serials[0], peer, serials[1])
+    if problem := algorithm_problem(config.get("signature_algorithm")):
+        problems.append(problem)
+    if own is not None and peer is not None:
+        problems += key_pair_problems(own, serials[0], peer)
+    return _Keys(own, serials[0], peer, serials[1], str(config.get("signature_algorithm") or ALGORITHM))
 
 
 class CyberplatInbound(InboundProtocol):
@@ -238,7 +252,9 @@ class CyberplatInbound(InboundProtocol):
         envelope = incoming.extra.get("envelope")
         if envelope is None or self.keys.peer is None:
             return False
-        if envelope.signer_key != self.keys.peer_serial or not envelope.verify(self.keys.peer):
+        if envelope.signer_key != self.keys.peer_serial or not envelope.verify(
+            self.keys.peer, self.keys.algorithm
+        ):
             return False
         return await super().authenticate(request, hub, gw, incoming)
 
@@ -384,7 +400,9 @@ class CyberplatInbound(InboundProtocol):
         fields = [("DATE", _now_text()), ("SESSION", session or ""), ("ERROR", error), ("RESULT", result)]
         body = encode_message([(k, clean_value(v)) for k, v in [*fields, *extra]])
         if signed and self.keys.own is not None:
-            body = seal(body, self.keys.own, self.keys.own_serial, self.keys.peer_serial or None)
+            body = seal(
+                body, self.keys.own, self.keys.own_serial, self.keys.peer_serial or None, self.keys.algorithm
+            )
         return Response(body, status_code=status, media_type=ANSWER_TYPE)
 
     def answer_text(self, response: Response) -> str:

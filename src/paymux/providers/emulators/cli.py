@@ -265,10 +265,20 @@ def cyberplat_keys(
         typer.Option("--passphrase", envvar="PAYMUX_KEY_PASSPHRASE", help="Encrypt the hub's private key."),
     ] = None,
     bits: Annotated[int, typer.Option("--bits", min=1024, max=8192, help="RSA key size.")] = 2048,
+    ipriv_format: Annotated[
+        bool,
+        typer.Option("--ipriv", help="Write iPriv key files (the real service's format) instead of PEM."),
+    ] = False,
 ) -> None:
     """Generate RSA key pairs for the hub and an emulated Cyberplat provider (for tests and demos)."""
     from paymux.providers.cyberplat_envelope import generate_key_pair, write_key_pair
 
+    if ipriv_format:
+        if not passphrase:
+            typer.echo("iPriv secret keys are always encrypted: give --passphrase", err=True)
+            raise typer.Exit(2)
+        _ipriv_keys(directory, passphrase, bits)
+        return
     hub_key, hub_pub = write_key_pair(directory, "hub", generate_key_pair(bits, passphrase))
     provider_key, provider_pub = write_key_pair(directory, "provider", generate_key_pair(bits))
     typer.echo(f"wrote {hub_key}, {hub_pub}, {provider_key} and {provider_pub}")
@@ -282,6 +292,37 @@ def cyberplat_keys(
     typer.echo(
         f"emulator: paymux emulator cyberplat --key {provider_key} --peer-key {hub_pub} "
         "--key-serial 2 --peer-key-serial 1"
+    )
+
+
+def _ipriv_keys(directory: Path, passphrase: str, bits: int) -> None:
+    """hub.key and provider.key (secret, NM) and pubkeys.key with both public keys (NS)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from paymux.providers import ipriv
+
+    directory.mkdir(parents=True, exist_ok=True)
+    public_docs = []
+    for name, serial in (("hub", 1), ("provider", 2)):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        path = directory / f"{name}.key"
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_bytes(ipriv.secret_key_file(key, name, serial, passphrase))
+        signer = ipriv.IprivSecretKey(name, serial, key)
+        public_docs.append(ipriv.public_key_document(key.public_key(), name, serial, signer))
+    pubkeys = directory / "pubkeys.key"
+    pubkeys.write_bytes(ipriv.public_key_file(public_docs))
+    typer.echo(f"wrote {directory / 'hub.key'}, {directory / 'provider.key'} and {pubkeys} (iPriv format)")
+    typer.echo("provider config (catalog):")
+    typer.echo(f"  private_key_file: {(directory / 'hub.key').resolve()}")
+    typer.echo("  private_key_passphrase: <the passphrase>")
+    typer.echo(f"  provider_public_key_file: {pubkeys.resolve()}")
+    typer.echo("  key_serial: '1'")
+    typer.echo("  provider_key_serial: '2'")
+    typer.echo(
+        f"emulator: paymux emulator cyberplat --key {directory / 'provider.key'} --peer-key {pubkeys} "
+        "--key-serial 2 --peer-key-serial 1 --passphrase <the passphrase>"
     )
 
 

@@ -42,6 +42,7 @@ from fastapi.responses import Response
 from paymux.money import parse_amount
 from paymux.providers import cyberplat_codes as codes
 from paymux.providers.cyberplat_envelope import (
+    ALGORITHM,
     EnvelopeError,
     decode_message,
     encode_message,
@@ -111,16 +112,18 @@ def create_app(
     require_check: bool = True,
     currency: str = "RUB",
     engine: BehaviourEngine | None = None,
+    algorithm: str = ALGORITHM,
 ) -> FastAPI:
     """The Cyberplat emulator app; ``app.state.engine`` is its engine, ``app.state.sessions`` the checks.
 
-    ``private_key`` signs the answers (PEM, with ``passphrase`` if encrypted); ``peer_public_key``
-    verifies the hub's requests; when ``peer_key_serial`` is set the requests must name it as
-    their Signer-Key.
+    ``private_key`` signs the answers (PEM, with ``passphrase`` if encrypted, or an iPriv secret key
+    file with its passphrase); ``peer_public_key`` verifies the hub's requests (PEM, or an iPriv
+    public key file read by ``peer_key_serial``); when ``peer_key_serial`` is set the requests must
+    name it as their signer. ``algorithm`` is the PEM envelope's (RSA-SHA256 or RSA-SHA1).
     """
     engine = engine or BehaviourEngine(config or EmulatorConfig())
     own_key = load_private_key(private_key, passphrase)
-    peer_key = load_public_key(peer_public_key)
+    peer_key = load_public_key(peer_public_key, peer_key_serial)
     sessions: dict[str, CheckedSession] = {}
 
     app = emulator_app("paymux Cyberplat-style provider emulator", engine)
@@ -128,7 +131,11 @@ def create_app(
 
     def signed(fields: list[tuple[str, str]], status_code: int = 200) -> Response:
         body = encode_message([(k, v) for k, v in fields if v is not None])
-        return Response(seal(body, own_key, key_serial), status_code=status_code, media_type=ANSWER_TYPE)
+        return Response(
+            seal(body, own_key, key_serial, algorithm=algorithm),
+            status_code=status_code,
+            media_type=ANSWER_TYPE,
+        )
 
     def answer(session: str, error: str, extra: list[tuple[str, str]] | None = None, **kw: Any) -> Response:
         fields = [("DATE", _now_text()), ("SESSION", session), ("ERROR", error)]
@@ -169,7 +176,7 @@ def create_app(
             raise Refusal("6" if "signature" in str(exc).lower() else "10", str(exc)) from None
         if peer_key_serial is not None and envelope.signer_key != peer_key_serial:
             raise Refusal("6", f"unknown key serial {envelope.signer_key}")
-        if not envelope.verify(peer_key):
+        if not envelope.verify(peer_key, algorithm):
             raise Refusal("6", "the signature does not verify")
         try:
             fields = decode_message(envelope.body)
