@@ -623,7 +623,7 @@ async def test_admin_api_checks_the_protocol_and_its_config_and_masks_the_key(db
             await session.rollback()
 
 
-# --- the real service's iPriv documents ----------------------------------------------------------------------
+# --- the real service's iPriv documents ---------------------------------------------------------------
 
 
 async def test_a_payment_system_signing_ipriv_documents_pays_through_the_gateway(db_url: str) -> None:
