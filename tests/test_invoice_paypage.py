@@ -389,7 +389,7 @@ async def test_invalid_card_and_return_page_of_another_invoice(db_url: str) -> N
 
 
 def test_registry_and_signatures() -> None:
-    assert set(BUILTIN) == {"card", "open_banking", "redirect", "bank_transfer"}
+    assert set(BUILTIN) == {"card", "open_banking", "redirect", "bank_transfer", "payonline"}
     assert method_class("transfer") is method_class("bank_transfer")
     assert method_class("openbanking").name == "open_banking"
     body = b'{"a":1}'

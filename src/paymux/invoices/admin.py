@@ -25,6 +25,7 @@ from paymux.db.base import utcnow
 from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
 from paymux.invoices import service
+from paymux.invoices.methods.base import method_names, method_order
 from paymux.invoices.models import Biller, BillerKey
 from paymux.masking import MASK, mask_url
 from paymux.money import MoneyError, check_currency, format_amount, parse_amount
@@ -45,7 +46,6 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {"description": "invalid request (problem+json)"},
 }
 CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
-METHODS = ("card", "open_banking", "redirect", "bank_transfer")
 COLOR = r"^#[0-9a-fA-F]{6}$"
 
 Short = Annotated[Ident, Field(max_length=200)]
@@ -103,8 +103,17 @@ class Fee(Strict):
 
 
 ReminderDays = Annotated[list[Annotated[int, Field(ge=-365, le=365)]], Field(max_length=20)]
+
+
+def _method(value: str) -> str:
+    """A payment method a plug-in provides (the built-in ones or any ``paymux.paymethods`` entry point)."""
+    if value not in method_names():
+        raise ValueError(f"unknown payment method {value!r}; known: {', '.join(method_names())}")
+    return value
+
+
 Methods = Annotated[
-    list[Annotated[StrictStr, Field(pattern="^(card|open_banking|redirect|bank_transfer)$")]],
+    list[Annotated[StrictStr, Field(pattern="^[a-z][a-z0-9_]{0,31}$"), AfterValidator(_method)]],
     Field(max_length=10),
 ]
 
@@ -196,7 +205,7 @@ def _apply(b: Biller, body: BillerPatch) -> str | None:
         if name in fields and fields[name] is not None:
             setattr(b, name, {k: v for k, v in fields[name].items() if v is not None})
     if body.methods is not None:
-        b.methods = sorted(set(body.methods), key=METHODS.index)
+        b.methods = method_order(body.methods)
     if body.reminder_days is not None:
         b.reminder_days = sorted(set(body.reminder_days))
     if body.fee is not None:

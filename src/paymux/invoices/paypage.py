@@ -34,6 +34,7 @@ from paymux.invoices.methods.base import (
     UnknownMethod,
     method_class,
     method_name,
+    method_order,
 )
 from paymux.invoices.methods.transfer import ACCOUNT_FIELDS, instructions
 from paymux.invoices.models import Biller, Invoice, InvoiceAttempt
@@ -56,7 +57,6 @@ router = APIRouter(tags=["payment page"])
 
 DEFAULT_PRIMARY = "#0b5cad"
 REFRESH_SECONDS = 3
-METHOD_ORDER = ("card", "open_banking", "redirect", "bank_transfer")
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token is in the URL
     "X-Content-Type-Options": "nosniff",
@@ -155,13 +155,39 @@ def _transfer_view(biller: Biller, inv: Invoice, token: str) -> dict[str, Any]:
     }
 
 
+def _offered(biller: Biller) -> list[str]:
+    """The biller's methods a plug-in is installed for, built-in ones first."""
+    offered: list[str] = []
+    for name in method_order(list(biller.methods or [])):
+        try:
+            method_class(name)
+        except UnknownMethod:
+            continue
+        offered.append(name)
+    return offered
+
+
+def _with_plugin_labels(texts: dict[str, str], methods: list[str], lang: str) -> dict[str, str]:
+    """The page's texts plus the title and note of each plug-in method shown (its ``labels``)."""
+    missing = [m for m in methods if f"method_{m}" not in texts]
+    if not missing:
+        return texts
+    merged = dict(texts)
+    for m in missing:
+        labels = method_class(m).labels
+        title, note = labels.get(lang) or labels.get("en") or (m.replace("_", " ").capitalize(), "")
+        merged[f"method_{m}"], merged[f"method_{m}_note"] = title, note
+    return merged
+
+
 def _context(
     hub: Hub, request: Request, inv: Invoice, biller: Biller, lang: str, token: str
 ) -> dict[str, Any]:
-    t = TEXT[lang]
     primary, on_primary = brand_colours(biller)
     due = inv.amount - inv.paid_amount
-    methods = [m for m in METHOD_ORDER if m in (biller.methods or [])] if attempts.payable(inv) else []
+    offered = _offered(biller)
+    methods = offered if attempts.payable(inv) else []
+    t = _with_plugin_labels(TEXT[lang], offered, lang)
     lines = [
         {
             "description": str(x.get("description", "")),

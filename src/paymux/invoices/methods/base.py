@@ -46,7 +46,10 @@ BUILTIN: dict[str, str] = {
     "open_banking": "paymux.invoices.methods.openbanking:OpenBankingMethod",
     "redirect": "paymux.invoices.methods.redirect:RedirectMethod",
     "bank_transfer": "paymux.invoices.methods.transfer:TransferMethod",
+    "payonline": "paymux.invoices.methods.payonline:PayOnlineMethod",
 }
+#: the order the payment page lists the built-in methods in (plug-in methods follow)
+PAGE_ORDER = ("card", "open_banking", "redirect", "bank_transfer")
 #: other names of the built-in methods (as in URLs and older configurations)
 ALIASES: dict[str, str] = {"openbanking": "open_banking", "transfer": "bank_transfer"}
 FINAL = ("approved", "declined")
@@ -154,6 +157,9 @@ class PayMethod(abc.ABC):
     name: ClassVar[str]
     #: False: the method only shows instructions (no processor, no callback)
     has_processor: ClassVar[bool] = True
+    #: the payment page's title and note of a plug-in method, per language (``en`` is the fallback);
+    #: the built-in methods' texts live in :mod:`paymux.invoices.pagetext`
+    labels: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(
         self, config: Mapping[str, str], http: httpx.AsyncClient, biller: Biller | None = None
@@ -239,6 +245,12 @@ def method_class(name: str) -> type[PayMethod]:
         raise UnknownMethod(f"{name}: not a PayMethod")
     _found[name] = target
     return target
+
+
+def method_order(methods: list[str]) -> list[str]:
+    """The built-in methods in the page's order, then plug-in methods in the order given, once each."""
+    known = [m for m in PAGE_ORDER if m in methods]
+    return known + [m for m in dict.fromkeys(methods) if m not in PAGE_ORDER]
 
 
 def method_names() -> list[str]:

@@ -440,6 +440,36 @@ def openbank(
     _serve(create_app(secret, confirm_seconds=confirm_seconds), "Open banking", host, port, notes=notes)
 
 
+@emulator_app.command("payonline")
+def payonline(
+    merchant_id: Annotated[str, typer.Option("--merchant-id", help="The merchant's MerchantId (digits).")],
+    private_key: Annotated[
+        str,
+        typer.Option(
+            "--private-key", envvar="PAYMUX_EMULATOR_PAYONLINE_KEY", help="The merchant's PrivateSecurityKey."
+        ),
+    ],
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", help="The hub's callback (…/api/v1/paymethods/payonline/callback)."),
+    ] = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8171,
+) -> None:
+    """Emulate PayOnline's hosted card form and its CallbackUrl (the payonline method)."""
+    from paymux.providers.emulators.payonline import create_app
+
+    if not merchant_id.isdigit():
+        typer.echo("--merchant-id must be digits", err=True)
+        raise typer.Exit(2)
+    notes = [
+        f'  the hub: PAYMUX_PAYMETHODS=\'{{"payonline": {{"url": "http://{host}:{port}/ru/payment/", '
+        f'"merchant_id": "{merchant_id}", "private_security_key": "..."}}}}\'',
+        f"  callbacks go to {callback_url or '(none: set --callback-url)'}",
+    ]
+    _serve(create_app(merchant_id, private_key, callback_url), "PayOnline", host, port, notes=notes)
+
+
 @emulator_app.command("terminal")
 def terminal(
     account: Annotated[str, typer.Option("--account", help="The payer's account at the biller.")],
