@@ -491,6 +491,7 @@ def test_demo_seed_only_loads_the_demo_data_and_can_run_twice(cli: Cli) -> None:
     r = cli.ok("demo", "--seed-only")
     assert "demo data loaded" in r.stdout
     assert re.search(r"\(\d+ created, 0 updated, 0 unchanged\)", r.stdout), r.stdout
+    assert "provider library of fastpay: 340 added, 0 changed, 0 unchanged" in r.stdout
     data = yaml.safe_load(cli.export())
     assert len(data["providers"]) >= 3
     assert len(data["services"]) >= 10
@@ -500,6 +501,9 @@ def test_demo_seed_only_loads_the_demo_data_and_can_run_twice(cli: Cli) -> None:
 
     again = cli.ok("demo", "--seed-only")
     assert re.search(r"\(0 created, 0 updated, \d+ unchanged\)", again.stdout), again.stdout
+    assert "provider library of fastpay: 0 added, 0 changed, 340 unchanged" in again.stdout
+    categories = cli.query("SELECT category, COUNT(*) FROM services GROUP BY category")
+    assert len(categories) >= 10 and sum(n for _, n in categories) >= 340
     assert yaml.safe_load(cli.export()) == data
     assert cli.query("SELECT COUNT(*) FROM topups") == topups  # deposits are funded once
     assert cli.query("SELECT COUNT(*) FROM exchange_rates") == [(2,)]  # the demo's EUR and USD rates, once
@@ -668,3 +672,18 @@ def test_emulator_bank_serves_debits_and_refunds(cli: Cli) -> None:
     assert "Bank emulator on" in out and "40817810000000000001: 1500.00 RUB" in out
     bad = cli.run("emulator", "bank", "--port", str(port), "--lost-answer-rate", "2")
     assert bad.returncode == 2 and "invalid emulator configuration" in bad.stderr
+
+
+def test_catalog_import_library_shows_the_diff_then_applies(catalog: Cli, tmp_path: Path) -> None:
+    cli = catalog
+    lib = tmp_path / "lib.csv"
+    lib.write_text("code,name,category,currency\nZ1,Zeta TV,tv,RUB\n", encoding="utf-8")
+    shown = cli.ok("catalog", "import-library", str(lib), "--provider", "alpha")
+    assert "added alpha-z1 (Z1)" in shown.stdout and "nothing was changed" in shown.stdout
+    assert cli.query("SELECT COUNT(*) FROM services WHERE code = 'alpha-z1'") == [(0,)]
+    applied = cli.ok("catalog", "import-library", str(lib), "--provider", "alpha", "--apply")
+    assert "applied: 1 created" in applied.stdout, applied.stdout
+    assert cli.query("SELECT name, category FROM services WHERE code = 'alpha-z1'") == [("Zeta TV", "tv")]
+    lib.write_text("code,name,category,currency\nZ1,Zeta TV,tv,EURO\n", encoding="utf-8")
+    refused = cli.run("catalog", "import-library", str(lib), "--provider", "alpha", "--apply")
+    assert refused.returncode != 0 and "problem: row 2 (Z1)" in refused.stderr

@@ -243,6 +243,51 @@ def catalog_apply(
     typer.echo(report.summary() + (" (dry run, nothing changed)" if dry_run else ""))
 
 
+@catalog_app.command("import-library")
+def catalog_import_library(
+    file: Annotated[Path, typer.Argument(help="the library: CSV or JSON", exists=True, dir_okay=False)],
+    provider: Annotated[str, typer.Option("--provider", help="the catalog's provider the library is of")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="write the changes (default: show them only)")
+    ] = False,
+    disable_missing: Annotated[
+        bool, typer.Option("--disable-missing", help="disable services the library no longer lists")
+    ] = False,
+    show: Annotated[int, typer.Option("--show", min=0, max=100000, help="changes to list")] = 50,
+) -> None:
+    """Import an aggregator's list of services (a provider library): the diff, then --apply."""
+    from paymux.catalog.library import LibraryError, apply_import, detect_format, plan_import, read_rows
+
+    data = file.read_bytes()
+    try:
+        rows = read_rows(data, detect_format(data, file.name))
+    except LibraryError as e:
+        fail(f"{file}: {e}")
+        return
+
+    async def work(session: AsyncSession) -> Any:
+        plan = await plan_import(session, provider, rows, disable_missing=disable_missing)
+        report = await apply_import(session, plan, actor="cli") if apply and not plan.problems else None
+        return plan, report
+
+    try:
+        plan, report = in_session(work, commit=apply)
+    except ValueError as e:
+        fail(f"{file}: {e} (nothing was changed)")
+        return
+    for problem in plan.problems[:show]:
+        typer.secho(f"problem: {problem}", fg=typer.colors.RED, err=True)
+    for change in [c for c in plan.changes if c.kind != "unchanged"][:show]:
+        typer.echo(change.line())
+    typer.echo(plan.summary())
+    if plan.problems:
+        fail(f"{file}: {len(plan.problems)} problems; nothing was changed")
+    elif report is not None:
+        typer.echo(f"applied: {report.summary()}")
+    else:
+        typer.echo("nothing was changed (add --apply to write these changes)")
+
+
 @catalog_app.command("export")
 def catalog_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None,

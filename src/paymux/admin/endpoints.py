@@ -123,6 +123,57 @@ async def post_catalog(
         await offload.release_in_thread(data)  # thousands of models would be freed on the loop
 
 
+@router.post("/catalog/library")
+async def post_library(
+    request: Request,
+    admin: AdminDep,
+    hub: HubDep,
+    session: SessionDep,
+    provider: Annotated[Ident, Query(description="the catalog's provider the library is of")],
+    apply: Annotated[bool, Query(description="write the changes (default: the diff only)")] = False,
+    disable_missing: Annotated[
+        bool, Query(description="disable services the library no longer lists")
+    ] = False,
+) -> dict[str, Any]:
+    """Import a provider library (an aggregator's service list, CSV or JSON; docs/catalog.md): the
+    diff against the catalog, and with ``apply=true`` the changes (refused while any row has a
+    problem)."""
+    from paymux.catalog.library import LibraryError, apply_import, detect_format, plan_import, read_rows
+
+    raw = await request.body()
+    try:
+        rows = await offload.in_thread(
+            read_rows, raw, detect_format(raw, None, request.headers.get("content-type"))
+        )
+    except LibraryError as e:
+        raise invalid("invalid-library", str(e)) from None
+    try:
+        plan = await plan_import(session, provider, rows, disable_missing=disable_missing)
+    except catalog.CatalogError as e:
+        raise invalid("invalid-library", str(e)) from None
+    out = plan.as_dict()
+    if not apply:
+        await session.rollback()
+        return {**out, "applied": False}
+    if plan.problems:
+        raise invalid(
+            "invalid-library",
+            f"{len(plan.problems)} rows have problems; nothing was changed",
+            problems=plan.problems[:100],
+        )
+
+    async def _applied(r: Any) -> Any:
+        return {"provider": provider, "summary": plan.summary()}
+
+    await _change(
+        hub,
+        session,
+        lambda: apply_import(session, plan, actor=_actor(admin)),
+        AuditAs(admin, "catalog.library", f"provider:{provider}", None, _applied),
+    )
+    return {**out, "applied": True}
+
+
 @router.get("/providers", response_model=list[ProviderIn])
 async def list_providers(_: AdminDep, session: ReadSessionDep) -> list[ProviderIn]:
     """Providers; config secrets are shown as `***` (sending `***` back keeps the stored value)."""

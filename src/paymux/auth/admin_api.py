@@ -30,6 +30,7 @@ A = "/api/v1/admin"
 ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", f"{A}/catalog"): P.CATALOG_READ,
     ("POST", f"{A}/catalog"): P.CATALOG_WRITE,
+    ("POST", f"{A}/catalog/library"): P.CATALOG_WRITE,
     ("GET", f"{A}/providers"): P.CATALOG_READ,
     ("GET", f"{A}/providers/{{code}}"): P.CATALOG_READ,
     ("PUT", f"{A}/providers/{{code}}"): P.CATALOG_WRITE,

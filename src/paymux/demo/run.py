@@ -111,6 +111,7 @@ class DemoInfo:
     emulators: dict[str, BehaviourEngine] = field(default_factory=dict)
     changes: str = ""
     subscriptions: int = 0  # recurring subscriptions added by this seed
+    library: str = ""  # what importing the provider library changed
     bank_url: str = ""
 
 
@@ -148,6 +149,10 @@ async def seed(
     async with hub.sessions() as session:
         report = await apply_catalog(session, load_yaml(yaml.safe_dump(data)), actor="demo")
         info.changes = report.summary()
+        await session.commit()
+        from paymux.demo.library import seed_library
+
+        info.library = await seed_library(session)
         await session.commit()
         hub.catalog_changed()
         for (code, cur), amount in INITIAL_DEPOSITS.items():
@@ -213,6 +218,7 @@ async def run_demo(
             info = await seed(hub)
             _print_access(info, None)
             typer.echo(f"demo data loaded into {hub.describe()['database']} ({info.changes})")
+            typer.echo(f"provider library of fastpay: {info.library}")
             return 0
         async with contextlib.AsyncExitStack() as stack:
             urls: dict[str, str] = {}
