@@ -132,7 +132,7 @@ def create_app(merchant_id: str, private_key: str, callback_url: str | None = No
             f"<p>{html.escape(params.get('OrderDescription', ''))}</p>"
             f"<p id=amount>{html.escape(params['Amount'])} {html.escape(params['Currency'])}</p>"
             f'<form method="post" action="/{html.escape(lang)}/payment/">{hidden}'
-            '<label for=card>Card number</label>'
+            "<label for=card>Card number</label>"
             '<input id=card name="CardNumber" inputmode="numeric" required>'
             '<button name="action" value="pay">Pay</button>'
             '<button name="action" value="decline">Decline</button>'
