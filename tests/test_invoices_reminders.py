@@ -212,8 +212,12 @@ async def test_the_email_and_sms_reach_their_servers_with_the_pay_link_and_qr(
             [msg] = handler.messages
             assert msg["To"] == "ivan@example.com"
             assert str(make_header(decode_header(msg["Subject"]))) == "Счёт INV-7 от Power Co: 120.50 EUR"
-            text = msg.get_payload(decode=True).decode()
+            plain, rich = msg.get_payload()
+            text = plain.get_payload(decode=True).decode()
             assert text.startswith("Здравствуйте, Иван!")
+            page = rich.get_payload(decode=True).decode()
+            assert f'<img src="https://pay.example/pay/{token}/qr.png"' in page
+            assert f'<a href="https://pay.example/pay/{token}" style=' in page
             assert "нужно оплатить сегодня" in text
             assert f"https://pay.example/pay/{token}" in text
             assert f"https://pay.example/pay/{token}/qr.png" in text

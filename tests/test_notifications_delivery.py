@@ -256,8 +256,14 @@ async def test_email_received_by_an_smtp_server(db_url: str) -> None:
             [msg] = handler.messages
             assert msg["To"] == "ivan@example.com" and msg["From"] == "bank@example.com"
             assert str(make_header(decode_header(msg["Subject"]))) == "Платёж выполнен: Mobile top-up"
-            text = msg.get_payload(decode=True).decode()
+            assert msg.get_content_type() == "multipart/alternative"
+            plain, rich = msg.get_payload()
+            text = plain.get_payload(decode=True).decode()
             assert text.startswith("Здравствуйте, Иван!") and "Оплачено 150.00 RUB за Mobile top-up" in text
+            assert rich.get_content_type() == "text/html"
+            page = rich.get_payload(decode=True).decode()
+            assert '<html lang="ru">' in page and "Здравствуйте, Иван!" in page
+            assert "Оплачено 150.00 RUB за Mobile top-up" in page and "<script" not in page
             # the server refusing: retried later
             handler.refuse = True
             [nid2] = await notify_now(hub, agent, "k-2", recipient=person)
@@ -452,3 +458,18 @@ async def test_two_workers_at_once_send_each_notice_once(db_url: str) -> None:
         assert set(first) | set(second) == set(ids) and not set(first) & set(second)
         assert set(first.values()) == set(second.values()) == {"delivered"}
         assert sorted(r["id"] for r in receiver.received) == sorted(f"ntf_{i}" for i in ids)
+
+
+def test_email_html_escapes_the_text_and_links_urls() -> None:
+    from paymux.notifications.email_html import email_html
+
+    page = email_html(
+        "Pay <now>",
+        "Hello <b>Ann</b> & co,\n\nPay at https://pay.example/p/abc?x=1&y=2.\nThanks",
+        "ro",
+    )
+    assert page.startswith('<!doctype html><html lang="ro">')
+    assert "<title>Pay &lt;now&gt;</title>" in page and "Hello &lt;b&gt;Ann&lt;/b&gt; &amp; co," in page
+    assert '<a href="https://pay.example/p/abc?x=1&amp;y=2" style="color:#0b57d0">' in page
+    assert page.count('<p style="margin:0 0 12px">') == 2 and "<br>Thanks" in page
+    assert 'lang="en"' in email_html("s", "t", 'x" onload="y')

@@ -48,12 +48,15 @@ class SmtpSender:
                 smtp.login(self.username, self.password)
             smtp.send_message(msg)
 
-    async def send(self, to: str, subject: str, text: str) -> None:
+    async def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
+        """Plain ``text``, with ``html`` as its alternative when given (multipart/alternative)."""
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = to
         msg["Subject"] = subject
         msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
         try:
             await asyncio.to_thread(self._send, msg)
         except (OSError, smtplib.SMTPException) as e:

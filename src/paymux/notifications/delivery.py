@@ -29,6 +29,7 @@ from paymux.auth.senders import SendError, SmtpSender
 from paymux.backoffice.settings import BackofficeSettings
 from paymux.db.base import utcnow
 from paymux.masking import mask_url
+from paymux.notifications.email_html import email_html
 from paymux.notifications.models import DeliveryAttempt, Notification, WebhookEndpoint
 from paymux.notifications.settings import NotificationSettings, SmsSettings, SmtpSettings
 from paymux.notifications.sms import SmsError, SmsGateway, SmsMessage, UnknownSmsGateway, gateway_class
@@ -214,7 +215,8 @@ async def _send_email(n: Notification, senders: Senders) -> Outcome:
     if senders.email is None:
         return Outcome(False, error="no SMTP server is configured (PAYMUX_SMTP_HOST)", target=n.address)
     try:
-        await senders.email.send(n.address or "", n.subject or "", n.body)
+        html = email_html(n.subject or "", n.body, n.language or "en")
+        await senders.email.send(n.address or "", n.subject or "", n.body, html)
     except SendError as e:
         return Outcome(False, error=str(e)[:2000], target=n.address)
     return Outcome(True, target=n.address)
