@@ -215,6 +215,11 @@ def _apply(b: Biller, body: BillerPatch) -> str | None:
     return secret
 
 
+# the back office's biller form applies and audits changes the same way
+apply_patch = _apply
+audit_view = _audit_view
+
+
 @router.get("", summary="Billers", responses=PROBLEMS)
 async def list_billers(_: Reader, session: ReadSessionDep) -> list[dict[str, Any]]:
     rows = (await session.scalars(select(Biller).order_by(Biller.code))).all()
