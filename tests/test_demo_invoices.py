@@ -59,7 +59,7 @@ def _serving_demo(tmp: Path, port: int) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 150
             while "serving; press Ctrl-C" not in out_path.read_text():
                 assert proc.poll() is None, out_path.read_text()
                 assert time.monotonic() < deadline, out_path.read_text()
@@ -155,7 +155,7 @@ def test_demo_invoice_is_paid_by_card_through_its_emulators_and_seeding_again_ad
         env=_env(db),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=150,
     )
     assert again.returncode == 0, again.stdout + again.stderr
     new_key = KEY.findall(again.stdout)
@@ -176,6 +176,6 @@ def test_demo_invoice_is_paid_by_card_through_its_emulators_and_seeding_again_ad
         env=_env(db),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=150,
     )
     assert "ledger balanced: yes" in verify.stdout, verify.stdout + verify.stderr
