@@ -19,7 +19,7 @@ async def test_invoice_api_fuzzed_with_a_biller_key(db_url: str) -> None:
         await b.post({"number": "F-1", "amount": "1.00", "currency": "EUR", "due_date": "2030-01-01"})
         document: dict[str, Any] = (await b.http.get("/openapi.json")).json()
         document["paths"] = {p: v for p, v in document["paths"].items() if p.startswith("/api/v1/invoices")}
-        assert len(document["paths"]) == 6  # with the file upload and the reminder sent now
+        assert len(document["paths"]) == 8  # with the file upload, the reminder sent now, stored mappings
 
         def run() -> Fuzz:
             f = Fuzz(b.env.base, b.env.admin, b.h)

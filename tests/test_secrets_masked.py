@@ -42,7 +42,14 @@ from paymux.auth.user_models import ApiToken, Organization, Role, User
 from paymux.backoffice.sections.catalog import KINDS
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.gateways.models import InboundGateway
-from paymux.invoices.models import Biller, BillerKey, Invoice, InvoicePayout, InvoiceReceipt
+from paymux.invoices.models import (
+    Biller,
+    BillerKey,
+    Invoice,
+    InvoicePayout,
+    InvoiceReceipt,
+    InvoiceUploadMapping,
+)
 from paymux.notifications.models import Notification, WebhookEndpoint
 from paymux.notifications.service import Action, Recipient, notify
 from paymux.payments.models import Payment
@@ -416,6 +423,9 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         made = await ok(api.post(f"{A}/billers", json=biller), 201)
         planted.add("biller-webhook-secret", made["webhook_secret"])
         biller_key = (await ok(api.post(f"{A}/billers/power/keys", json={"name": "billing"}), 201))["key"]
+        await ok(
+            api.put(f"{A}/billers/power/upload-mappings/monthly", json={"columns": {"number": "Invoice"}})
+        )
         planted.add("auth-biller-api-key", biller_key)
         bh = {"Authorization": f"Bearer {biller_key}"}
         inv = {"number": "INV-1", "amount": "10.00", "currency": "EUR", "due_date": "2030-01-01"}
@@ -567,6 +577,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "receipt_id": await all_of(select(InvoiceReceipt.id)),
         "invoice_id": await all_of(select(Invoice.id)),
         "payout_id": await all_of(select(InvoicePayout.id)),
+        "mapping": await all_of(select(InvoiceUploadMapping.name)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
     }

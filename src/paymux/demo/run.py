@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from paymux.catalog.file import apply_catalog, load_yaml
 from paymux.db.migrate import upgrade
+from paymux.demo.invoices import TEST_CARD, InvoiceDemo, paymethods, seed_invoices, start_method_emulators
 from paymux.demo.load import run_load
 from paymux.demo.recurring import BANK_PORT, bank_config, seed_recurring
 from paymux.demo.settlement_details import seed_provider_details, set_demo_debtor_defaults
@@ -113,6 +114,8 @@ class DemoInfo:
     subscriptions: int = 0  # recurring subscriptions added by this seed
     library: str = ""  # what importing the provider library changed
     bank_url: str = ""
+    invoices: InvoiceDemo = field(default_factory=InvoiceDemo)
+    method_urls: dict[str, str] = field(default_factory=dict)  # the acquirer and open-banking emulators
 
 
 def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
@@ -161,6 +164,7 @@ async def seed(
             )
         await seed_provider_details(session)
         info.subscriptions = await seed_recurring(session, bank_url)
+        info.invoices = await seed_invoices(session, keys=keys)
         for base, rate in DEMO_RATES.items():  # the same version again is a no-op
             await add_rate(
                 session, base, "RUB", rate, effective_from=DEMO_RATES_FROM, source="demo", actor="demo"
@@ -233,9 +237,14 @@ async def run_demo(
                 engines[code] = engine
             bank_port = BANK_PORT if _port_free("127.0.0.1", BANK_PORT) else 0
             bank_url = await stack.enter_async_context(run_emulator(bank_app(bank_config()), port=bank_port))
+            method_urls = await start_method_emulators(stack, _port_free)
+            # the hosted payment page's card and open banking go to the emulators (unless configured)
+            methods = {**paymethods(method_urls["acquirer"], method_urls["openbank"]), **settings.paymethods}
+            hub.settings = hub.settings.model_copy(update={"paymethods": methods})
             info = await seed(hub, urls, bank_url=bank_url)
             info.emulators = engines
             info.bank_url = bank_url
+            info.method_urls = method_urls
             base = await stack.enter_async_context(running_hub(hub, host, port, run_workers=True))
             from paymux.iso8583.demo import print_demo_listener, start_demo_listener
 
@@ -262,6 +271,8 @@ def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None 
         typer.echo(f"  emulated provider {code:9s} {url}")
     if info.bank_url:
         typer.echo(f"  emulated bank (funding) {info.bank_url}")
+    for name, url in info.method_urls.items():
+        typer.echo(f"  emulated {name:14s} {url}  (hosted payment page)")
     if info.admin_token:
         typer.echo(f"  admin token:           {info.admin_token}")
     for ch, key in info.channel_keys.items():
@@ -270,6 +281,19 @@ def _print_access(info: DemoInfo, base: str | None, urls: dict[str, str] | None 
         typer.echo(f"  back office: {base or ''}/backoffice/  users (user / password, one per role):")
     for name, password in info.users.items():
         typer.echo(f"    {name:30s} {password}")
+    _print_invoices(info.invoices, base)
+
+
+def _print_invoices(demo: InvoiceDemo, base: str | None) -> None:
+    from paymux.demo.invoices import BILLER_CODE
+
+    if demo.biller_key:
+        typer.echo(f"  biller {BILLER_CODE} API key:  {demo.biller_key}")
+    payable = [(n, s, p) for n, s, p in demo.invoices if s in ("open", "partially_paid", "overdue")]
+    if payable:
+        typer.echo(f"  invoices to pay (card {TEST_CARD}, any expiry and CVC):")
+    for number, status, path in payable:
+        typer.echo(f"    {number}  {status:15s} {base or ''}{path}")
 
 
 async def _print_deposits(hub: Hub) -> None:

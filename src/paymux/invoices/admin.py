@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Response, UploadFile
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -224,6 +224,11 @@ def _apply(b: Biller, body: BillerPatch) -> str | None:
     return secret
 
 
+# the back office's biller form applies and audits changes the same way
+apply_patch = _apply
+audit_view = _audit_view
+
+
 @router.get("", summary="Billers", responses=PROBLEMS)
 async def list_billers(_: Reader, session: ReadSessionDep) -> list[dict[str, Any]]:
     rows = (await session.scalars(select(Biller).order_by(Biller.code))).all()
@@ -430,18 +435,67 @@ async def upload_for_biller(
     session: SessionDep,
     file: Annotated[UploadFile, File(description="CSV or Excel (xlsx), the first row naming the columns")],
     mapping: Annotated[str | None, Form(max_length=10_000)] = None,
+    mapping_name: Annotated[str | None, Form(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Like the biller's ``POST /api/v1/invoices/upload``, on the biller's behalf (audited)."""
     from paymux.invoices import upload as uploads
+    from paymux.invoices import upload_mappings as mappings
     from paymux.invoices.endpoints import read_upload
 
     b = await _biller(session, code)
-    cfg = uploads.parse_mapping(mapping)
+    cfg = await mappings.resolve(session, b, mapping, mapping_name)
     out = await uploads.upload(session, b, await read_upload(file), (file.filename or "")[:200], cfg)
     counts = {k: out[k] for k in ("rows", "created", "duplicate", "error")}
     await audit.record(session, me, "biller.invoices_upload", f"biller:{b.code}", None, counts)
     await session.commit()
     return out
+
+
+@router.get("/{code}/upload-mappings", summary="The biller's stored upload mappings", responses=PROBLEMS)
+async def list_upload_mappings(code: str, _: Reader, session: ReadSessionDep) -> list[dict[str, Any]]:
+    from paymux.invoices import upload_mappings as mappings
+
+    b = await _biller(session, code)
+    return [mappings.view(m) for m in await mappings.list_mappings(session, b)]
+
+
+@router.get("/{code}/upload-mappings/{mapping}", summary="A stored upload mapping", responses=PROBLEMS)
+async def get_upload_mapping(code: str, mapping: str, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
+    from paymux.invoices import upload_mappings as mappings
+
+    return mappings.view(await mappings.get(session, await _biller(session, code), mapping))
+
+
+@router.put(
+    "/{code}/upload-mappings/{mapping}", summary="Store an upload mapping by name", responses=PROBLEMS
+)
+async def put_upload_mapping(
+    code: str,
+    mapping: str,
+    me: Writer,
+    session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="the mapping, as the upload's mapping field")],
+) -> dict[str, Any]:
+    """Store (or replace) one of the biller's mappings (audited); 422 names what is wrong."""
+    from paymux.invoices import upload_mappings as mappings
+
+    row = await mappings.save(session, await _biller(session, code), mapping, body, me)
+    await session.commit()
+    return mappings.view(row)
+
+
+@router.delete(
+    "/{code}/upload-mappings/{mapping}",
+    status_code=204,
+    summary="Delete a stored upload mapping",
+    responses=PROBLEMS,
+)
+async def delete_upload_mapping(code: str, mapping: str, me: Writer, session: SessionDep) -> Response:
+    from paymux.invoices import upload_mappings as mappings
+
+    await mappings.delete(session, await _biller(session, code), mapping, me)
+    await session.commit()
+    return Response(status_code=204)
 
 
 __all__ = ["router"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from paymux.api.deps import HubDep, ReadSessionDep, SessionDep, bearer_token
 from paymux.errors import Problem, invalid, unauthorized
 from paymux.invoices import reminders, service
 from paymux.invoices import upload as uploads
+from paymux.invoices import upload_mappings as mappings
 from paymux.invoices.models import Biller
 from paymux.invoices.schemas import MAX_BATCH, CancelIn, InvoicePatch, number_ok
 
@@ -138,6 +139,42 @@ async def get_changes(
     return await service.changes(session, biller, after, limit)
 
 
+@router.get("/upload-mappings", summary="The biller's stored upload mappings", responses=PROBLEMS)
+async def list_upload_mappings(biller: BillerDep, session: ReadSessionDep) -> list[dict[str, Any]]:
+    """The mappings stored for ``POST /api/v1/invoices/upload`` (``mapping_name``), by name."""
+    return [mappings.view(m) for m in await mappings.list_mappings(session, biller)]
+
+
+@router.get("/upload-mappings/{mapping}", summary="A stored upload mapping", responses=PROBLEMS)
+async def get_upload_mapping(mapping: str, biller: BillerDep, session: ReadSessionDep) -> dict[str, Any]:
+    return mappings.view(await mappings.get(session, biller, mapping))
+
+
+@router.put("/upload-mappings/{mapping}", summary="Store an upload mapping by name", responses=PROBLEMS)
+async def put_upload_mapping(
+    mapping: str,
+    biller: BillerDep,
+    session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="the mapping, as the upload's mapping field")],
+) -> dict[str, Any]:
+    """Store (or replace) a mapping to choose by name at upload; 422 names what is wrong."""
+    row = await mappings.save(session, biller, mapping, body, f"biller:{biller.code}")
+    await session.commit()
+    return mappings.view(row)
+
+
+@router.delete(
+    "/upload-mappings/{mapping}",
+    status_code=204,
+    summary="Delete a stored upload mapping",
+    responses=PROBLEMS,
+)
+async def delete_upload_mapping(mapping: str, biller: BillerDep, session: SessionDep) -> Response:
+    await mappings.delete(session, biller, mapping, f"biller:{biller.code}")
+    await session.commit()
+    return Response(status_code=204)
+
+
 @router.get("/{number}", summary="An invoice", responses=PROBLEMS)
 async def get_invoice(number: str, biller: BillerDep, session: ReadSessionDep) -> dict[str, Any]:
     """The invoice with its status history and its reminders (sent, skipped, asked for)."""
@@ -190,11 +227,14 @@ async def upload_invoices(
     session: SessionDep,
     file: Annotated[UploadFile, File(description="CSV or Excel (xlsx), the first row naming the columns")],
     mapping: Annotated[str | None, Form(max_length=10_000, description="JSON: how to read the file")] = None,
+    mapping_name: Annotated[
+        str | None, Form(max_length=64, description="the name of a stored mapping, instead of mapping")
+    ] = None,
 ) -> dict[str, Any]:
-    """Multipart ``file`` and optional ``mapping`` (JSON, see the docs). 200 with one result per row
-    (``created``, ``duplicate``, ``error`` with its message); a file that cannot be read 422, nothing
-    taken."""
-    cfg = uploads.parse_mapping(mapping)
+    """Multipart ``file`` and optional ``mapping`` (JSON, see the docs) or ``mapping_name`` (a stored
+    mapping). 200 with one result per row (``created``, ``duplicate``, ``error`` with its message); a
+    file that cannot be read 422, nothing taken."""
+    cfg = await mappings.resolve(session, biller, mapping, mapping_name)
     data = await read_upload(file)
     out = await uploads.upload(session, biller, data, (file.filename or "")[:200], cfg)
     await session.commit()

@@ -240,6 +240,22 @@ class InvoiceReminder(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class InvoiceUploadMapping(Base):
+    """A biller's named way of reading its invoice files (``config``: a validated
+    :class:`paymux.invoices.upload.Mapping`), chosen by name at upload (migration 0027)."""
+
+    __tablename__ = "invoice_upload_mappings"
+    __table_args__ = (UniqueConstraint("biller_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
     "ATTEMPT_OPEN",
     "ATTEMPT_STATUSES",
@@ -256,4 +272,5 @@ __all__ = [
     "InvoicePayout",
     "InvoiceReceipt",
     "InvoiceReminder",
+    "InvoiceUploadMapping",
 ]

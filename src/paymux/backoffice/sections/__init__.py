@@ -30,6 +30,7 @@ SECTION_MODULES = (
     "rates",
     "recurring",
     "notifications",
+    "biller_forms",
     "invoices",
     "invoice_receipts",
 )

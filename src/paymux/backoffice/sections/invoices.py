@@ -13,6 +13,7 @@ import functools
 from collections import defaultdict
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
@@ -46,6 +47,7 @@ from paymux.backoffice.sections.ops import money_for, plain_money_for, today_sta
 from paymux.errors import Problem
 from paymux.invoices import receipts, reminders, service
 from paymux.invoices import upload as uploads
+from paymux.invoices import upload_mappings as stored_mappings
 from paymux.invoices.admin import CODE
 from paymux.invoices.models import (
     OPEN_STATUSES,
@@ -176,6 +178,9 @@ async def biller_detail(request: Request, code: str, session: ReadDbDep, _: Read
         webhook=mask_url(b.webhook_url) if b.webhook_url else "",
         secret=MASK if b.webhook_secret else "",
         fee=money_for(request)(b.fee_amount, b.fee_currency),
+        mappings=[
+            (m.name, orjson.dumps(m.config).decode()) for m in await stored_mappings.list_mappings(session, b)
+        ],
         result=None,
         problem="",
     )
@@ -219,8 +224,10 @@ async def biller_upload(
     me: Writer,
     file: Annotated[UploadFile | None, File()] = None,
     mapping: Annotated[str, Form(max_length=MAX_MAPPING)] = "",
+    mapping_name: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """Take the biller's invoices from a CSV or Excel file; the page shows the result of every row."""
+    """Take the biller's invoices from a CSV or Excel file, read as a stored mapping or the JSON one
+    given; the page shows the result of every row."""
     b = await _biller(session, code)
     page = f"/backoffice/billers/{b.code}"
     if file is None or not file.filename:
@@ -228,7 +235,7 @@ async def biller_upload(
     from paymux.invoices.endpoints import read_upload
 
     try:
-        cfg = uploads.parse_mapping(mapping.strip() or None)
+        cfg = await stored_mappings.resolve(session, b, mapping.strip() or None, mapping_name.strip() or None)
         out = await uploads.upload(session, b, await read_upload(file), file.filename[:200], cfg)
     except Problem as e:
         await session.rollback()
@@ -237,6 +244,48 @@ async def biller_upload(
     await audit.record(session, me, "biller.invoices_upload", f"biller:{b.code}", None, counts)
     await session.commit()
     return render(request, "invoices/upload.html", b=b, result=out, file_name=file.filename[:200])
+
+
+@router.post("/billers/{code}/mappings")
+async def biller_mapping_save(
+    code: str,
+    session: DbDep,
+    me: Writer,
+    name: Annotated[str, Form(max_length=64)] = "",
+    mapping: Annotated[str, Form(max_length=MAX_MAPPING)] = "",
+) -> Response:
+    """Store (or replace) a named upload mapping of the biller (audited)."""
+    b = await _biller(session, code)
+    page = f"/backoffice/billers/{b.code}"
+    name = name.strip()
+    if not name or not mapping.strip():
+        return redirect(page, error="Give the mapping a name and its JSON.")
+    try:
+        config = orjson.loads(mapping)
+    except orjson.JSONDecodeError:
+        return redirect(page, error="The mapping is not JSON.")
+    try:
+        await stored_mappings.save(session, b, name, config, me)
+    except Problem as e:
+        await session.rollback()
+        return redirect(page, error=e.detail or e.title)
+    await session.commit()
+    return redirect(page, "The mapping is saved.")
+
+
+@router.post("/billers/{code}/mappings/delete")
+async def biller_mapping_delete(
+    code: str, session: DbDep, me: Writer, name: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
+    b = await _biller(session, code)
+    page = f"/backoffice/billers/{b.code}"
+    try:
+        await stored_mappings.delete(session, b, name.strip(), me)
+    except Problem as e:
+        await session.rollback()
+        return redirect(page, error=e.detail or e.title)
+    await session.commit()
+    return redirect(page, "The mapping is deleted.")
 
 
 # --- invoices ------------------------------------------------------------------------------------------
