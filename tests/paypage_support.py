@@ -139,7 +139,12 @@ def methods_shown(html: str) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def pay_env(
-    db_url: str, *, late_seconds: float = 1.0, confirm_seconds: float = 0.3, **biller: Any
+    db_url: str,
+    *,
+    late_seconds: float = 1.0,
+    confirm_seconds: float = 0.3,
+    settings: dict[str, Any] | None = None,
+    **biller: Any,
 ) -> AsyncIterator[Pay]:
     async with contextlib.AsyncExitStack() as stack:
         acq = await stack.enter_async_context(
@@ -162,7 +167,14 @@ async def pay_env(
             },
         }
         env = await stack.enter_async_context(
-            hub_env(db_url, run_workers=False, catalog=EMPTY_CATALOG, deposits={}, paymethods=methods)
+            hub_env(
+                db_url,
+                run_workers=False,
+                catalog=EMPTY_CATALOG,
+                deposits={},
+                paymethods=methods,
+                **(settings or {}),
+            )
         )
         r = await env.http.post(AB, json={**BILLER, **biller}, headers=env.admin)
         assert r.status_code == 201, r.text

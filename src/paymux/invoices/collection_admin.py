@@ -48,19 +48,22 @@ class PayoutsIn(Strict):
 @router.post("/statements", summary="Import a bank statement", responses=PROBLEMS)
 async def import_statement(
     me: Writer,
+    hub: HubDep,
     session: SessionDep,
     file: Annotated[UploadFile, File()],
     format: Annotated[Format | None, Form()] = None,
 ) -> dict[str, Any]:
     """A camt.053, camt.054 or MT940 file (multipart ``file``; ``format`` detected when not given).
     Each credit line is matched to an invoice and applied, or queued; a line seen before is a
-    duplicate and applies nothing. A file that cannot be read is a 422 and nothing is stored."""
+    duplicate and applies nothing. The statement's account chooses whose invoices: a biller's
+    collection account, that biller's; a hub-wide account (``PAYMUX_INVOICE_HUB_ACCOUNTS``), every
+    biller's. A file that cannot be read, or of another account, is a 422 and nothing is stored."""
     data = await file.read(MAX_STATEMENT + 1)
     if not data:
         raise invalid("empty-statement", "send the statement as the multipart field 'file'")
     if len(data) > MAX_STATEMENT:
         raise invalid("statement-too-large", f"a statement has at most {MAX_STATEMENT} bytes")
-    result = await receipts.import_statement(session, data, format)
+    result = await receipts.import_statement(session, data, format, hub.settings.invoice_hub_accounts)
     await audit.record(
         session,
         me,

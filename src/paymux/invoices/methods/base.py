@@ -175,6 +175,16 @@ class PayMethod(abc.ABC):
     ) -> Started:
         """Begin ``attempt``: a redirect URL for the payer or data for our page."""
 
+    def callback_reference(self, body: bytes) -> str | None:
+        """Our attempt's reference named in a callback, read before its signature is checked (to find
+        whose secret checks it: a biller may have its own); None when the body names none."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        ref = data.get("reference") if isinstance(data, dict) else None
+        return ref if isinstance(ref, str) and 1 <= len(ref) <= 64 else None
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check the callback's signature with the method's secret and read it."""
         verify(self.secret, headers, body)
