@@ -96,7 +96,12 @@ class Pay:
 
     async def pay_by_card(self, token: str, number: str, action: str = "confirm") -> httpx.Response:
         """Our page -> the acquirer's checkout -> the ACS challenge -> our return page."""
-        to_checkout = await self.start(token, "card")
+        return await self.pay_by_card_from(await self.start(token, "card"), token, number, action)
+
+    async def pay_by_card_from(
+        self, to_checkout: httpx.Response, token: str, number: str, action: str = "confirm"
+    ) -> httpx.Response:
+        """:meth:`pay_by_card` from our page's redirect to the acquirer's checkout."""
         assert to_checkout.headers["location"].startswith(self.acquirer + "/checkout/")
         checkout = await self.follow(to_checkout)
         assert checkout.status_code == 200 and 'name="number"' in checkout.text

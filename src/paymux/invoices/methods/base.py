@@ -154,6 +154,8 @@ class PayMethod(abc.ABC):
     name: ClassVar[str]
     #: False: the method only shows instructions (no processor, no callback)
     has_processor: ClassVar[bool] = True
+    #: True: :meth:`refund` gives money of an approved attempt back through the processor
+    supports_refund: ClassVar[bool] = False
 
     def __init__(
         self, config: Mapping[str, str], http: httpx.AsyncClient, biller: Biller | None = None
@@ -193,6 +195,11 @@ class PayMethod(abc.ABC):
     async def status(self, attempt: InvoiceAttempt) -> CallbackEvent | None:
         """The processor's status of the attempt (None: cannot tell)."""
         return None
+
+    async def refund(self, attempt: InvoiceAttempt, amount: int, currency: str, number: str) -> str:
+        """Give ``amount`` of an approved attempt back to the payer; ``number`` (ours) makes a repeat
+        the same refund. Returns the processor's id of the refund; :class:`MethodError` otherwise."""
+        raise MethodError(f"{self.name}: the method does not refund")
 
     def base_url(self) -> str:
         url = str(self.config.get("url") or "").rstrip("/")
@@ -290,6 +297,20 @@ class ProcessorMethod(PayMethod):
         ):
             raise MethodError(f"{self.name}: the processor's answer has no {self.redirect_key}")
         return Started(redirect_url=target, processor_ref=pid, status="pending")
+
+    async def refund(self, attempt: InvoiceAttempt, amount: int, currency: str, number: str) -> str:
+        """``POST {url}{create_path}/{id}/refunds`` ``{"reference", "amount", "currency"}``, answered
+        ``{"id", "status": "refunded"}``."""
+        if not self.supports_refund:
+            return await super().refund(attempt, amount, currency, number)
+        if not attempt.processor_ref:
+            raise MethodError(f"{self.name}: the attempt has no processor id to refund")
+        url = f"{self.base_url()}{self.create_path}/{quote(attempt.processor_ref, safe='')}/refunds"
+        data = await self.call("POST", url, {"reference": number, "amount": amount, "currency": currency})
+        rid = data.get("id")
+        if data.get("status") != "refunded" or not isinstance(rid, str) or not 1 <= len(rid) <= 200:
+            raise MethodError(f"{self.name}: the processor did not refund ({str(data.get('status'))[:40]})")
+        return rid
 
     async def status(self, attempt: InvoiceAttempt) -> CallbackEvent | None:
         if not attempt.processor_ref:
