@@ -176,3 +176,85 @@ async def test_refund_and_release_empty_the_hold(db_url: str, monkeypatch: pytes
                 ).all()
             )
         assert actions == ["invoice_refund.refund", "invoice_refund.refund", "invoice_refund.release"]
+
+
+async def test_back_office_buttons_decide_the_hold(db_url: str) -> None:
+    """On the invoice's page: the held payments with "Refund to the payer" and "Release to the biller";
+    a payment no method can refund is refused with the reason; released, audited, the hold empty;
+    a reader sees the hold and no buttons."""
+    from paymux.invoices import service
+    from test_backoffice_support import bo_app, flash_of, follow, login, post_form
+
+    async with bo_app(db_url) as bo:
+        async with bo.hub.sessions() as s:
+            now = utcnow()
+            b = Biller(
+                code="gas",
+                name="Gas Co",
+                brand={},
+                legal={},
+                support={},
+                methods=["bank_transfer"],
+                account={"iban": "MD24AG000225100013104168"},
+                reminder_days=[],
+                timezone="UTC",
+                fee_amount=0,
+                fee_currency="EUR",
+                webhook_enabled=False,
+                method_config={},
+                enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(b)
+            await s.flush()
+            body = {"number": "G-1", "amount": "10.00", "currency": "EUR", "due_date": "2030-01-01"}
+            [res] = await service.intake(s, b, [body])
+            inv = await service.invoice_of(s, b, "G-1")
+            paid = await service.record_payment(s, inv, 1500, "open_banking", "ob-1")
+            await s.commit()
+            invoice_id, payment_id, bid = inv.id, paid.id, b.id
+        assert paid.excess == 500 and res.status == 201
+        await bo.user("olga", "operator")
+        await bo.user("sam", "support")
+        await login(bo.http, "olga")
+        page = f"/backoffice/invoices/{invoice_id}"
+        r = await bo.http.get(page)
+        assert f'id="held-{payment_id}"' in r.text and f'id="refund-{payment_id}"' in r.text
+        assert f'id="release-{payment_id}"' in r.text
+        action = f"{page}/payments/{payment_id}/refund-decision"
+        # open banking cannot refund here: the reason shown, nothing changed
+        r = await post_form(bo.http, page, action, {"decision": "refund"})
+        assert "can be refunded neither through its method" in flash_of((await follow(bo.http, r)).text)
+        r = await post_form(bo.http, page, action, {"decision": "release", "note": "payer agreed"})
+        shown = await follow(bo.http, r)
+        assert flash_of(shown.text) == "The amount is released to the biller."
+        assert f'id="decided-{payment_id}"' in shown.text and f'id="release-{payment_id}"' not in shown.text
+        assert "payer agreed" in shown.text
+        # another invoice's payment through this invoice's address: not found
+        r = await post_form(
+            bo.http,
+            page,
+            f"/backoffice/invoices/{invoice_id + 1}/payments/{payment_id}/refund-decision",
+            {"decision": "release"},
+        )
+        assert r.status_code == 404
+        async with bo.hub.read_sessions() as s:
+            hold = await s.scalar(
+                select(Account.balance).where(Account.kind == HOLD, Account.owner_id == bid)
+            )
+            payable = await s.scalar(
+                select(Account.balance).where(Account.kind == PAYABLE, Account.owner_id == bid)
+            )
+            assert (await verify_ledger(s)).balanced
+            actions = (
+                await s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("invoice_refund.%")))
+            ).all()
+        assert hold == 0 and payable == -1500 and actions == ["invoice_refund.release"]
+        # a reader: the hold shown, no buttons, the action refused
+        async with bo.client() as reader:
+            await login(reader, "sam")
+            r = await reader.get(page)
+            assert f'id="decided-{payment_id}"' in r.text and "refund-decision" not in r.text
+            r = await post_form(reader, page, action, {"decision": "refund"})
+            assert r.status_code == 403
