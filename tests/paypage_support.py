@@ -96,7 +96,12 @@ class Pay:
 
     async def pay_by_card(self, token: str, number: str, action: str = "confirm") -> httpx.Response:
         """Our page -> the acquirer's checkout -> the ACS challenge -> our return page."""
-        to_checkout = await self.start(token, "card")
+        return await self.pay_by_card_from(await self.start(token, "card"), token, number, action)
+
+    async def pay_by_card_from(
+        self, to_checkout: httpx.Response, token: str, number: str, action: str = "confirm"
+    ) -> httpx.Response:
+        """:meth:`pay_by_card` from our page's redirect to the acquirer's checkout."""
         assert to_checkout.headers["location"].startswith(self.acquirer + "/checkout/")
         checkout = await self.follow(to_checkout)
         assert checkout.status_code == 200 and 'name="number"' in checkout.text
@@ -139,7 +144,12 @@ def methods_shown(html: str) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def pay_env(
-    db_url: str, *, late_seconds: float = 1.0, confirm_seconds: float = 0.3, **biller: Any
+    db_url: str,
+    *,
+    late_seconds: float = 1.0,
+    confirm_seconds: float = 0.3,
+    settings: dict[str, Any] | None = None,
+    **biller: Any,
 ) -> AsyncIterator[Pay]:
     async with contextlib.AsyncExitStack() as stack:
         acq = await stack.enter_async_context(
@@ -162,7 +172,14 @@ async def pay_env(
             },
         }
         env = await stack.enter_async_context(
-            hub_env(db_url, run_workers=False, catalog=EMPTY_CATALOG, deposits={}, paymethods=methods)
+            hub_env(
+                db_url,
+                run_workers=False,
+                catalog=EMPTY_CATALOG,
+                deposits={},
+                paymethods=methods,
+                **(settings or {}),
+            )
         )
         r = await env.http.post(AB, json={**BILLER, **biller}, headers=env.admin)
         assert r.status_code == 201, r.text

@@ -52,7 +52,7 @@ def _ntry(e: Entry) -> str:
       </Ntry>"""
 
 
-def camt(entries: list[Entry], kind: str = "053", msg: str = "MSG1") -> bytes:
+def camt(entries: list[Entry], kind: str = "053", msg: str = "MSG1", account: str = OUR_IBAN) -> bytes:
     """A camt.053.001.08 statement or a camt.054.001.08 notification of ``entries``."""
     body, part = ("BkToCstmrStmt", "Stmt") if kind == "053" else ("BkToCstmrDbtCdtNtfctn", "Ntfctn")
     ntries = "".join(_ntry(e) for e in entries)
@@ -63,7 +63,7 @@ def camt(entries: list[Entry], kind: str = "053", msg: str = "MSG1") -> bytes:
     <{part}>
       <Id>{msg}-1</Id>
       <CreDtTm>2030-01-10T18:00:00+02:00</CreDtTm>
-      <Acct><Id><IBAN>{OUR_IBAN}</IBAN></Id><Ccy>EUR</Ccy></Acct>{ntries}
+      <Acct><Id><IBAN>{account}</IBAN></Id><Ccy>EUR</Ccy></Acct>{ntries}
     </{part}>
   </{body}>
 </Document>
@@ -74,12 +74,12 @@ def _mt_amount(amount: str) -> str:
     return amount.replace(".", ",")
 
 
-def mt940(entries: list[Entry], number: str = "00001/001") -> bytes:
+def mt940(entries: list[Entry], number: str = "00001/001", account: str = OUR_IBAN) -> bytes:
     """An MT940 statement (with its SWIFT headers) of ``entries`` in EUR."""
     lines = [
         "{1:F01AGRNMD2XAXXX0000000000}{2:I940AGRNMD2XXXXXN}{4:",
         ":20:STMT" + number.replace("/", ""),
-        f":25:{OUR_IBAN}",
+        f":25:{account}",
         f":28C:{number}",
         ":60F:C300109EUR1000,00",
     ]

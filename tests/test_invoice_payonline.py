@@ -137,3 +137,31 @@ async def test_billers_take_only_installed_methods(db_url: str) -> None:
             AB, json={**BILLER, "code": "other", "methods": ["card", "no_such"]}, headers=pay.env.admin
         )
         assert r.status_code == 422 and "unknown payment method" in r.text
+
+
+async def test_a_billers_own_merchant_account_signs_its_callbacks(db_url: str) -> None:
+    async with payonline_env(db_url) as (pay, _emu):
+        own = {"merchant_id": "77001", "private_security_key": "the-billers-own-key"}
+        r = await pay.http.put(f"{AB}/power/methods/payonline", json=own, headers=pay.env.admin)
+        assert r.status_code in (200, 201), r.text
+        token = await pay.invoice("PO-4")
+        to_form = await pay.start(token, "payonline")
+        query = {k: v[0] for k, v in parse_qs(urlsplit(to_form.headers["location"]).query).items()}
+        assert query["MerchantId"] == "77001"
+        fields = [
+            ("DateTime", "2026-12-07 10:00:00"),
+            ("TransactionID", "9"),
+            ("OrderId", query["OrderId"]),
+            ("Amount", "120.50"),
+            ("Currency", "EUR"),
+        ]
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        hub_wide = urlencode([*fields, ("SecurityKey", security_key(fields, KEY))])
+        r = await pay.http.post(CALLBACK, content=hub_wide, headers=headers)
+        assert r.status_code == 401  # the hub-wide key does not sign for a biller with its own
+        billers = urlencode([*fields, ("SecurityKey", security_key(fields, own["private_security_key"]))])
+        r = await pay.http.post(CALLBACK, content=billers, headers=headers)
+        assert r.status_code == 200, r.text
+        assert (await pay.get_invoice("PO-4"))["status"] == "paid"
+        shown = (await pay.http.get(f"{AB}/power", headers=pay.env.admin)).text
+        assert "the-billers-own-key" not in shown

@@ -26,7 +26,7 @@ from paymux.invoices.models import Biller, Invoice, InvoicePayment, InvoicePayou
 from paymux.ledger.models import Account, JournalEntry
 from paymux.ledger.service import SYSTEM, verify_ledger
 from paymux.runtime import Hub
-from statements_support import Entry, camt, cli
+from statements_support import OUR_IBAN, Entry, camt, cli
 from test_settlement_orders import pain001_schema
 
 PO = "/api/v1/admin/invoices/payouts"
@@ -258,7 +258,7 @@ def test_random_payments_never_pay_twice_and_the_ledger_balances(db_url: str) ->
                     data = camt(
                         [Entry(f"{amount // 100}.{amount % 100:02d}", bank_ref, "x", rf=inv.reference)]
                     )
-                    await receipts.import_statement(s, data)
+                    await receipts.import_statement(s, data, hub_accounts=[OUR_IBAN])
                     arrived.setdefault(("transfer", bank_ref), (inv.id, amount))
                 else:
                     b = await s.get(Biller, biller_id)

@@ -273,6 +273,20 @@ async def test_cli_import_statement(db_url: str, tmp_path: Path, monkeypatch: py
         # once through the installed command (a process of its own), then in this process
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMUX_")}
         env["PAYMUX_DATABASE_URL"] = db_url
+        hub_accounts = {"PAYMUX_INVOICE_HUB_ACCOUNTS": f'["{OUR_IBAN}"]'}
+        # the statement's account is no biller's and, without the setting, not the hub's: refused
+        refused = await cli(
+            monkeypatch,
+            db_url,
+            "invoices",
+            "import-statement",
+            str(path),
+            env={"PAYMUX_INVOICE_HUB_ACCOUNTS": None},
+        )
+        assert refused.exit_code == 1 and "is no biller's collection account" in refused.output, (
+            refused.output
+        )
+        env.update(hub_accounts)
         cmd = [str(Path(sys.executable).parent / "paymux"), "invoices", "import-statement", str(path)]
         first = await asyncio.to_thread(
             subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -280,7 +294,14 @@ async def test_cli_import_statement(db_url: str, tmp_path: Path, monkeypatch: py
         assert first.returncode == 0, first.stderr
         assert "1 credit lines: 1 matched" in first.stdout
         second = await cli(
-            monkeypatch, db_url, "invoices", "import-statement", str(path), "--format", "mt940"
+            monkeypatch,
+            db_url,
+            "invoices",
+            "import-statement",
+            str(path),
+            "--format",
+            "mt940",
+            env=hub_accounts,
         )
         assert second.exit_code == 0 and "1 seen before" in second.output, second.output
         assert (await b.get("CLI1"))["status"] == "paid"

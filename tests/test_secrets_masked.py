@@ -46,8 +46,10 @@ from paymux.invoices.models import (
     Biller,
     BillerKey,
     Invoice,
+    InvoicePayment,
     InvoicePayout,
     InvoiceReceipt,
+    InvoiceRefund,
     InvoiceUploadMapping,
 )
 from paymux.notifications.models import Notification, WebhookEndpoint
@@ -422,6 +424,13 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         biller = {"code": "power", "name": "Power", "webhook_url": "https://power.example/hook"}
         made = await ok(api.post(f"{A}/billers", json=biller), 201)
         planted.add("biller-webhook-secret", made["webhook_secret"])
+        # its own settings of the card method: the callback secret and a password in the URL
+        own = {
+            "merchant": "power-mid",
+            "secret": planted.add("biller-method-secret"),
+            "url": f"https://mid:{planted.add('biller-method-url-password')}@acquirer.example",
+        }
+        await ok(api.put(f"{A}/billers/power/methods/card", json=own))
         biller_key = (await ok(api.post(f"{A}/billers/power/keys", json={"name": "billing"}), 201))["key"]
         await ok(
             api.put(f"{A}/billers/power/upload-mappings/monthly", json={"columns": {"number": "Invoice"}})
@@ -439,6 +448,12 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         rf = (await ok(api.post("/api/v1/invoices", json=inv2, headers=bh), 201))["reference"]
         lines = [Entry("7.00", "IR-1", "Payer", rf=rf), Entry("3.00", "IR-2", "Nobody", text="?")]
         await ok(api.post(f"{A}/invoices/statements", files={"file": ("s.xml", camt(lines))}))
+        # a payment to the paid invoice, refunded by a payment order (its pain.001 is read)
+        late = camt([Entry("2.00", "IR-3", "Payer", rf=rf)], msg="MSG3")
+        await ok(api.post(f"{A}/invoices/statements", files={"file": ("s3.xml", late)}))
+        async with env.hub.read_sessions() as s:
+            held = await s.scalar(select(InvoicePayment.id).where(InvoicePayment.method_reference == "IR-3"))
+        await ok(api.post(f"{A}/invoices/payments/{held}/refund-decision", json={"decision": "refund"}))
         saved = {k: os.environ.get(k) for k in DEBTOR}
         os.environ.update(DEBTOR)
         today = dt.datetime.now(env.hub.settings.business_tz).date().isoformat()
@@ -512,6 +527,7 @@ async def stored_secrets(env: Env) -> dict[str, Any]:
             "webhook_endpoints": list((await s.scalars(select(WebhookEndpoint.secret))).all()),
             "notifications": list((await s.scalars(select(Notification.payload))).all()),
             "billers": {b.code: b.webhook_secret for b in (await s.scalars(select(Biller))).all()},
+            "biller_methods": {b.code: b.method_config for b in (await s.scalars(select(Biller))).all()},
             "recurring_agents": {
                 r.agent_id: r.funding_config for r in (await s.scalars(select(RecurringAgent))).all()
             },
@@ -575,6 +591,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         ),
         "subscription_id": await all_of(select(Subscription.id)),
         "receipt_id": await all_of(select(InvoiceReceipt.id)),
+        "refund_id": await all_of(select(InvoiceRefund.id)),
         "invoice_id": await all_of(select(Invoice.id)),
         "payout_id": await all_of(select(InvoicePayout.id)),
         "mapping": await all_of(select(InvoiceUploadMapping.name)),
@@ -716,6 +733,8 @@ async def send_reads_back(api: httpx.AsyncClient, planted: Planted) -> None:
     settings = await ok(api.get(f"{A}/recurring/agents/dealer"))
     settings = {k: v for k, v in settings.items() if k not in ("agent", "updated_at")}
     await ok(api.put(f"{A}/recurring/agents/dealer", json={**settings, "catch_up_hours": 24}))
+    power = await ok(api.get(f"{A}/billers/power"))
+    await ok(api.put(f"{A}/billers/power/methods/card", json=power["method_config"]["card"]))
     # the whole catalog, as read, applied again: nothing changes
     text = (await ok(api.get(f"{A}/catalog"))).text
     applied = await ok(api.post(f"{A}/catalog", content=text, headers={"Content-Type": "application/yaml"}))
@@ -731,6 +750,7 @@ def renamed_only(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert after["alert_rules"] == before["alert_rules"]
     assert after["templates"] == before["templates"]
     assert after["recurring_agents"] == before["recurring_agents"]
+    assert after["biller_methods"] == before["biller_methods"]
 
 
 async def test_no_read_shows_a_secret(db_url: str, tmp_path: Path) -> None:

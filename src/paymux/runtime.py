@@ -16,6 +16,7 @@ from paymux.catalog.snapshot import CatalogCache, ProviderView
 from paymux.db.engine import create_engine, is_sqlite, session_factory
 from paymux.db.uncancellable import wait_through_cancellation
 from paymux.db.write_turn import WriteTurn
+from paymux.invoices.startlimit import StartLimiter
 from paymux.ledger.service import AccountCache
 from paymux.payments.check_ids import CheckIds
 from paymux.providers.base import Protocol, protocol_class
@@ -69,6 +70,11 @@ class Hub:
             self.settings.auth_failures_per_address,
             self.settings.auth_failures_per_key,
             self.settings.auth_failure_window_seconds,
+        )
+        self.pay_starts = StartLimiter(  # method starts on the hosted payment page
+            self.settings.paymethod_start_per_token,
+            self.settings.paymethod_start_per_address,
+            self.settings.paymethod_start_window_seconds,
         )
         self._http: httpx.AsyncClient | None = None
         self._provider_http: dict[int, httpx.AsyncClient] = {}

@@ -89,6 +89,25 @@ class Settings(BaseSettings):
     paymethod_attempt_minutes: int = Field(
         default=60, ge=1, le=10_080, description="an attempt still pending after this is expired"
     )
+    # Starting a method on the hosted page (POST /pay/{token}/methods/{method}), counted per process
+    # in a sliding window: more than this per payment link, or per client address, is answered 429
+    # (0: no limit)
+    paymethod_start_per_token: int = Field(
+        default=10, ge=0, le=10_000, description="method starts per payment link per window"
+    )
+    paymethod_start_per_address: int = Field(
+        default=30, ge=0, le=100_000, description="method starts per client address per window"
+    )
+    paymethod_start_window_seconds: int = Field(
+        default=600, ge=1, le=86_400, description="the window of the method start limits, seconds"
+    )
+    # Bank statements for invoices (invoices/receipts.py): a statement names its account. The
+    # statement of a biller's collection account matches that biller's invoices only; of one of these
+    # hub-wide accounts (IBANs or account numbers, JSON list), every biller's; of another, it is refused.
+    invoice_hub_accounts: list[str] = Field(
+        default_factory=list,
+        description="the hub's own collection accounts whose statements match every biller's invoices",
+    )
 
     # Channel request signing
     signature_max_skew_seconds: int = 300

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Path, Query, Response, UploadFile
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,7 @@ from paymux.auth.principal import Principal
 from paymux.db.base import utcnow
 from paymux.db.concurrent import locked
 from paymux.errors import Problem, invalid, not_found
-from paymux.invoices import service
+from paymux.invoices import method_config, service
 from paymux.invoices.methods.base import method_names, method_order
 from paymux.invoices.models import Biller, BillerKey
 from paymux.masking import MASK, mask_url
@@ -169,6 +169,7 @@ def biller_view(b: Biller, secret: str | None = None) -> dict[str, Any]:
         "webhook_url": mask_url(b.webhook_url) if b.webhook_url else None,
         "webhook_secret": secret if secret is not None else (MASK if b.webhook_secret else None),
         "webhook_enabled": b.webhook_enabled,
+        "method_config": method_config.view(b.method_config),
         "enabled": b.enabled,
         "created_at": b.created_at.isoformat(),
         "updated_at": b.updated_at.isoformat(),
@@ -254,6 +255,7 @@ async def create_biller(body: BillerIn, me: Writer, session: SessionDep) -> dict
         fee_amount=0,
         fee_currency="EUR",
         webhook_enabled=True,
+        method_config={},
         enabled=True,
         created_at=now,
     )
@@ -291,6 +293,53 @@ async def rotate_secret(code: str, me: Writer, session: SessionDep) -> dict[str,
     )
     await session.commit()
     return biller_view(b, secret)
+
+
+MethodPath = Annotated[str, Path(pattern="^(card|open_banking|redirect|bank_transfer)$")]
+
+
+@router.put(
+    "/{code}/methods/{method}", summary="Set the biller's own settings of a method", responses=PROBLEMS
+)
+async def put_method_config(
+    code: str,
+    method: MethodPath,
+    body: Annotated[dict[str, Any], Body()],
+    me: Writer,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """Settings of the method for this biller's invoices, over the hub's ``PAYMUX_PAYMETHODS`` (say its
+    own acquirer ``merchant`` and callback ``secret``): a flat JSON object of text values, replacing
+    what was set before. Secrets are masked in every read; sent back masked (``***``) they are kept.
+    Callbacks for the biller's attempts are checked with its own ``secret`` when it has one."""
+    b = await _biller(session, code, lock=True)
+    before = _audit_view(b)
+    stored = dict(b.method_config or {})
+    try:
+        stored[method] = method_config.merged(stored.get(method), body)
+    except method_config.ConfigError as e:
+        raise invalid("invalid-method-config", str(e), field=method) from None
+    b.method_config, b.updated_at = stored, utcnow()
+    await audit.record(session, me, "biller.method_config", f"biller:{b.code}", before, _audit_view(b))
+    await session.commit()
+    return biller_view(b)
+
+
+@router.delete(
+    "/{code}/methods/{method}", summary="Drop the biller's own settings of a method", responses=PROBLEMS
+)
+async def delete_method_config(
+    code: str, method: MethodPath, me: Writer, session: SessionDep
+) -> dict[str, Any]:
+    """The method uses the hub's settings again for this biller."""
+    b = await _biller(session, code, lock=True)
+    if method in (b.method_config or {}):
+        before = _audit_view(b)
+        b.method_config = {k: v for k, v in b.method_config.items() if k != method}
+        b.updated_at = utcnow()
+        await audit.record(session, me, "biller.method_config", f"biller:{b.code}", before, _audit_view(b))
+        await session.commit()
+    return biller_view(b)
 
 
 def _key_view(k: BillerKey, key: str | None = None) -> dict[str, Any]:

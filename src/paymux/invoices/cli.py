@@ -28,13 +28,14 @@ def import_statement(
     from paymux.cli import fail, in_session
     from paymux.errors import Problem
     from paymux.invoices import receipts
+    from paymux.settings import get_settings
 
     if format is not None and format not in ("camt053", "camt054", "mt940"):
         fail("--format is camt053, camt054 or mt940", 2)
     data = file.read_bytes()
 
     async def work(session: AsyncSession) -> dict[str, object]:
-        result = await receipts.import_statement(session, data, format)
+        result = await receipts.import_statement(session, data, format, get_settings().invoice_hub_accounts)
         view = result.view()
         await audit.record(
             session,

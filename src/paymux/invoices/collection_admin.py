@@ -1,5 +1,6 @@
 """Admin API of invoices paid by bank transfer and of payouts to billers: statement uploads, the queue of
-unmatched receipts (match to an invoice, ignore), and the daily payouts with their pain.001 files.
+unmatched receipts (match to an invoice, ignore), the daily payouts with their pain.001 files, and the
+refund decisions about what the refund hold keeps (refund to the payer or release to the biller).
 
 ``invoices.read`` reads, ``invoices.write`` changes; every change is audited.
 """
@@ -19,10 +20,10 @@ from paymux.api.params import Id, Ident
 from paymux.audit import service as audit
 from paymux.db.base import utcnow
 from paymux.errors import invalid, not_found
-from paymux.invoices import receipts
+from paymux.invoices import receipts, refunds
 from paymux.invoices.admin import CODE, PROBLEMS, Reader, Strict, Writer
 from paymux.invoices.ledger import make_payouts, payout_xml
-from paymux.invoices.models import Biller, InvoicePayout
+from paymux.invoices.models import Biller, Invoice, InvoicePayout, InvoiceRefund
 from paymux.money import format_amount
 
 router = APIRouter(prefix="/api/v1/admin/invoices", tags=["invoices admin"])
@@ -40,6 +41,11 @@ class IgnoreIn(Strict):
     note: Annotated[Ident, Field(max_length=500)] = ""
 
 
+class DecisionIn(Strict):
+    decision: Literal["refund", "release"]
+    note: Annotated[Ident, Field(max_length=500)] = ""
+
+
 class PayoutsIn(Strict):
     date: dt.date
     biller: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] | None = None
@@ -48,19 +54,22 @@ class PayoutsIn(Strict):
 @router.post("/statements", summary="Import a bank statement", responses=PROBLEMS)
 async def import_statement(
     me: Writer,
+    hub: HubDep,
     session: SessionDep,
     file: Annotated[UploadFile, File()],
     format: Annotated[Format | None, Form()] = None,
 ) -> dict[str, Any]:
     """A camt.053, camt.054 or MT940 file (multipart ``file``; ``format`` detected when not given).
     Each credit line is matched to an invoice and applied, or queued; a line seen before is a
-    duplicate and applies nothing. A file that cannot be read is a 422 and nothing is stored."""
+    duplicate and applies nothing. The statement's account chooses whose invoices: a biller's
+    collection account, that biller's; a hub-wide account (``PAYMUX_INVOICE_HUB_ACCOUNTS``), every
+    biller's. A file that cannot be read, or of another account, is a 422 and nothing is stored."""
     data = await file.read(MAX_STATEMENT + 1)
     if not data:
         raise invalid("empty-statement", "send the statement as the multipart field 'file'")
     if len(data) > MAX_STATEMENT:
         raise invalid("statement-too-large", f"a statement has at most {MAX_STATEMENT} bytes")
-    result = await receipts.import_statement(session, data, format)
+    result = await receipts.import_statement(session, data, format, hub.settings.invoice_hub_accounts)
     await audit.record(
         session,
         me,
@@ -223,6 +232,82 @@ async def payout_file(code: str, date: dt.date, _: Reader, hub: HubDep, session:
     name = f"payout-{code}-{date.isoformat()}.xml"
     return Response(
         data, media_type="application/xml", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+# --- the refund hold -----------------------------------------------------------------------------------
+@router.get(
+    "/refunds", summary="The refund hold: payments waiting for a decision, and decisions", responses=PROBLEMS
+)
+async def list_refunds(
+    _: Reader,
+    session: ReadSessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """``waiting``: payments that left money in the hold (an over-payment, a payment to a closed
+    invoice) with no decision yet, oldest first; ``decided``: the decisions, newest first."""
+    return {
+        "waiting": [
+            refunds.held_view(p, code, number) for p, code, number in await refunds.waiting(session, limit)
+        ],
+        "decided": [
+            refunds.refund_view(r, code, number) for r, code, number in await refunds.decided(session, limit)
+        ],
+    }
+
+
+@router.post(
+    "/payments/{payment_id}/refund-decision", summary="Refund or release a payment's hold", responses=PROBLEMS
+)
+async def refund_decision(
+    payment_id: Id, body: DecisionIn, me: Writer, hub: HubDep, session: SessionDep
+) -> dict[str, Any]:
+    """``refund``: back to the payer through the method (card) or by a payment order to the payer's
+    account (a bank transfer: its pain.001 at ``pain001``); ``release``: to the biller with its next
+    payout. Either empties the hold by a balanced ledger entry. Once per payment: the same decision
+    again answers it (``created`` false), another is a 409; 409 also when nothing is held or the
+    payment cannot be refunded here, 502 when the processor did not refund (nothing changes)."""
+    from paymux.invoices.paypage import plugin
+
+    row, created = await refunds.decide(
+        session,
+        payment_id,
+        body.decision,
+        lambda biller, name: plugin(hub, biller, name),
+        actor=me.audit_name,
+        note=body.note,
+    )
+    code = await session.scalar(select(Biller.code).where(Biller.id == row.biller_id))
+    number = await session.scalar(select(Invoice.number).where(Invoice.id == row.invoice_id))
+    view = refunds.refund_view(row, str(code), str(number))
+    if created:
+        await audit.record(
+            session,
+            me,
+            f"invoice_refund.{body.decision}",
+            f"invoice_payment:{payment_id}",
+            {"held": view["amount"], "currency": row.currency},
+            {k: view[k] for k in ("decision", "channel", "amount", "currency", "number", "note")},
+        )
+    await session.commit()
+    return {**view, "created": created}
+
+
+@router.get(
+    "/refunds/{refund_id}/pain001", summary="A refund by payment order as pain.001", responses=PROBLEMS
+)
+async def refund_file(refund_id: Id, _: Reader, hub: HubDep, session: ReadSessionDep) -> Response:
+    """The credit transfer (pain.001.001.03) of a refund to the payer's account; 404 for a refund made
+    otherwise, 409 when our bank details (``PAYMUX_SETTLEMENT_DEBTOR_*``) are missing."""
+    row = await session.get(InvoiceRefund, refund_id)
+    if row is None or row.channel != "payment_order":
+        raise not_found(f"refund by payment order {refund_id}")
+    now = utcnow().astimezone(hub.settings.business_tz)
+    data = refunds.refund_xml([row], created_at=now, execution_date=now.date())
+    return Response(
+        data,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="refund-{row.number}.xml"'},
     )
 
 

@@ -40,6 +40,9 @@ class Biller(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     webhook_secret: Mapped[str | None] = mapped_column(String(500), nullable=True)  # whsec_ (sealed)
     webhook_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # its own settings of its methods over PAYMUX_PAYMETHODS: {"card": {"merchant": ..., "secret": ...}};
+    # secret-looking values sealed (``invoices.method_config``), masked in every read
+    method_config: Mapped[dict[str, dict[str, str]]] = mapped_column(Json, default=dict, server_default="{}")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -207,6 +210,36 @@ class InvoiceAttempt(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+REFUND_DECISIONS = ("refund", "release")
+REFUND_CHANNELS = ("method", "payment_order", "biller")
+
+
+class InvoiceRefund(Base):
+    """The decision about what a payment left in the refund hold (an over-payment, a payment to a closed
+    invoice): ``refund`` it to the payer (``channel`` ``method``: through the method's processor;
+    ``payment_order``: a credit transfer to the payer's account, pain.001) or ``release`` it to the
+    biller (``channel`` ``biller``: its next payout). One per payment (``payment_id`` unique: deciding
+    again answers the decision made); ``entry_id`` is the ledger entry that empties the hold."""
+
+    __tablename__ = "invoice_refunds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("invoice_payments.id"), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    biller_id: Mapped[int] = mapped_column(ForeignKey("billers.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigId)
+    currency: Mapped[str] = mapped_column(String(3))
+    number: Mapped[str] = mapped_column(String(35), unique=True)  # our reference (the EndToEndId)
+    processor_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    payee: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # the payer's account (orders)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 REMINDER_KINDS = ("policy", "requested", "manual")
 REMINDER_STATUSES = ("pending", "sent", "skipped")
 
@@ -260,6 +293,8 @@ __all__ = [
     "ATTEMPT_OPEN",
     "ATTEMPT_STATUSES",
     "RECEIPT_STATUSES",
+    "REFUND_CHANNELS",
+    "REFUND_DECISIONS",
     "REMINDER_KINDS",
     "REMINDER_STATUSES",
     "STATUSES",
@@ -271,6 +306,7 @@ __all__ = [
     "InvoicePayment",
     "InvoicePayout",
     "InvoiceReceipt",
+    "InvoiceRefund",
     "InvoiceReminder",
     "InvoiceUploadMapping",
 ]

@@ -59,6 +59,8 @@ TEXT: dict[str, dict[str, str]] = {
         "refresh": "Check again",
         "back": "Back to the invoice",
         "start_failed": "The payment could not be started. Please try again or choose another method.",
+        "too_many_starts": "Too many attempts to start a payment for this invoice. "
+        "Please wait {minutes} min and try again.",
         "not_found_title": "Payment link not found",
         "not_found": "This payment link is unknown or no longer valid. Please check the link you received.",
         "badge_label": "invoice",
@@ -122,6 +124,8 @@ TEXT: dict[str, dict[str, str]] = {
         "refresh": "Проверить ещё раз",
         "back": "Вернуться к счёту",
         "start_failed": "Не удалось начать оплату. Попробуйте ещё раз или выберите другой способ.",
+        "too_many_starts": "Слишком много попыток начать оплату этого счёта. "
+        "Подождите {minutes} мин. и попробуйте снова.",
         "not_found_title": "Ссылка на оплату не найдена",
         "not_found": "Эта ссылка на оплату неизвестна или больше не действует. Проверьте полученную ссылку.",
         "badge_label": "счёт",
@@ -185,6 +189,8 @@ TEXT: dict[str, dict[str, str]] = {
         "refresh": "Verificați din nou",
         "back": "Înapoi la factură",
         "start_failed": "Plata nu a putut începe. Încercați din nou sau alegeți altă metodă.",
+        "too_many_starts": "Prea multe încercări de a începe plata acestei facturi. "
+        "Așteptați {minutes} min și încercați din nou.",
         "not_found_title": "Link de plată negăsit",
         "not_found": "Acest link de plată este necunoscut sau nu mai este valabil. Verificați linkul primit.",
         "badge_label": "factura",

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import update
 
 from paymux.api.deps import HubDep
+from paymux.auth.proxy import client_ip, proxy_settings
 from paymux.db.base import utcnow
 from paymux.errors import Problem, invalid, not_found
 from paymux.invoices import attempts
@@ -27,6 +28,7 @@ from paymux.invoices.elements import ElementError
 from paymux.invoices.elements import badge as badge_el
 from paymux.invoices.elements import button as button_el
 from paymux.invoices.elements.colour import contrast_ratio, parse_hex
+from paymux.invoices.method_config import effective
 from paymux.invoices.methods.base import (
     CallbackRejected,
     MethodError,
@@ -127,9 +129,12 @@ def _not_found_page(request: Request, lang: str = "en") -> Response:
 
 
 def plugin(hub: Hub, biller: Biller | None, name: str) -> PayMethod:
+    """The method's plug-in for ``biller``'s invoices: the hub's settings of the method with the
+    biller's own on top (:mod:`paymux.invoices.method_config`)."""
     cls = method_class(name)
     config = hub.settings.paymethods.get(cls.name) or hub.settings.paymethods.get(name) or {}
-    return cls(config, hub.http, biller)
+    own = (biller.method_config or {}).get(cls.name) if biller is not None else None
+    return cls(effective(config, own), hub.http, biller)
 
 
 async def _load(hub: Hub, token: str) -> tuple[Invoice, Biller] | None:
@@ -427,6 +432,14 @@ async def start_method(token: str, method: str, request: Request, hub: HubDep, l
         raise not_found(f"payment method {method[:32]}")
     if not attempts.payable(inv):
         return RedirectResponse(f"/pay/{token}?lang={chosen}", status_code=303)
+    wait = hub.pay_starts.take(token, client_ip(request, proxy_settings(request.app)))
+    if wait:
+        log.info("payment link %s...: method start refused for %s s (rate limit)", token[:6], wait)
+        ctx = _context(hub, request, inv, biller, chosen, token)
+        ctx["error"] = TEXT[chosen]["too_many_starts"].format(minutes=max(1, -(-wait // 60)))
+        page = _html(_env.get_template("pay.html").render(**ctx), 429)
+        page.headers["Retry-After"] = str(wait)
+        return page
     try:
         pm = plugin(hub, biller, name)
     except UnknownMethod:
@@ -527,6 +540,23 @@ async def return_page(token: str, attempt: str, request: Request, hub: HubDep, l
 
 
 # --- callbacks -----------------------------------------------------------------------------------------
+async def _callback_biller(hub: Hub, pm: PayMethod, body: bytes) -> Biller | None:
+    """The biller of the attempt a callback names (read before its signature is checked, to check it
+    with the biller's own secret); None when the body names no known attempt of this method."""
+    reference = pm.callback_reference(body)
+    if reference is None:
+        return None
+    async with hub.read_sessions() as session:
+        row = await attempts.by_reference(session, reference)
+        if row is None or row.method != pm.name:
+            return None
+        inv = await session.get(Invoice, row.invoice_id)
+        biller = await session.get(Biller, inv.biller_id) if inv is not None else None
+        if biller is not None:
+            session.expunge(biller)
+    return biller
+
+
 @router.post(
     "/api/v1/paymethods/{method}/callback",
     summary="A payment method processor's signed callback",
@@ -547,6 +577,9 @@ async def callback(method: str, request: Request, hub: HubDep) -> JSONResponse:
     except UnknownMethod:
         raise not_found(f"payment method {method[:32]}") from None
     body = await request.body()
+    biller = await _callback_biller(hub, pm, body)
+    if biller is not None:  # its own settings (its own secret) when it has them
+        pm = plugin(hub, biller, name)
     try:
         event = pm.verify_callback(request.headers, body)
     except CallbackRejected as e:

@@ -8,6 +8,13 @@ identity in the bank's statements) and is matched
    in the remittance text (``Ustrd``, MT940 ``:86:``; printed with spaces or not);
 2. else by the exact amount still due, the currency and the payer's name (one open invoice only).
 
+A statement names its account (camt ``Acct/Id``, MT940 ``:25:``). The statement of a biller's
+collection account (its ``account.iban`` or ``account.account_number``) is matched to that biller's
+invoices only (several billers sharing the account: theirs); the statement of one of the hub's own
+collection accounts (``PAYMUX_INVOICE_HUB_ACCOUNTS``) to every biller's; the statement of any other
+account is refused (422 ``unknown-statement-account``, nothing stored). A person matching a waiting
+line is held to the same billers.
+
 A matched line is applied with ``record_payment`` (method ``transfer``, the bank's reference of the
 entry as the method's reference: an entry is never applied twice, whatever file it comes in), so part
 and over-payments and payments to closed invoices are handled as everywhere. An unmatched line waits
@@ -17,6 +24,7 @@ and over-payments and payments to closed invoices are handled as everywhere. An 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,14 +96,61 @@ class ImportResult:
         }
 
 
-async def _by_reference(session: AsyncSession, line: Line) -> tuple[Invoice | None, str]:
+def normal_account(value: str) -> str:
+    """An account as compared: upper case, no spaces; of MT940's ``BIC/account`` the account."""
+    text = "".join(value.split()).upper()
+    return text.rsplit("/", 1)[-1]
+
+
+async def billers_of_account(session: AsyncSession, account: str) -> list[int]:
+    """The billers whose collection account (IBAN or account number) ``account`` is."""
+    wanted = normal_account(account)
+    if not wanted:
+        return []
+    rows = (await session.execute(select(Biller.id, Biller.account).order_by(Biller.id))).all()
+    return [
+        bid
+        for bid, acc in rows
+        if wanted
+        in {normal_account(str((acc or {}).get(k) or "")) for k in ("iban", "account_number")} - {""}
+    ]
+
+
+async def statement_billers(
+    session: AsyncSession, account: str, hub_accounts: Collection[str]
+) -> list[int] | None:
+    """Whose invoices a statement of ``account`` pays: the billers of that collection account, every
+    biller's (None) for a hub-wide account; a 422 problem for any other account."""
+    ids = await billers_of_account(session, account)
+    if ids:
+        return ids
+    if account and normal_account(account) in {normal_account(a) for a in hub_accounts}:
+        return None
+    shown = _clean(account, 35) or "none"
+    raise invalid(
+        "unknown-statement-account",
+        f"the statement's account ({shown}) is no biller's collection account nor one of the hub's "
+        "(PAYMUX_INVOICE_HUB_ACCOUNTS): nothing was imported",
+        account=shown,
+    )
+
+
+def _of(q: Any, billers: list[int] | None) -> Any:
+    return q if billers is None else q.where(Invoice.biller_id.in_(billers))
+
+
+async def _by_reference(
+    session: AsyncSession, line: Line, billers: list[int] | None = None
+) -> tuple[Invoice | None, str]:
     refs: list[str] = []
     if line.creditor_reference and rf_valid(line.creditor_reference):
         refs.append(rf_normal(line.creditor_reference))
     for text in (line.purpose, line.reference):
         refs += [r for r in references_in(text) if r not in refs]
     for ref in refs:
-        rows = list((await session.scalars(select(Invoice).where(Invoice.reference == ref))).all())
+        rows = list(
+            (await session.scalars(_of(select(Invoice).where(Invoice.reference == ref), billers))).all()
+        )
         if len(rows) > 1:  # the same reference at several billers: the open one of that amount
             rows = [r for r in rows if r.status in OPEN_STATUSES and r.currency == line.currency] or rows
             rows = [r for r in rows if r.amount - r.paid_amount == line.amount] or rows
@@ -106,22 +161,18 @@ async def _by_reference(session: AsyncSession, line: Line) -> tuple[Invoice | No
     return None, ""
 
 
-async def _by_amount_and_payer(session: AsyncSession, line: Line) -> tuple[Invoice | None, str]:
+async def _by_amount_and_payer(
+    session: AsyncSession, line: Line, billers: list[int] | None = None
+) -> tuple[Invoice | None, str]:
     payer = _name(line.counterparty)
     if not payer:
         return None, ""
-    rows = (
-        await session.scalars(
-            select(Invoice)
-            .where(
-                Invoice.status.in_(OPEN_STATUSES),
-                Invoice.currency == line.currency,
-                Invoice.amount - Invoice.paid_amount == line.amount,
-            )
-            .order_by(Invoice.id)
-            .limit(1000)
-        )
-    ).all()
+    q = select(Invoice).where(
+        Invoice.status.in_(OPEN_STATUSES),
+        Invoice.currency == line.currency,
+        Invoice.amount - Invoice.paid_amount == line.amount,
+    )
+    rows = (await session.scalars(_of(q, billers).order_by(Invoice.id).limit(1000))).all()
     same = [r for r in rows if _name(r.payer_name) == payer]
     if len(same) == 1:
         return same[0], ""
@@ -130,39 +181,51 @@ async def _by_amount_and_payer(session: AsyncSession, line: Line) -> tuple[Invoi
     return None, ""
 
 
-async def match_line(session: AsyncSession, line: Line) -> tuple[Invoice | None, str, str]:
-    """The invoice of a credit line, how it was found (``reference``, ``amount_payer``) and, when
-    none, why (empty when nothing fits at all)."""
-    inv, why = await _by_reference(session, line)
+async def match_line(
+    session: AsyncSession, line: Line, billers: list[int] | None = None
+) -> tuple[Invoice | None, str, str]:
+    """The invoice of a credit line (of the billers ``billers``, every biller's when None), how it
+    was found (``reference``, ``amount_payer``) and, when none, why (empty when nothing fits at all)."""
+    inv, why = await _by_reference(session, line, billers)
     if inv is not None:
         return inv, "reference", ""
     if why:
         return None, "", why
-    inv, why = await _by_amount_and_payer(session, line)
+    inv, why = await _by_amount_and_payer(session, line, billers)
     if inv is not None:
         return inv, "amount_payer", ""
     return None, "", why or "no invoice with this reference, nor of this amount and payer"
 
 
-async def import_statement(session: AsyncSession, data: bytes, fmt: str | None = None) -> ImportResult:
+async def import_statement(
+    session: AsyncSession, data: bytes, fmt: str | None = None, hub_accounts: Collection[str] = ()
+) -> ImportResult:
     """Read a statement and apply or queue each credit line (debits are skipped). Raises a 422
-    problem when the file cannot be read (nothing is stored then)."""
+    problem when the file cannot be read or its account is nobody's (nothing is stored then)."""
     try:
         parsed = parse(data, fmt)
     except StatementError as e:
         raise invalid("invalid-statement", f"the statement cannot be read: {e}") from None
     if parsed.format == "1c":
         raise invalid("invalid-statement", "1CClientBankExchange files are not read for invoices")
+    billers = await statement_billers(session, parsed.account, hub_accounts)
     result = ImportResult(parsed.format, lines=len(parsed.lines))
     for line in parsed.lines:
         if line.direction != "credit" or line.amount <= 0:
             continue
         result.credits += 1
-        await _take(session, parsed.format, parsed.account, line, result)
+        await _take(session, parsed.format, parsed.account, line, result, billers)
     return result
 
 
-async def _take(session: AsyncSession, fmt: str, account: str, line: Line, result: ImportResult) -> None:
+async def _take(
+    session: AsyncSession,
+    fmt: str,
+    account: str,
+    line: Line,
+    result: ImportResult,
+    billers: list[int] | None,
+) -> None:
     reference = _clean(line.bank_reference, 200) or line.uid
     if await session.scalar(select(InvoiceReceipt.id).where(InvoiceReceipt.uid == line.uid)) is not None:
         result.duplicates += 1
@@ -201,7 +264,7 @@ async def _take(session: AsyncSession, fmt: str, account: str, line: Line, resul
     except IntegrityError:  # the same line imported at this moment by another request
         result.duplicates += 1
         return
-    inv, how, why = await match_line(session, line)
+    inv, how, why = await match_line(session, line, billers)
     if inv is None:
         receipt.note = why[:500]
         result.unmatched += 1
@@ -287,6 +350,14 @@ async def match_receipt(
     )
     if inv is None:
         raise not_found(f"invoice {number} of biller {biller_code}")
+    owners = await billers_of_account(session, r.account)
+    if owners and inv.biller_id not in owners:
+        raise Problem(
+            409,
+            "receipt-other-biller",
+            "Another biller's account",
+            f"receipt {receipt_id} came to {r.account}, the collection account of another biller",
+        )
     taken = await session.scalar(
         select(InvoicePayment).where(
             InvoicePayment.method == METHOD, InvoicePayment.method_reference == r.method_reference

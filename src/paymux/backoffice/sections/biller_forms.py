@@ -46,8 +46,9 @@ from paymux.db.base import utcnow
 from paymux.db.concurrent import locked
 from paymux.errors import Problem
 from paymux.invoices import admin as billers_api
-from paymux.invoices.admin import CODE, METHODS, BillerIn, BillerPatch
+from paymux.invoices.admin import CODE, BillerIn, BillerPatch
 from paymux.invoices.elements.colour import AA_NORMAL_TEXT, contrast_ratio
+from paymux.invoices.methods.base import method_names, method_order
 from paymux.invoices.models import Biller
 from paymux.invoices.schemas import EMAIL, PHONE
 from paymux.masking import MASK
@@ -323,7 +324,7 @@ def _form_page(
         new=new,
         errors=errors,
         groups=GROUPS,
-        methods=METHODS,
+        methods=method_order(method_names()),
         timezones=timezones(),
         mask=MASK,
     )

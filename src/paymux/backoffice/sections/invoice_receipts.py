@@ -158,7 +158,8 @@ async def receipts_upload(
         return redirect(QUEUE, error="The file is too large.")
     name = file.filename[:100]
     try:
-        result = await receipts.import_statement(session, data, fmt)
+        hub_accounts = request.app.state.hub.settings.invoice_hub_accounts
+        result = await receipts.import_statement(session, data, fmt, hub_accounts)
     except Problem as e:
         await session.rollback()
         return redirect(QUEUE, error=e.detail or e.title)

@@ -45,7 +45,7 @@ from paymux.backoffice.i18n import translator
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import money_for, plain_money_for, today_start
 from paymux.errors import Problem
-from paymux.invoices import receipts, reminders, service
+from paymux.invoices import receipts, refunds, reminders, service
 from paymux.invoices import upload as uploads
 from paymux.invoices import upload_mappings as stored_mappings
 from paymux.invoices.admin import CODE
@@ -453,6 +453,8 @@ async def invoice_detail(request: Request, invoice_id: Id, session: ReadDbDep, _
         pay_url=pay_url,
         qr_url=qr_url,
         is_open=inv.status in OPEN_STATUSES,
+        held=[p for p, _code, _number in await refunds.waiting(session, invoice_id=inv.id)],
+        decisions=[r for r, _code, _number in await refunds.decided(session, invoice_id=inv.id)],
     )
 
 
@@ -470,6 +472,58 @@ async def invoice_remind(invoice_id: Id, session: DbDep, me: Writer) -> Response
     )
     await session.commit()
     return redirect(page, "The reminder is sent.")
+
+
+@router.post("/invoices/{invoice_id}/payments/{payment_id}/refund-decision")
+async def invoice_refund_decision(
+    request: Request,
+    invoice_id: Id,
+    payment_id: Id,
+    session: DbDep,
+    me: Writer,
+    decision: Annotated[str, Form(max_length=16)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Refund to the payer or release to the biller what a payment of the invoice left in the hold."""
+    from paymux.invoices.paypage import plugin
+
+    inv, b = await _invoice(session, invoice_id)
+    page = f"/backoffice/invoices/{inv.id}"
+    if decision not in ("refund", "release"):
+        return redirect(page, error="Choose refund or release.")
+    payment = await session.get(InvoicePayment, payment_id)
+    if payment is None or payment.invoice_id != inv.id:
+        raise PageNotFound()
+    hub = request.app.state.hub
+    try:
+        row, created = await refunds.decide(
+            session,
+            payment_id,
+            decision,
+            lambda biller, name: plugin(hub, biller, name),
+            actor=me.audit_name,
+            note=" ".join(note.split()),
+        )
+    except Problem as e:
+        await session.rollback()
+        return redirect(page, error=e.detail or e.title)
+    if created:
+        view = refunds.refund_view(row, b.code, inv.number)
+        await audit.record(
+            session,
+            me,
+            f"invoice_refund.{decision}",
+            f"invoice_payment:{payment_id}",
+            {"held": view["amount"], "currency": row.currency},
+            {k: view[k] for k in ("decision", "channel", "amount", "currency", "number", "note")},
+        )
+    await session.commit()
+    return redirect(
+        page,
+        "The refunded amount is on its way to the payer."
+        if decision == "refund"
+        else "The amount is released to the biller.",
+    )
 
 
 @router.post("/invoices/{invoice_id}/cancel")

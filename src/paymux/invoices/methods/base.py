@@ -160,6 +160,8 @@ class PayMethod(abc.ABC):
     #: the payment page's title and note of a plug-in method, per language (``en`` is the fallback);
     #: the built-in methods' texts live in :mod:`paymux.invoices.pagetext`
     labels: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: True: :meth:`refund` gives money of an approved attempt back through the processor
+    supports_refund: ClassVar[bool] = False
 
     def __init__(
         self, config: Mapping[str, str], http: httpx.AsyncClient, biller: Biller | None = None
@@ -181,6 +183,16 @@ class PayMethod(abc.ABC):
     ) -> Started:
         """Begin ``attempt``: a redirect URL for the payer or data for our page."""
 
+    def callback_reference(self, body: bytes) -> str | None:
+        """Our attempt's reference named in a callback, read before its signature is checked (to find
+        whose secret checks it: a biller may have its own); None when the body names none."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        ref = data.get("reference") if isinstance(data, dict) else None
+        return ref if isinstance(ref, str) and 1 <= len(ref) <= 64 else None
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check the callback's signature with the method's secret and read it."""
         verify(self.secret, headers, body)
@@ -189,6 +201,11 @@ class PayMethod(abc.ABC):
     async def status(self, attempt: InvoiceAttempt) -> CallbackEvent | None:
         """The processor's status of the attempt (None: cannot tell)."""
         return None
+
+    async def refund(self, attempt: InvoiceAttempt, amount: int, currency: str, number: str) -> str:
+        """Give ``amount`` of an approved attempt back to the payer; ``number`` (ours) makes a repeat
+        the same refund. Returns the processor's id of the refund; :class:`MethodError` otherwise."""
+        raise MethodError(f"{self.name}: the method does not refund")
 
     def base_url(self) -> str:
         url = str(self.config.get("url") or "").rstrip("/")
@@ -292,6 +309,20 @@ class ProcessorMethod(PayMethod):
         ):
             raise MethodError(f"{self.name}: the processor's answer has no {self.redirect_key}")
         return Started(redirect_url=target, processor_ref=pid, status="pending")
+
+    async def refund(self, attempt: InvoiceAttempt, amount: int, currency: str, number: str) -> str:
+        """``POST {url}{create_path}/{id}/refunds`` ``{"reference", "amount", "currency"}``, answered
+        ``{"id", "status": "refunded"}``."""
+        if not self.supports_refund:
+            return await super().refund(attempt, amount, currency, number)
+        if not attempt.processor_ref:
+            raise MethodError(f"{self.name}: the attempt has no processor id to refund")
+        url = f"{self.base_url()}{self.create_path}/{quote(attempt.processor_ref, safe='')}/refunds"
+        data = await self.call("POST", url, {"reference": number, "amount": amount, "currency": currency})
+        rid = data.get("id")
+        if data.get("status") != "refunded" or not isinstance(rid, str) or not 1 <= len(rid) <= 200:
+            raise MethodError(f"{self.name}: the processor did not refund ({str(data.get('status'))[:40]})")
+        return rid
 
     async def status(self, attempt: InvoiceAttempt) -> CallbackEvent | None:
         if not attempt.processor_ref:

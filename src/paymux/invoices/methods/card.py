@@ -4,6 +4,9 @@ The payer goes from our page to the acquirer's checkout, then to the card issuer
 (3-D Secure), then back to our return URL; the acquirer confirms by a signed callback (approved or
 declined), possibly later than the payer returns (then the return page waits and polls).
 
+Refunds: ``POST /api/sessions/{id}/refunds`` (signed) gives part or all of an approved payment back
+(the refund decision of :mod:`paymux.invoices.refunds`).
+
 Settings (``PAYMUX_PAYMETHODS``): ``{"card": {"url": "https://acquirer.example", "secret": "...",
 "merchant": "..."}}``. ``paymux emulator acquirer`` emulates such an acquirer
 (:mod:`paymux.providers.emulators.acquirer`).
@@ -18,3 +21,4 @@ class CardMethod(ProcessorMethod):
     name = "card"
     create_path = "/api/sessions"
     redirect_key = "checkout_url"
+    supports_refund = True

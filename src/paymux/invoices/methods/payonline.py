@@ -90,6 +90,17 @@ class PayOnlineMethod(PayMethod):
         separator = "&" if "?" in url else "?"
         return Started(redirect_url=url + separator + urlencode(query), status="pending")
 
+    def callback_reference(self, body: bytes) -> str | None:
+        """``OrderId`` of the callback form (our attempt's reference), before its key is checked."""
+        if len(body) > MAX_CALLBACK_BYTES:
+            return None
+        try:
+            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        ref = fields.get("OrderId")
+        return ref if ref and len(ref) <= 64 else None
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         if not self.secret:
             raise CallbackRejected("the method has no private_security_key configured")

@@ -20,6 +20,10 @@ any other valid number      declined (card not accepted)
 ==========================  ==================================================================
 
 Cancelling at the ACS challenge declines the payment.
+
+``POST /api/sessions/{id}/refunds`` (signed, ``{"reference", "amount", "currency"}``) refunds part or
+all of an approved session: at most what is left of it; the same ``reference`` again answers the same
+refund. Refunds are listed with the session (``/_emulator/sessions``).
 """
 
 from __future__ import annotations
@@ -87,6 +91,31 @@ def create_app(secret: str, *, late_seconds: float = 2.0) -> FastAPI:
     async def session_status(sid: str, request: Request) -> JSONResponse:
         await proc.signed_json(request)
         return JSONResponse(proc.get(sid).event())
+
+    @app.post("/api/sessions/{sid}/refunds")
+    async def refund(sid: str, request: Request) -> JSONResponse:
+        data = await proc.signed_json(request)
+        s = proc.get(sid)
+        ref, amount, currency = data.get("reference"), data.get("amount"), data.get("currency")
+        refunds: list[dict[str, Any]] = s.extra.setdefault("refunds", [])
+        for done in refunds:
+            if done["reference"] == ref:
+                return JSONResponse(done)
+        if s.status != "approved":
+            return JSONResponse({"error": "the payment is not approved"}, status_code=409)
+        if not isinstance(ref, str) or not 1 <= len(ref) <= 64 or currency != s.currency:
+            return JSONResponse({"error": "reference and the payment's currency"}, status_code=400)
+        left = s.amount - sum(int(r["amount"]) for r in refunds)
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= left:
+            return JSONResponse({"error": f"amount: 1 to {left} minor units"}, status_code=400)
+        done = {
+            "id": f"rf_{sid}_{len(refunds) + 1}",
+            "reference": ref,
+            "status": "refunded",
+            "amount": amount,
+        }
+        refunds.append(done)
+        return JSONResponse(done, status_code=201)
 
     @app.get("/checkout/{sid}")
     async def checkout(sid: str) -> Response:
