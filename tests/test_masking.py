@@ -31,6 +31,10 @@ from paymux.providers.base import config_secret_keys, protocol_classes
         "Authorization",
         "key",
         "credentials",
+        "private_security_key",
+        "PrivateSecurityKey",
+        "PaymentKey",
+        "shared_key",
     ],
 )
 def test_secret_names(name: str) -> None:

@@ -53,6 +53,11 @@ _SECRET_PARTS = (
     "hmackey",
     "encryptionkey",
     "masterkey",
+    "securitykey",  # PayOnline's PrivateSecurityKey
+    "paymentkey",  # PayOnline's PaymentKey
+    "sharedkey",
+    "merchantkey",
+    "authkey",
     "credential",
     "authorization",
     "signature",

@@ -295,7 +295,7 @@ async def rotate_secret(code: str, me: Writer, session: SessionDep) -> dict[str,
     return biller_view(b, secret)
 
 
-MethodPath = Annotated[str, Path(pattern="^(card|open_banking|redirect|bank_transfer)$")]
+MethodPath = Annotated[str, Path(pattern="^[a-z][a-z0-9_]{0,31}$"), AfterValidator(_method)]
 
 
 @router.put(
