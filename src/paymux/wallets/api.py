@@ -5,7 +5,8 @@ Two kinds of caller:
 * a **channel** (its API key, as on the rest of ``/api/v1``) signs customers up, mints their
   short-lived tokens and tops their wallets up with money it received;
 * a **customer** (``Authorization: Bearer pmxw...``, a token its channel minted) lists and opens its
-  wallets, reads balances and history, and transfers, exchanges and withdraws.
+  wallets, reads balances and history, transfers, exchanges and withdraws, pays merchants and the
+  hub's services; a merchant refunds the payments it received.
 
 Every write of money carries an ``Idempotency-Key`` header (1 to 100 printable ASCII characters,
 unique per channel): the same key with the same request answers as the first time; with another
@@ -27,7 +28,7 @@ from paymux.api.deps import ChannelDep, HubDep, ReadSessionDep, SessionDep, bear
 from paymux.api.params import MAX_ID, Id, Ident
 from paymux.errors import Problem, invalid, not_found, unauthorized
 from paymux.ledger.models import JournalEntry, Posting
-from paymux.wallets import service
+from paymux.wallets import hub_payments, service
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
 from paymux.wallets.tokens import WalletSettings, mint, signing_key, verify
 from paymux.wallets.units import format_units, parse_units
@@ -111,6 +112,43 @@ class WithdrawalIn(Strict):
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"from_wallet": 12, "amount": "100.00"}]}
+    )
+
+
+class MerchantPaymentIn(Strict):
+    from_wallet: Id
+    to_wallet: Annotated[int, Field(ge=1, le=MAX_ID, description="the merchant's wallet")]
+    amount: AMOUNT
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"from_wallet": 12, "to_wallet": 40, "amount": "99.90"}]},
+    )
+
+
+class RefundIn(Strict):
+    operation: Annotated[int, Field(ge=1, le=MAX_ID, description="the merchant payment to refund")]
+    amount: AMOUNT | None = Field(default=None, description="what to give back; omitted: the whole payment")
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"operation": 815, "amount": "10.00"}]}
+    )
+
+
+class ServicePaymentIn(Strict):
+    from_wallet: Id
+    service: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    account: Annotated[Ident, Field(min_length=1, max_length=64)]
+    amount: AMOUNT
+    fields: dict[Annotated[Ident, Field(max_length=64)], Annotated[Ident, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=20, description="the service's extra fields"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"from_wallet": 12, "service": "topup", "account": "0791234567", "amount": "100.00"}]
+        },
     )
 
 
@@ -378,9 +416,16 @@ async def get_operation(operation_id: Id, customer: CustomerDep, session: ReadSe
     op = await session.get(WalletOperation, operation_id)
     if op is None or op.customer_id != customer.id:
         raise not_found(f"operation {operation_id}")
+    return await full_view(session, op)
+
+
+async def full_view(session: Any, op: WalletOperation) -> dict[str, Any]:
+    """An operation with its problem, and a service payment with its payment."""
     view = service.operation_view(op, await service.precisions_of(session, op))
     if op.problem:
         view["problem"] = op.problem
+    if op.type == "service_payment":
+        view["service_payment"] = await hub_payments.job_view(session, op.id)
     return view
 
 
@@ -445,3 +490,99 @@ async def withdraw(
     return await _customer_op(
         session, hub, customer, idempotency_key, "withdrawal", body.from_wallet, None, body.amount
     )
+
+
+@router.post("/payments", summary="Pay a merchant", responses=OP_RESPONSES)
+async def pay_merchant(
+    body: MerchantPaymentIn,
+    customer: CustomerDep,
+    session: SessionDep,
+    hub: HubDep,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    """Pay ``amount`` to a merchant's wallet of the same issuer (``merchant_payment``); the
+    merchant's fee (the issuer's tariff rule for the type) is taken from what the merchant gets."""
+    return await _customer_op(
+        session,
+        hub,
+        customer,
+        idempotency_key,
+        "merchant_payment",
+        body.from_wallet,
+        body.to_wallet,
+        body.amount,
+    )
+
+
+async def refund_request(
+    session: Any, original_id: int, merchant_id: int, channel_id: int, key: str, text: str | None
+) -> service.OperationRequest:
+    """The refund of merchant payment ``original_id`` by its merchant (404 if it is not its)."""
+    original = await session.get(WalletOperation, original_id)
+    merchant_w = await session.get(Wallet, original.to_wallet_id) if original is not None else None
+    if original is None or original.type != "merchant_payment" or merchant_w is None:
+        raise not_found(f"merchant payment {original_id}")
+    if merchant_w.customer_id != merchant_id:
+        raise not_found(f"merchant payment {original_id}")
+    issuer = await session.get(Issuer, original.issuer_id)
+    assert issuer is not None
+    amount = original.amount if text is None else parse_units(text, issuer.precision)
+    return service.OperationRequest(
+        channel_id,
+        _key(key),
+        "refund",
+        merchant_id,
+        amount,
+        merchant_w.id,
+        original.from_wallet_id,
+        original.id,
+    )
+
+
+@router.post("/refunds", summary="Refund a payment received (merchant)", responses=OP_RESPONSES)
+async def refund(
+    body: RefundIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+) -> JSONResponse:
+    """Give back all (``amount`` omitted) or part of a merchant payment the customer received;
+    refunds of one payment never add up to more than it (``422 refund-exceeds-payment``)."""
+    req = await refund_request(
+        session, body.operation, customer.id, customer.channel_id, idempotency_key, body.amount
+    )
+    return await _run(session, hub, req)
+
+
+@router.post(
+    "/service-payments",
+    summary="Pay a hub service from a wallet",
+    responses={201: {"description": "held, the payment on its way"}, **OP_RESPONSES},
+)
+async def pay_service(
+    body: ServicePaymentIn,
+    customer: CustomerDep,
+    session: SessionDep,
+    hub: HubDep,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    """Pay a service of the hub's catalog (as the channel API's ``POST /api/v1/payments``) from an
+    e-money wallet in the service's currency: the total (amount plus the hub's fee) is held now
+    (``processing``), the payment accepted and delivered; ``done`` when it succeeds, else ``failed``
+    with the wallet refunded. Poll ``GET /operations/{id}``."""
+    try:
+        op, created = await hub_payments.request(
+            hub,
+            session,
+            customer,
+            key=_key(idempotency_key),
+            from_wallet_id=body.from_wallet,
+            service_code=body.service,
+            account=body.account,
+            amount_text=body.amount,
+            fields=dict(body.fields),
+        )
+    except Problem:
+        await session.rollback()
+        raise
+    await session.commit()
+    if op.state in ("processing", "done"):
+        return JSONResponse(await full_view(session, op), status_code=201 if created else 200)
+    return await operation_response(session, op, created)
