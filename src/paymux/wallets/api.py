@@ -16,6 +16,7 @@ request, 409. Errors are RFC 9457 problems; a refusal by a limit names the limit
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -171,7 +172,17 @@ def _key(value: str) -> str:
 # --- customer authentication --------------------------------------------------------------------------
 
 
-async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """The customer a valid token names: enough for the operations, which lock the customer's row
+    and check its status themselves (so the writes read no customer before their transaction)."""
+
+    id: int
+    channel_id: int
+
+
+async def token_customer(request: Request, hub: HubDep) -> CustomerRef:
+    """The customer of a valid, unexpired token of an enabled channel (no database read)."""
     token = bearer_token(request.headers.get("authorization"))
     key = await signing_key(hub, WalletSettings())
     claims = verify(key, token)
@@ -181,14 +192,21 @@ async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
     channel = snap.channels.get(claims.channel_id)
     if channel is None or not channel.enabled:
         raise unauthorized("Invalid customer token", "the token's channel is disabled or gone")
+    return CustomerRef(claims.customer_id, claims.channel_id)
+
+
+async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
+    ref = await token_customer(request, hub)
     async with hub.read_sessions() as session:
-        customer = await session.get(WalletCustomer, claims.customer_id)
-    if customer is None or customer.channel_id != claims.channel_id:
+        customer = await session.get(WalletCustomer, ref.id)
+    if customer is None or customer.channel_id != ref.channel_id:
         raise unauthorized("Invalid customer token", "the token's customer is gone")
     return customer
 
 
 CustomerDep = Annotated[WalletCustomer, Depends(current_customer)]
+# the writes of money: the token is enough (see CustomerRef)
+PayerDep = Annotated[CustomerRef, Depends(token_customer)]
 
 
 # --- views --------------------------------------------------------------------------------------------
@@ -346,11 +364,12 @@ async def topup(
 async def _run(session: Any, hub: Any, req: service.OperationRequest) -> JSONResponse:
     try:
         op, created = await service.execute(session, hub.accounts, req)
+        response = await operation_response(session, op, created)  # read in the same transaction
     except Problem:
         await session.rollback()
         raise
     await session.commit()
-    return await operation_response(session, op, created)
+    return response
 
 
 def _ref(value: str) -> str:
@@ -386,7 +405,7 @@ async def open_wallet(body: OpenIn, customer: CustomerDep, session: SessionDep, 
     return JSONResponse(await wallet_view(session, w, issuer), status_code=201 if created else 200)
 
 
-async def _own_wallet(session: Any, customer: WalletCustomer, wallet_id: int) -> Wallet:
+async def _own_wallet(session: Any, customer: WalletCustomer | CustomerRef, wallet_id: int) -> Wallet:
     w = await session.get(Wallet, wallet_id)
     if w is None or w.customer_id != customer.id:
         raise not_found(f"wallet {wallet_id}")
@@ -432,7 +451,7 @@ async def full_view(session: Any, op: WalletOperation) -> dict[str, Any]:
 async def _customer_op(
     session: Any,
     hub: Any,
-    customer: WalletCustomer,
+    customer: CustomerRef,
     key: str,
     op_type: str,
     from_id: int,
@@ -458,7 +477,7 @@ OP_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/transfers", summary="Transfer to another wallet (P2P)", responses=OP_RESPONSES)
 async def transfer(
-    body: TransferIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+    body: TransferIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
 ) -> JSONResponse:
     """Move ``amount`` from the customer's wallet to another wallet of the same issuer; the
     issuer's P2P fee is charged on top, to the sender."""
@@ -469,7 +488,7 @@ async def transfer(
 
 @router.post("/exchanges", summary="Exchange between two of the customer's wallets", responses=OP_RESPONSES)
 async def exchange(
-    body: TransferIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+    body: TransferIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
 ) -> JSONResponse:
     """Sell ``amount`` of the source wallet's unit for the destination wallet's, at the system rate
     less the destination issuer's spread, rounded down to a whole minor unit."""
@@ -481,7 +500,7 @@ async def exchange(
 @router.post("/withdrawals", summary="Withdraw (redeem) from a wallet", responses=OP_RESPONSES)
 async def withdraw(
     body: WithdrawalIn,
-    customer: CustomerDep,
+    customer: PayerDep,
     session: SessionDep,
     hub: HubDep,
     idempotency_key: IdempotencyKey,
@@ -495,7 +514,7 @@ async def withdraw(
 @router.post("/payments", summary="Pay a merchant", responses=OP_RESPONSES)
 async def pay_merchant(
     body: MerchantPaymentIn,
-    customer: CustomerDep,
+    customer: PayerDep,
     session: SessionDep,
     hub: HubDep,
     idempotency_key: IdempotencyKey,
@@ -541,7 +560,7 @@ async def refund_request(
 
 @router.post("/refunds", summary="Refund a payment received (merchant)", responses=OP_RESPONSES)
 async def refund(
-    body: RefundIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+    body: RefundIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
 ) -> JSONResponse:
     """Give back all (``amount`` omitted) or part of a merchant payment the customer received;
     refunds of one payment never add up to more than it (``422 refund-exceeds-payment``)."""
@@ -558,7 +577,7 @@ async def refund(
 )
 async def pay_service(
     body: ServicePaymentIn,
-    customer: CustomerDep,
+    customer: PayerDep,
     session: SessionDep,
     hub: HubDep,
     idempotency_key: IdempotencyKey,
@@ -579,10 +598,12 @@ async def pay_service(
             amount_text=body.amount,
             fields=dict(body.fields),
         )
+        if op.state in ("processing", "done"):
+            response = JSONResponse(await full_view(session, op), status_code=201 if created else 200)
+        else:
+            response = await operation_response(session, op, created)
     except Problem:
         await session.rollback()
         raise
     await session.commit()
-    if op.state in ("processing", "done"):
-        return JSONResponse(await full_view(session, op), status_code=201 if created else 200)
-    return await operation_response(session, op, created)
+    return response

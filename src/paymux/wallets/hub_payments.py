@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -38,10 +38,19 @@ from paymux.payments.schemas import PaymentIn
 from paymux.payments.service import accept, price, validate
 from paymux.runtime import Hub
 from paymux.wallets import service
-from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation, WalletServicePayment
+from paymux.wallets.models import Issuer, Wallet, WalletOperation, WalletServicePayment
 from paymux.worker.jobs import PollingWorker, retry_delay, running
 
 log = logging.getLogger(__name__)
+
+
+class CustomerLike(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def channel_id(self) -> int: ...
+
 
 FINAL = ("succeeded", "failed", "cancelled")
 ACCEPT_ATTEMPTS = 5  # a pipeline that cannot take the payment (no provider now) is asked this often
@@ -54,7 +63,7 @@ def external_id(operation_id: int) -> str:
 async def request(
     hub: Hub,
     session: AsyncSession,
-    customer: WalletCustomer,
+    customer: CustomerLike,
     *,
     key: str,
     from_wallet_id: int,

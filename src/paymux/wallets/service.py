@@ -873,6 +873,9 @@ def operation_view(op: WalletOperation, precisions: dict[str, int]) -> dict[str,
 
 
 async def precisions_of(session: AsyncSession, op: WalletOperation) -> dict[str, int]:
+    issuer = await session.get(Issuer, op.issuer_id)  # usually in the session already
+    if issuer is not None and op.to_currency == op.currency:
+        return {issuer.currency: issuer.precision}
     ids = {op.issuer_id}
     if op.to_wallet_id is not None:
         w = await session.get(Wallet, op.to_wallet_id)
