@@ -120,14 +120,7 @@ async def run_wallet_bench(
         return p
 
     try:
-        await asyncio.to_thread(procs.run_cli, ["migrate"], env, work)
-        catalog = work / f"wallets-{backend}-catalog.yaml"
-        catalog.write_text(CATALOG, encoding="utf-8")
-        await asyncio.to_thread(procs.run_cli, ["catalog", "apply", str(catalog)], env, work)
-        out = await asyncio.to_thread(procs.run_cli, ["admin", "issue-token", "--name", "bench"], env, work)
-        admin = out.strip().splitlines()[-1]
-        out = await asyncio.to_thread(procs.run_cli, ["channels", "issue-key", CHANNEL], env, work)
-        key = out.strip().splitlines()[-1]
+        admin, key = await _prepare(url)
         port = procs.free_port()
         hub = start(f"wallets-{backend}-hub", [*procs.paymux_command(), "serve", "--port", str(port)])
         await procs.wait_http(hub, port, "/health")
@@ -160,6 +153,30 @@ async def run_wallet_bench(
         and result.get("hub_log_errors") == 0
     )
     return result
+
+
+async def _prepare(url: str) -> tuple[str, str]:
+    """The schema, the channel, an admin token and the channel's key, in this process (what
+    ``paymux migrate``, ``catalog apply``, ``admin issue-token`` and ``channels issue-key`` do)."""
+    import yaml
+
+    from paymux.auth.keys import issue_admin_token, issue_channel_key
+    from paymux.catalog.file import apply_catalog
+    from paymux.db.migrate import upgrade
+    from paymux.runtime import Hub
+    from paymux.settings import Settings
+
+    await asyncio.to_thread(upgrade, url)
+    hub = Hub(Settings().model_copy(update={"database_url": url}))
+    try:
+        async with hub.sessions() as session:
+            await apply_catalog(session, yaml.safe_load(CATALOG), actor="bench")
+            key = await issue_channel_key(session, CHANNEL)
+            admin = await issue_admin_token(session, "bench")
+            await session.commit()
+    finally:
+        await hub.close()
+    return admin, key
 
 
 async def _setup(
@@ -206,7 +223,11 @@ async def _setup(
                 wallet = int(r.json()["id"])
             return Payer(ref, token, wallet)
 
-        payers = [await signup(f"payer-{i}", "individual", per_p2p + per_hot + 1) for i in range(n_payers)]
+        payers = list(
+            await asyncio.gather(
+                *(signup(f"payer-{i}", "individual", per_p2p + per_hot + 1) for i in range(n_payers))
+            )
+        )
         shop = await signup("merchant-1", "merchant", 0)
     return payers, (shop.token, shop.wallet)
 
