@@ -1,7 +1,8 @@
 """Admin API of wallets (``/api/v1/admin/wallets/...``): issuers, limits, customers and their
-wallets, blocks, and the review of operations a limit held.
+wallets, blocks, the review of operations a limit held, operations and refunds of merchant payments.
 
-``wallets.read`` reads; ``wallets.manage`` creates and changes issuers and limits;
+``wallets.read`` reads; ``wallets.manage`` creates and changes issuers and limits and refunds
+merchant payments;
 ``wallets.block`` blocks and unblocks customers and wallets, changes overdrafts and approves or
 rejects held operations. Every change is audited.
 """
