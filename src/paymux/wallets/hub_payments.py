@@ -333,7 +333,7 @@ class HubPaymentWorker(PollingWorker):
     job_noun = "wallet service payment"
     owner_prefix = "wsp"
 
-    def __init__(self, hub: Hub, poll_seconds: float = 0.5) -> None:
+    def __init__(self, hub: Hub, poll_seconds: float = 1.0) -> None:
         super().__init__(
             hub,
             poll_seconds=poll_seconds,
