@@ -30,7 +30,7 @@ def this_code(monkeypatch: pytest.MonkeyPatch) -> None:
 def _check(r: dict[str, Any], backend: str) -> None:
     assert r["backend"] == backend and r["transfers"] == N and r["ok"], r
     p = r["p2p"]
-    assert p["done"] == N and p["errors"] == 0 and p["per_s"] > 0
+    assert p["done"] == N and p["errors"] == 0 and p["per_s"] > 0 and p["hub_cpu_ms_each"] > 0
     assert 0 < p["latency_ms"]["p50"] <= p["latency_ms"]["p99"]
     h = r["hot_wallet"]
     assert h["payments"] == HOT and h["done"] == HOT and h["errors"] == 0 and h["correct"] is True

@@ -126,8 +126,13 @@ async def run_wallet_bench(
         await procs.wait_http(hub, port, "/health")
         say(f"wallets ({backend}): `paymux serve` up on port {port}; {opts.transfers:,} transfers")
         payers, merchant = await _setup(port, admin, key, opts)
+        cpu = hub.cpu()
         await _p2p(port, payers, opts, result)
+        result["p2p"]["hub_cpu_ms_each"] = _cpu_each(hub.cpu() - cpu, result["p2p"]["done"])
+        cpu = hub.cpu()
         await _hot(port, payers, merchant, opts, result, admin)
+        if "hot_wallet" in result:
+            result["hot_wallet"]["hub_cpu_ms_each"] = _cpu_each(hub.cpu() - cpu, result["hot_wallet"]["done"])
         result["ledger_balanced"] = await _ledger(url)
         errors = [
             line for line in hub.log_tail(10**9).splitlines() if " ERROR " in line or "Traceback" in line
@@ -153,6 +158,11 @@ async def run_wallet_bench(
         and result.get("hub_log_errors") == 0
     )
     return result
+
+
+def _cpu_each(seconds: float, n: int) -> float | None:
+    """The hub's CPU per operation, in ms (its process's user + system time over the phase)."""
+    return round(seconds * 1000 / n, 2) if n else None
 
 
 async def _prepare(url: str) -> tuple[str, str]:
@@ -367,7 +377,7 @@ def table(r: dict[str, Any]) -> list[str]:
         f"wallets ({r['backend']}, 1 x `paymux serve`):",
         f"  P2P transfers     {p.get('per_s', 0):,} transfers/s at {r['clients']} clients"
         f" ({p.get('done', 0):,} in {p.get('seconds', 0)} s, errors {p.get('errors')}),"
-        f" p50 {pl.get('p50')} ms, p99 {pl.get('p99')} ms;"
+        f" p50 {pl.get('p50')} ms, p99 {pl.get('p99')} ms, hub CPU {p.get('hub_cpu_ms_each')} ms each;"
         f" HTTP ceiling {c.get('http_per_s')} req/s (p99 {cl.get('p99')} ms): ratio {q.get('p2p_vs_http')}",
         f"  hot wallet        {h.get('per_s', 0):,} payments/s into one merchant wallet from"
         f" {r['hot_payers']} payers ({h.get('done', 0):,} in {h.get('seconds', 0)} s,"
