@@ -30,7 +30,6 @@ OPERATION_TYPES = (
 )
 # the types this version carries out (``cashback`` is reserved)
 SUPPORTED_TYPES = ("topup", "withdrawal", "p2p", "exchange", "merchant_payment", "service_payment", "refund")
-# the types a customer's request starts (a refund is started from the operation it refunds)
 OPERATION_STATES = ("created", "pending_review", "processing", "done", "rejected", "failed")
 LIMIT_ACTIONS = ("refuse", "review")
 

@@ -14,7 +14,7 @@ The postings of each operation (``A`` the amount, ``F`` the fee, ``B`` the excha
     p2p               from -(A+F)           to +A                 fees +F
     merchant_payment  payer -A              merchant +(A-F)       fees +F      (the merchant pays F)
     refund            merchant -(R+F)       payer +R              fees +F      (of a merchant payment)
-    service_payment   wallet -(A+F)         hold +A               fees +F      (then see wallets.services)
+    service_payment   wallet -(A+F)         hold +A               fees +F      (then wallets.hub_payments)
     exchange    from -(A+F)  float1 +A  fees1 +F  |  float2 -B  to +B   (redeem one unit, emit another)
 
 Every entry goes through ``paymux.ledger.service.post_entry``: it is checked to balance per unit
@@ -607,7 +607,7 @@ async def execute(
 
 async def _check_refundable(session: AsyncSession, op: WalletOperation, p: Plan) -> None:
     """Refunds of one payment never add up to more than it: its row is locked while they are
-    counted (the merchant's customer row is locked already, so this only guards the admin path)."""
+    counted (refunds by the merchant and by an administrator alike)."""
     original = await locked(session, WalletOperation, op.refund_of_id)
     assert original is not None
     left = await refundable(session, original) + (op.amount if op.state == "pending_review" else 0)
