@@ -65,7 +65,7 @@ from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
 from paymux.tariffs.proposals import TariffProposal
-from paymux.wallets.models import Issuer, Wallet, WalletCustomer
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
 from registers_helpers import place_in_period, yesterday
@@ -597,6 +597,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "mapping": await all_of(select(InvoiceUploadMapping.name)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
+        "operation_id": await all_of(select(WalletOperation.id)),
     }
 
 

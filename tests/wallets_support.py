@@ -119,7 +119,7 @@ class Wallets:
 
 async def invariants(env: Env) -> None:
     """Every entry balanced, balances equal their postings, no wallet below minus its overdraft, and
-    per issuer: emitted (minus the float) == its wallets + its fees."""
+    per issuer: emitted (minus the float) == its wallets + its fees + what service payments hold."""
     async with env.hub.read_sessions() as session:
         check = await verify_ledger(session)
         assert check.balanced, check
@@ -134,14 +134,16 @@ async def invariants(env: Env) -> None:
             assert bal >= -overdraft, f"wallet {wid} at {bal} below its overdraft {overdraft}"
         for issuer in (await session.scalars(select(Issuer))).all():
             t = await service.issuer_totals(session, env.hub.accounts, issuer)
-            assert t["emitted"] == t["wallets"] + t["fees"], (issuer.code, t)
+            assert t["emitted"] == t["wallets"] + t["fees"] + t["held"], (issuer.code, t)
             if issuer.emission_limit is not None:
                 assert t["emitted"] <= issuer.emission_limit
 
 
 @contextlib.asynccontextmanager
-async def wallets_env(db_url: str, issuers: list[dict[str, Any]] | None = None) -> AsyncIterator[Wallets]:
-    async with hub_env(db_url, run_workers=False) as env:
+async def wallets_env(
+    db_url: str, issuers: list[dict[str, Any]] | None = None, **hub: Any
+) -> AsyncIterator[Wallets]:
+    async with hub_env(db_url, **{"run_workers": False, **hub}) as env:
         for body in issuers if issuers is not None else ISSUERS:
             r = await env.http.post(f"{AW}/issuers", json=body, headers=env.admin)
             assert r.status_code == 201, r.text

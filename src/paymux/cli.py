@@ -722,6 +722,22 @@ def bench(
     invoices_sqlite: Annotated[
         bool, typer.Option(help="invoices: on a scratch SQLite file too (--no-invoices-sqlite: only PG)")
     ] = True,
+    wallets: Annotated[
+        int | None,
+        typer.Option(
+            help="run only the wallet benchmark over this many P2P transfers: transfers/s over the"
+            " customer API against the HTTP ceiling, and one merchant wallet receiving from many payers"
+            " at once (checked); SQLite, and PostgreSQL with --postgres"
+        ),
+    ] = None,
+    wallets_clients: Annotated[int, typer.Option(help="wallets: concurrent payers of the P2P run")] = 64,
+    wallets_hot: Annotated[
+        int | None, typer.Option(help="wallets: merchant payments into the hot wallet [min(6400, N)]")
+    ] = None,
+    wallets_hot_payers: Annotated[int, typer.Option(help="wallets: payers paying the merchant at once")] = 64,
+    wallets_sqlite: Annotated[
+        bool, typer.Option(help="wallets: on a scratch SQLite file too (--no-wallets-sqlite: only PG)")
+    ] = True,
 ) -> None:
     """Measure the hub under load (SQLite, and PostgreSQL with --postgres) next to the machine's ceilings."""
     from paymux.bench.runner import BenchOptions, run_bench
@@ -755,6 +771,11 @@ def bench(
             invoices_page_requests=invoices_page_requests,
             invoices_webhooks=invoices_webhooks,
             invoices_sqlite=invoices_sqlite,
+            wallets=wallets,
+            wallets_clients=wallets_clients,
+            wallets_hot=wallets_hot,
+            wallets_hot_payers=wallets_hot_payers,
+            wallets_sqlite=wallets_sqlite,
         )
         opts.resolve()
     except ValueError as e:

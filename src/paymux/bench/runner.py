@@ -72,6 +72,11 @@ class BenchOptions:
     invoices_page_requests: int = 20_000
     invoices_webhooks: int | None = None  # default min(5,000, N)
     invoices_sqlite: bool = True  # also (first) on a scratch SQLite file; False: only --postgres
+    wallets: int | None = None  # P2P transfers: run only the wallet benchmark (paymux.bench.wallets)
+    wallets_clients: int = 64
+    wallets_hot: int | None = None  # merchant payments into one wallet; default min(6,400, N)
+    wallets_hot_payers: int = 64
+    wallets_sqlite: bool = True  # also (first) on a scratch SQLite file; False: only --postgres
 
     def resolve(self) -> None:
         if self.payments is None:
@@ -100,6 +105,21 @@ class BenchOptions:
             self.invoice_options().resolve()
             if not self.invoices_sqlite and not self.postgres:
                 raise ValueError("--invoices with --no-invoices-sqlite needs --postgres URL")
+        if self.wallets is not None:
+            self.wallet_options().resolve()
+            if not self.wallets_sqlite and not self.postgres:
+                raise ValueError("--wallets with --no-wallets-sqlite needs --postgres URL")
+
+    def wallet_options(self) -> Any:
+        from paymux.bench.wallets import WalletBenchOptions
+
+        assert self.wallets is not None
+        return WalletBenchOptions(
+            transfers=self.wallets,
+            clients=self.wallets_clients,
+            hot=self.wallets_hot,
+            hot_payers=self.wallets_hot_payers,
+        )
 
     def invoice_options(self) -> Any:
         from paymux.bench.invoices import InvoiceBenchOptions
@@ -1016,6 +1036,11 @@ def table(results: dict[str, Any]) -> str:
             f"recurring payments only (--recurring {o['recurring']:,}); machine"
             f" {m.get('busy_before_pct', '?')} % busy before the run"
         )
+    elif o.get("wallets") is not None:
+        out.append(
+            f"wallets only (--wallets {o['wallets']:,}); machine {m.get('busy_before_pct', '?')} % busy"
+            " before the run"
+        )
     elif o.get("invoices") is not None:
         out.append(
             f"invoices only (--invoices {o['invoices']:,}); machine"
@@ -1130,6 +1155,13 @@ def table(results: dict[str, Any]) -> str:
 
             out.append("")
             out.extend(invoices_table(inv))
+    for key in ("wallets_sqlite", "wallets_postgresql"):
+        wal = results.get(key)
+        if wal:
+            from paymux.bench.wallets import table as wallets_table
+
+            out.append("")
+            out.extend(wallets_table(wal))
     fi = results.get("files")
     if fi:
         out.append("")
@@ -1162,7 +1194,14 @@ def _has_errors(results: dict[str, Any]) -> bool:
         s = results.get(key)
         if s and (s["errors"] or not s["ledger_balanced"] or s["hub_log_error_count"]):
             return True
-    for key in ("recurring_sqlite", "recurring_postgresql", "invoices_sqlite", "invoices_postgresql"):
+    for key in (
+        "recurring_sqlite",
+        "recurring_postgresql",
+        "invoices_sqlite",
+        "invoices_postgresql",
+        "wallets_sqlite",
+        "wallets_postgresql",
+    ):
         rec = results.get(key)
         if rec and not rec.get("ok"):
             return True
@@ -1200,7 +1239,26 @@ async def _run_invoices(opts: BenchOptions, work: Path, results: dict[str, Any])
         results["invoices_postgresql"] = inv
 
 
+async def _run_wallets(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
+    """``--wallets N``: only the wallet benchmark (``paymux serve``), on SQLite and/or PostgreSQL."""
+    from paymux.bench.wallets import run_wallet_bench
+
+    env = Bench(opts, work).env()
+    if opts.wallets_sqlite:
+        url = f"sqlite+aiosqlite:///{work / 'wallets.db'}"
+        results["wallets_sqlite"] = await run_wallet_bench(url, opts.wallet_options(), "sqlite", work, env)
+    if opts.postgres:
+        hub_url, dsn = _pg_urls(opts.postgres)
+        await _reset_pg(dsn)
+        wal = await run_wallet_bench(hub_url, opts.wallet_options(), "postgresql", work, env)
+        wal["url"] = _safe(hub_url)
+        results["wallets_postgresql"] = wal
+
+
 async def _run(opts: BenchOptions, work: Path, results: dict[str, Any]) -> None:
+    if opts.wallets is not None:
+        await _run_wallets(opts, work, results)
+        return
     if opts.recurring is not None:
         await _run_recurring(opts, work, results)
         return
@@ -1279,6 +1337,10 @@ def run_bench(opts: BenchOptions) -> int:
             "invoices_page_clients": opts.invoices_page_clients,
             "invoices_page_requests": opts.invoices_page_requests,
             "invoices_webhooks": opts.invoices_webhooks,
+            "wallets": opts.wallets,
+            "wallets_clients": opts.wallets_clients,
+            "wallets_hot": opts.wallets_hot,
+            "wallets_hot_payers": opts.wallets_hot_payers,
             "settings": _settings_overrides(),
         },
         "machine": procs.machine_info(work),

@@ -27,6 +27,7 @@ ACCOUNT_KINDS = (
     "wallet",  # a customer's e-money wallet (paymux.wallets), owner = wallet id; debit > 0 = the customer's
     "emoney_float",  # an issuer's float, owner = issuer id: minus what it has emitted and not redeemed
     "wallet_fees",  # fees earned in an issuer's unit, owner = issuer id
+    "wallet_hold",  # e-money held for service payments in flight, owner = issuer id
 )
 
 

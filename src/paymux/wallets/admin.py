@@ -1,7 +1,8 @@
 """Admin API of wallets (``/api/v1/admin/wallets/...``): issuers, limits, customers and their
-wallets, blocks, and the review of operations a limit held.
+wallets, blocks, the review of operations a limit held, operations and refunds of merchant payments.
 
-``wallets.read`` reads; ``wallets.manage`` creates and changes issuers and limits;
+``wallets.read`` reads; ``wallets.manage`` creates and changes issuers and limits and refunds
+merchant payments;
 ``wallets.block`` blocks and unblocks customers and wallets, changes overdrafts and approves or
 rejects held operations. Every change is audited.
 """
@@ -25,8 +26,16 @@ from paymux.db.base import utcnow
 from paymux.db.concurrent import inserted, locked
 from paymux.errors import invalid, not_found
 from paymux.tariffs.calc import rule_from_json, rule_to_dict
-from paymux.wallets import service
-from paymux.wallets.api import customer_view, wallet_history, wallet_view
+from paymux.wallets import hub_payments, service
+from paymux.wallets.api import (
+    IdempotencyKey,
+    customer_view,
+    full_view,
+    operation_response,
+    refund_request,
+    wallet_history,
+    wallet_view,
+)
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletLimit, WalletOperation
 from paymux.wallets.units import conflict, format_units, parse_units
 
@@ -95,7 +104,7 @@ class IssuerPatch(Strict):
 
 class LimitIn(Strict):
     issuer: Annotated[StrictStr, Field(pattern=CODE)]
-    type: Literal["topup", "withdrawal", "p2p", "exchange"]
+    type: Literal["topup", "withdrawal", "p2p", "exchange", "merchant_payment", "service_payment", "refund"]
     identification: Literal["unidentified", "identified"]
     name: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     min_amount: Amount | None = None
@@ -460,13 +469,19 @@ async def set_overdraft(wallet_id: Id, body: OverdraftIn, me: Manager, session: 
 async def list_operations(
     me: Reader,
     session: ReadSessionDep,
-    state: Literal["created", "pending_review", "done", "rejected", "failed"] | None = None,
+    state: Literal["created", "pending_review", "processing", "done", "rejected", "failed"] | None = None,
+    type: Literal[
+        "topup", "withdrawal", "p2p", "merchant_payment", "service_payment", "exchange", "cashback", "refund"
+    ]
+    | None = None,
     customer_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     query = select(WalletOperation).order_by(WalletOperation.id.desc()).limit(limit)
     if state is not None:
         query = query.where(WalletOperation.state == state)
+    if type is not None:
+        query = query.where(WalletOperation.type == type)
     if customer_id is not None:
         query = query.where(WalletOperation.customer_id == customer_id)
     out = []
@@ -488,9 +503,8 @@ async def _review(
         actor=str(getattr(me, "audit_name", me)),
         reason=reason,
     )
-    view = service.operation_view(op, await service.precisions_of(session, op))
-    if op.problem:
-        view["problem"] = op.problem
+    await hub_payments.after_review(session, op)
+    view = await full_view(session, op)
     action = "wallet_operation.approve" if approve else "wallet_operation.reject"
     await audit.record(
         session,
@@ -519,3 +533,69 @@ async def reject(
 ) -> dict[str, Any]:
     """``rejected``: nothing is posted."""
     return await _review(session, hub, me, operation_id, False, body.reason)
+
+
+@router.get("/operations/{operation_id}", summary="An operation with its refunds", responses=PROBLEMS)
+async def get_operation(operation_id: Id, me: Reader, session: ReadSessionDep) -> dict[str, Any]:
+    """One operation (a service payment with its payment), and the refunds made of it."""
+    op = await session.get(WalletOperation, operation_id)
+    if op is None:
+        raise not_found(f"operation {operation_id}")
+    view = await full_view(session, op)
+    view["customer_id"] = op.customer_id
+    refunds = (
+        await session.scalars(
+            select(WalletOperation).where(WalletOperation.refund_of_id == op.id).order_by(WalletOperation.id)
+        )
+    ).all()
+    view["refunds"] = [service.operation_view(r, await service.precisions_of(session, r)) for r in refunds]
+    if op.type == "merchant_payment" and op.state == "done":
+        view["refundable"] = format_units(
+            await service.refundable(session, op), (await service.precisions_of(session, op))[op.currency]
+        )
+    return view
+
+
+class RefundBody(Strict):
+    amount: Amount | None = Field(default=None, description="what to give back; omitted: the whole payment")
+    reason: Annotated[Ident, Field(max_length=500)] = ""
+
+
+@router.post("/operations/{operation_id}/refund", summary="Refund a merchant payment", responses=PROBLEMS)
+async def refund(
+    operation_id: Id,
+    body: RefundBody,
+    me: Manager,
+    session: SessionDep,
+    hub: HubDep,
+    idempotency_key: IdempotencyKey,
+) -> Any:
+    """Give back all or part of a merchant payment from the merchant's wallet to the payer's, as
+    the merchant would (``POST /api/v1/wallet/refunds``); never more than was paid. Audited."""
+    original = await session.get(WalletOperation, operation_id)
+    merchant_w = (
+        await session.get(Wallet, original.to_wallet_id)
+        if original is not None and original.to_wallet_id is not None
+        else None
+    )
+    if original is None or original.type != "merchant_payment" or merchant_w is None:
+        raise not_found(f"merchant payment {operation_id}")
+    req = await refund_request(
+        session, original.id, merchant_w.customer_id, original.channel_id, idempotency_key, body.amount
+    )
+    try:
+        op, created = await service.execute(session, hub.accounts, req)
+    except Exception:
+        await session.rollback()
+        raise
+    if created:
+        await audit.record(
+            session,
+            me,
+            "wallet_operation.refund",
+            f"wallet_operation:{original.id}",
+            None,
+            {"refund_operation": op.id, "state": op.state, "amount": body.amount, "reason": body.reason},
+        )
+    await session.commit()
+    return await operation_response(session, op, created)

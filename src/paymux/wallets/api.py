@@ -5,7 +5,8 @@ Two kinds of caller:
 * a **channel** (its API key, as on the rest of ``/api/v1``) signs customers up, mints their
   short-lived tokens and tops their wallets up with money it received;
 * a **customer** (``Authorization: Bearer pmxw...``, a token its channel minted) lists and opens its
-  wallets, reads balances and history, and transfers, exchanges and withdraws.
+  wallets, reads balances and history, transfers, exchanges and withdraws, pays merchants and the
+  hub's services; a merchant refunds the payments it received.
 
 Every write of money carries an ``Idempotency-Key`` header (1 to 100 printable ASCII characters,
 unique per channel): the same key with the same request answers as the first time; with another
@@ -15,6 +16,7 @@ request, 409. Errors are RFC 9457 problems; a refusal by a limit names the limit
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -27,7 +29,7 @@ from paymux.api.deps import ChannelDep, HubDep, ReadSessionDep, SessionDep, bear
 from paymux.api.params import MAX_ID, Id, Ident
 from paymux.errors import Problem, invalid, not_found, unauthorized
 from paymux.ledger.models import JournalEntry, Posting
-from paymux.wallets import service
+from paymux.wallets import hub_payments, service
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
 from paymux.wallets.tokens import WalletSettings, mint, signing_key, verify
 from paymux.wallets.units import format_units, parse_units
@@ -114,6 +116,43 @@ class WithdrawalIn(Strict):
     )
 
 
+class MerchantPaymentIn(Strict):
+    from_wallet: Id
+    to_wallet: Annotated[int, Field(ge=1, le=MAX_ID, description="the merchant's wallet")]
+    amount: AMOUNT
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"from_wallet": 12, "to_wallet": 40, "amount": "99.90"}]},
+    )
+
+
+class RefundIn(Strict):
+    operation: Annotated[int, Field(ge=1, le=MAX_ID, description="the merchant payment to refund")]
+    amount: AMOUNT | None = Field(default=None, description="what to give back; omitted: the whole payment")
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"operation": 815, "amount": "10.00"}]}
+    )
+
+
+class ServicePaymentIn(Strict):
+    from_wallet: Id
+    service: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    account: Annotated[Ident, Field(min_length=1, max_length=64)]
+    amount: AMOUNT
+    fields: dict[Annotated[Ident, Field(max_length=64)], Annotated[Ident, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=20, description="the service's extra fields"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"from_wallet": 12, "service": "topup", "account": "0791234567", "amount": "100.00"}]
+        },
+    )
+
+
 IdempotencyKey = Annotated[
     str,
     Header(
@@ -133,7 +172,17 @@ def _key(value: str) -> str:
 # --- customer authentication --------------------------------------------------------------------------
 
 
-async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """The customer a valid token names: enough for the operations, which lock the customer's row
+    and check its status themselves (so the writes read no customer before their transaction)."""
+
+    id: int
+    channel_id: int
+
+
+async def token_customer(request: Request, hub: HubDep) -> CustomerRef:
+    """The customer of a valid, unexpired token of an enabled channel (no database read)."""
     token = bearer_token(request.headers.get("authorization"))
     key = await signing_key(hub, WalletSettings())
     claims = verify(key, token)
@@ -143,14 +192,21 @@ async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
     channel = snap.channels.get(claims.channel_id)
     if channel is None or not channel.enabled:
         raise unauthorized("Invalid customer token", "the token's channel is disabled or gone")
+    return CustomerRef(claims.customer_id, claims.channel_id)
+
+
+async def current_customer(request: Request, hub: HubDep) -> WalletCustomer:
+    ref = await token_customer(request, hub)
     async with hub.read_sessions() as session:
-        customer = await session.get(WalletCustomer, claims.customer_id)
-    if customer is None or customer.channel_id != claims.channel_id:
+        customer = await session.get(WalletCustomer, ref.id)
+    if customer is None or customer.channel_id != ref.channel_id:
         raise unauthorized("Invalid customer token", "the token's customer is gone")
     return customer
 
 
 CustomerDep = Annotated[WalletCustomer, Depends(current_customer)]
+# the writes of money: the token is enough (see CustomerRef)
+PayerDep = Annotated[CustomerRef, Depends(token_customer)]
 
 
 # --- views --------------------------------------------------------------------------------------------
@@ -308,11 +364,12 @@ async def topup(
 async def _run(session: Any, hub: Any, req: service.OperationRequest) -> JSONResponse:
     try:
         op, created = await service.execute(session, hub.accounts, req)
+        response = await operation_response(session, op, created)  # read in the same transaction
     except Problem:
         await session.rollback()
         raise
     await session.commit()
-    return await operation_response(session, op, created)
+    return response
 
 
 def _ref(value: str) -> str:
@@ -348,7 +405,7 @@ async def open_wallet(body: OpenIn, customer: CustomerDep, session: SessionDep, 
     return JSONResponse(await wallet_view(session, w, issuer), status_code=201 if created else 200)
 
 
-async def _own_wallet(session: Any, customer: WalletCustomer, wallet_id: int) -> Wallet:
+async def _own_wallet(session: Any, customer: WalletCustomer | CustomerRef, wallet_id: int) -> Wallet:
     w = await session.get(Wallet, wallet_id)
     if w is None or w.customer_id != customer.id:
         raise not_found(f"wallet {wallet_id}")
@@ -378,16 +435,23 @@ async def get_operation(operation_id: Id, customer: CustomerDep, session: ReadSe
     op = await session.get(WalletOperation, operation_id)
     if op is None or op.customer_id != customer.id:
         raise not_found(f"operation {operation_id}")
+    return await full_view(session, op)
+
+
+async def full_view(session: Any, op: WalletOperation) -> dict[str, Any]:
+    """An operation with its problem, and a service payment with its payment."""
     view = service.operation_view(op, await service.precisions_of(session, op))
     if op.problem:
         view["problem"] = op.problem
+    if op.type == "service_payment":
+        view["service_payment"] = await hub_payments.job_view(session, op.id)
     return view
 
 
 async def _customer_op(
     session: Any,
     hub: Any,
-    customer: WalletCustomer,
+    customer: CustomerRef,
     key: str,
     op_type: str,
     from_id: int,
@@ -413,7 +477,7 @@ OP_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/transfers", summary="Transfer to another wallet (P2P)", responses=OP_RESPONSES)
 async def transfer(
-    body: TransferIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+    body: TransferIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
 ) -> JSONResponse:
     """Move ``amount`` from the customer's wallet to another wallet of the same issuer; the
     issuer's P2P fee is charged on top, to the sender."""
@@ -424,7 +488,7 @@ async def transfer(
 
 @router.post("/exchanges", summary="Exchange between two of the customer's wallets", responses=OP_RESPONSES)
 async def exchange(
-    body: TransferIn, customer: CustomerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+    body: TransferIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
 ) -> JSONResponse:
     """Sell ``amount`` of the source wallet's unit for the destination wallet's, at the system rate
     less the destination issuer's spread, rounded down to a whole minor unit."""
@@ -436,7 +500,7 @@ async def exchange(
 @router.post("/withdrawals", summary="Withdraw (redeem) from a wallet", responses=OP_RESPONSES)
 async def withdraw(
     body: WithdrawalIn,
-    customer: CustomerDep,
+    customer: PayerDep,
     session: SessionDep,
     hub: HubDep,
     idempotency_key: IdempotencyKey,
@@ -445,3 +509,101 @@ async def withdraw(
     return await _customer_op(
         session, hub, customer, idempotency_key, "withdrawal", body.from_wallet, None, body.amount
     )
+
+
+@router.post("/payments", summary="Pay a merchant", responses=OP_RESPONSES)
+async def pay_merchant(
+    body: MerchantPaymentIn,
+    customer: PayerDep,
+    session: SessionDep,
+    hub: HubDep,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    """Pay ``amount`` to a merchant's wallet of the same issuer (``merchant_payment``); the
+    merchant's fee (the issuer's tariff rule for the type) is taken from what the merchant gets."""
+    return await _customer_op(
+        session,
+        hub,
+        customer,
+        idempotency_key,
+        "merchant_payment",
+        body.from_wallet,
+        body.to_wallet,
+        body.amount,
+    )
+
+
+async def refund_request(
+    session: Any, original_id: int, merchant_id: int, channel_id: int, key: str, text: str | None
+) -> service.OperationRequest:
+    """The refund of merchant payment ``original_id`` by its merchant (404 if it is not its)."""
+    original = await session.get(WalletOperation, original_id)
+    merchant_w = await session.get(Wallet, original.to_wallet_id) if original is not None else None
+    if original is None or original.type != "merchant_payment" or merchant_w is None:
+        raise not_found(f"merchant payment {original_id}")
+    if merchant_w.customer_id != merchant_id:
+        raise not_found(f"merchant payment {original_id}")
+    issuer = await session.get(Issuer, original.issuer_id)
+    assert issuer is not None
+    amount = original.amount if text is None else parse_units(text, issuer.precision)
+    return service.OperationRequest(
+        channel_id,
+        _key(key),
+        "refund",
+        merchant_id,
+        amount,
+        merchant_w.id,
+        original.from_wallet_id,
+        original.id,
+    )
+
+
+@router.post("/refunds", summary="Refund a payment received (merchant)", responses=OP_RESPONSES)
+async def refund(
+    body: RefundIn, customer: PayerDep, session: SessionDep, hub: HubDep, idempotency_key: IdempotencyKey
+) -> JSONResponse:
+    """Give back all (``amount`` omitted) or part of a merchant payment the customer received;
+    refunds of one payment never add up to more than it (``422 refund-exceeds-payment``)."""
+    req = await refund_request(
+        session, body.operation, customer.id, customer.channel_id, idempotency_key, body.amount
+    )
+    return await _run(session, hub, req)
+
+
+@router.post(
+    "/service-payments",
+    summary="Pay a hub service from a wallet",
+    responses={201: {"description": "held, the payment on its way"}, **OP_RESPONSES},
+)
+async def pay_service(
+    body: ServicePaymentIn,
+    customer: PayerDep,
+    session: SessionDep,
+    hub: HubDep,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    """Pay a service of the hub's catalog (as the channel API's ``POST /api/v1/payments``) from an
+    e-money wallet in the service's currency: the total (amount plus the hub's fee) is held now
+    (``processing``), the payment accepted and delivered; ``done`` when it succeeds, else ``failed``
+    with the wallet refunded. Poll ``GET /operations/{id}``."""
+    try:
+        op, created = await hub_payments.request(
+            hub,
+            session,
+            customer,
+            key=_key(idempotency_key),
+            from_wallet_id=body.from_wallet,
+            service_code=body.service,
+            account=body.account,
+            amount_text=body.amount,
+            fields=dict(body.fields),
+        )
+        if op.state in ("processing", "done"):
+            response = JSONResponse(await full_view(session, op), status_code=201 if created else 200)
+        else:
+            response = await operation_response(session, op, created)
+    except Problem:
+        await session.rollback()
+        raise
+    await session.commit()
+    return response

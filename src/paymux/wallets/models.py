@@ -18,10 +18,19 @@ ISSUER_KINDS = ("emoney", "units", "points")
 CUSTOMER_KINDS = ("individual", "merchant")
 IDENTIFICATION_LEVELS = ("unidentified", "identified")
 STATUSES = ("active", "blocked")
-OPERATION_TYPES = ("topup", "withdrawal", "p2p", "merchant_payment", "exchange", "cashback", "refund")
-# the types this version carries out (the others are reserved for later versions)
-SUPPORTED_TYPES = ("topup", "withdrawal", "p2p", "exchange")
-OPERATION_STATES = ("created", "pending_review", "done", "rejected", "failed")
+OPERATION_TYPES = (
+    "topup",
+    "withdrawal",
+    "p2p",
+    "merchant_payment",
+    "service_payment",
+    "exchange",
+    "cashback",
+    "refund",
+)
+# the types this version carries out (``cashback`` is reserved)
+SUPPORTED_TYPES = ("topup", "withdrawal", "p2p", "exchange", "merchant_payment", "service_payment", "refund")
+OPERATION_STATES = ("created", "pending_review", "processing", "done", "rejected", "failed")
 LIMIT_ACTIONS = ("refuse", "review")
 
 
@@ -123,6 +132,42 @@ class WalletOperation(Base):
     problem: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     review_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # a refund: the operation it gives money back for (a merchant or a service payment)
+    refund_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("wallet_operations.id"), nullable=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WalletServicePayment(Base):
+    """A hub service paid from a wallet: the job that carries operation ``operation_id`` (type
+    ``service_payment``, its money held) through the payment pipeline.
+
+    ``status`` is the job's (``pending``/``running`` while it works, ``done`` at the end; ``due_at``,
+    ``lease_owner``, ``attempts`` as in ``paymux.worker.jobs``); ``outcome`` how it ended: ``paid``
+    (the hold captured) or ``refunded`` (the hold given back by the refund operation). The payment is
+    accepted under the customer's channel with ``external_id = wallet-<operation id>``; ``total`` is
+    what the wallet pays (the service amount plus the hub's fee), in the service's currency."""
+
+    __tablename__ = "wallet_service_payments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    operation_id: Mapped[int] = mapped_column(ForeignKey("wallet_operations.id"), unique=True)
+    service_id: Mapped[int] = mapped_column(BigInteger)
+    service_code: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

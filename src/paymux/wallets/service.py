@@ -9,9 +9,12 @@ holds the fees the operator earned in the issuer's unit. So for every issuer, at
 
 The postings of each operation (``A`` the amount, ``F`` the fee, ``B`` the exchanged amount)::
 
-    topup       float -A              wallet +(A-F)         fees +F      (emission)
-    withdrawal  wallet -(A+F)         float +A              fees +F      (redemption)
-    p2p         from -(A+F)           to +A                 fees +F
+    topup             float -A              wallet +(A-F)         fees +F      (emission)
+    withdrawal        wallet -(A+F)         float +A              fees +F      (redemption)
+    p2p               from -(A+F)           to +A                 fees +F
+    merchant_payment  payer -A              merchant +(A-F)       fees +F      (the merchant pays F)
+    refund            merchant -(R+F)       payer +R              fees +F      (of a merchant payment)
+    service_payment   wallet -(A+F)         hold +A               fees +F      (then wallets.hub_payments)
     exchange    from -(A+F)  float1 +A  fees1 +F  |  float2 -B  to +B   (redeem one unit, emit another)
 
 Every entry goes through ``paymux.ledger.service.post_entry``: it is checked to balance per unit
@@ -65,6 +68,7 @@ from paymux.wallets.units import MAX_MINOR, MAX_PRECISION, UNIT_CODE, conflict, 
 FLOAT = "emoney_float"
 WALLET = "wallet"
 FEES = "wallet_fees"
+HOLD = "wallet_hold"  # money of service payments in flight, owner the issuer
 
 
 # --- keys of the ledger accounts ----------------------------------------------------------------------
@@ -80,6 +84,10 @@ def fees_key(issuer: Issuer) -> AccountKey:
 
 def wallet_key(wallet: Wallet, issuer: Issuer) -> AccountKey:
     return AccountKey(WALLET, wallet.id, issuer.currency)
+
+
+def hold_key(issuer: Issuer) -> AccountKey:
+    return AccountKey(HOLD, issuer.id, issuer.currency)
 
 
 # --- issuers ------------------------------------------------------------------------------------------
@@ -187,10 +195,22 @@ async def account_balance(session: AsyncSession, account_id: int | None) -> int:
 
 
 async def issuer_totals(session: AsyncSession, accounts: AccountCache, issuer: Issuer) -> dict[str, int]:
-    """Outstanding emission (minus the float), the sum of its wallets and the fees it earned."""
+    """Outstanding emission (minus the float), the sum of its wallets, the fees it earned and what
+    service payments in flight hold (emitted == wallets + fees + held)."""
     ids = await accounts.ids(session, [float_key(issuer), fees_key(issuer)])
     emitted = -await account_balance(session, ids[float_key(issuer)])
     fees = await account_balance(session, ids[fees_key(issuer)])
+    hold = hold_key(issuer)  # made by the issuer's first service payment
+    held = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Account.balance), 0)).where(
+                Account.kind == hold.kind,
+                Account.owner_id == hold.owner_id,
+                Account.currency == hold.currency,
+            )
+        )
+        or 0
+    )
     wallets = int(
         await session.scalar(
             select(func.coalesce(func.sum(Account.balance), 0))
@@ -199,7 +219,7 @@ async def issuer_totals(session: AsyncSession, accounts: AccountCache, issuer: I
         )
         or 0
     )
-    return {"emitted": emitted, "wallets": wallets, "fees": fees}
+    return {"emitted": emitted, "wallets": wallets, "fees": fees, "held": held}
 
 
 # --- customers and wallets ----------------------------------------------------------------------------
@@ -310,15 +330,21 @@ class OperationRequest:
     amount: int
     from_wallet_id: int | None = None
     to_wallet_id: int | None = None
+    refund_of: int | None = None  # a refund: the operation it refunds
+    detail: str | None = None  # what else the request named (a service payment's service and account)
 
     def fingerprint(self) -> str:
-        body = {
+        body: dict[str, Any] = {
             "type": self.type,
             "customer": self.customer_id,
             "amount": self.amount,
             "from": self.from_wallet_id,
             "to": self.to_wallet_id,
         }
+        if self.refund_of is not None:
+            body["refund_of"] = self.refund_of
+        if self.detail is not None:
+            body["detail"] = self.detail
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -391,11 +417,13 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
         raise invalid("invalid-amount", "amount must be greater than zero")
     from_w: Wallet | None = None
     to_w: Wallet | None = None
-    if req.type in ("withdrawal", "p2p", "exchange"):
+    if req.type == "refund":
+        return await _refund_plan(session, req)
+    if req.type in ("withdrawal", "p2p", "exchange", "merchant_payment", "service_payment"):
         from_w = await _wallet(session, req.from_wallet_id, "wallet")
         if from_w.customer_id != req.customer_id:
             raise not_found(f"wallet {req.from_wallet_id}")
-    if req.type in ("topup", "p2p", "exchange"):
+    if req.type in ("topup", "p2p", "exchange", "merchant_payment"):
         to_w = await _wallet(session, req.to_wallet_id, "wallet")
         if req.type in ("topup", "exchange") and to_w.customer_id != req.customer_id:
             raise not_found(f"wallet {req.to_wallet_id}")
@@ -407,6 +435,12 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
     assert source is not None and target is not None
     if req.type == "p2p" and source.id != target.id:
         raise invalid("issuer-mismatch", "a transfer goes between wallets of one issuer; use an exchange")
+    if req.type == "merchant_payment":
+        if source.id != target.id:
+            raise invalid("issuer-mismatch", "a merchant is paid in the unit of the paying wallet")
+        merchant = await session.get(WalletCustomer, to_w.customer_id)  # type: ignore[union-attr]
+        if merchant is None or merchant.kind != "merchant":
+            raise invalid("not-a-merchant", f"wallet {req.to_wallet_id} is not a merchant's")
     if req.type == "exchange" and source.id == target.id:
         raise invalid("issuer-mismatch", "an exchange goes between wallets of two issuers")
     for i in {source.id: source, target.id: target}.values():
@@ -420,6 +454,14 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
                 "amount-too-small", "the fee takes the whole top-up", fee=format_units(fee, source.precision)
             )
         to_amount = req.amount - fee
+    elif req.type == "merchant_payment":  # the merchant pays the fee out of what it receives
+        if fee >= req.amount:
+            raise invalid(
+                "amount-too-small",
+                "the merchant's fee takes the whole payment",
+                fee=format_units(fee, source.precision),
+            )
+        to_amount = req.amount - fee
     elif req.type == "exchange":
         r = await exchange_rate(session, source, target, utcnow())
         to_amount, rate = exchanged(req.amount, r), _rate_text(r)
@@ -428,6 +470,36 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
                 "amount-too-small", "the amount is worth less than one minor unit after the exchange"
             )
     return Plan(source, target, from_w, to_w, req.amount, to_amount, fee, rate)
+
+
+async def _refund_plan(session: AsyncSession, req: OperationRequest) -> Plan:
+    """A refund of a merchant payment: from the merchant's wallet back to the payer's, started by
+    the merchant (``req.customer_id``); the issuer's ``refund`` fee, if any, on top, to the merchant."""
+    original = await session.get(WalletOperation, req.refund_of) if req.refund_of is not None else None
+    if original is None or original.type != "merchant_payment" or original.to_wallet_id is None:
+        raise not_found(f"merchant payment {req.refund_of}")
+    merchant_w = await _wallet(session, original.to_wallet_id, "wallet")
+    if merchant_w.customer_id != req.customer_id:
+        raise not_found(f"merchant payment {req.refund_of}")
+    if original.state != "done":
+        raise invalid("not-refundable", f"operation {original.id} is {original.state}, not done")
+    payer_w = await _wallet(session, original.from_wallet_id, "wallet")
+    issuer = await session.get(Issuer, merchant_w.issuer_id)
+    assert issuer is not None
+    fee = fee_for(issuer, "refund", req.amount)
+    return Plan(issuer, issuer, merchant_w, payer_w, req.amount, req.amount, fee, None)
+
+
+async def refundable(session: AsyncSession, original: WalletOperation) -> int:
+    """What may still be refunded of ``original``: its amount less the refunds done or held."""
+    refunded = await session.scalar(
+        select(func.coalesce(func.sum(WalletOperation.amount), 0)).where(
+            WalletOperation.refund_of_id == original.id,
+            WalletOperation.type == "refund",
+            WalletOperation.state.in_(("done", "pending_review")),
+        )
+    )
+    return original.amount - int(refunded or 0)
 
 
 def lines(op_type: str, p: Plan) -> list[Line]:
@@ -444,9 +516,17 @@ def lines(op_type: str, p: Plan) -> list[Line]:
     out = [Line(wallet_key(p.from_wallet, src), -(p.amount + p.fee)), Line(fees_key(src), p.fee)]
     if op_type == "withdrawal":
         return [*out, Line(float_key(src), p.amount)]
+    if op_type == "service_payment":
+        return [*out, Line(hold_key(src), p.amount)]
     assert p.to_wallet is not None
-    if op_type == "p2p":
+    if op_type in ("p2p", "refund"):
         return [*out, Line(wallet_key(p.to_wallet, dst), p.amount)]
+    if op_type == "merchant_payment":  # the payer pays A; the merchant gets A - F
+        return [
+            Line(wallet_key(p.from_wallet, src), -p.amount),
+            Line(wallet_key(p.to_wallet, dst), p.to_amount),
+            Line(fees_key(src), p.fee),
+        ]
     # exchange: redeem in the source unit, emit in the target unit
     return [
         *out,
@@ -501,6 +581,7 @@ async def execute(
         to_currency=p.target.currency,
         fee=p.fee,
         rate=p.rate,
+        refund_of_id=req.refund_of,
     )
     if not await inserted(session, op):  # the same key, made concurrently: answer as it was answered
         again = await _existing(session, req, fingerprint)
@@ -509,6 +590,8 @@ async def execute(
         return again, False
     try:
         await _check_blocks(session, customer, p)
+        if req.type == "refund":
+            await _check_refundable(session, op, p)
         limit = await check_limits(session, customer, req.type, p.source, p.amount, exclude=op.id)
         if limit is not None:
             op.state, op.limit_id = "pending_review", limit.id
@@ -520,6 +603,22 @@ async def execute(
         _fail(op, e)
     await session.flush()
     return op, True
+
+
+async def _check_refundable(session: AsyncSession, op: WalletOperation, p: Plan) -> None:
+    """Refunds of one payment never add up to more than it: its row is locked while they are
+    counted (refunds by the merchant and by an administrator alike)."""
+    original = await locked(session, WalletOperation, op.refund_of_id)
+    assert original is not None
+    left = await refundable(session, original) + (op.amount if op.state == "pending_review" else 0)
+    if p.amount > left:
+        raise Problem(
+            422,
+            "refund-exceeds-payment",
+            "Refund exceeds the payment",
+            f"operation {original.id} may be refunded {format_units(max(left, 0), p.source.precision)} more",
+            refundable=format_units(max(left, 0), p.source.precision),
+        )
 
 
 async def _existing(session: AsyncSession, req: OperationRequest, fingerprint: str) -> WalletOperation | None:
@@ -594,7 +693,9 @@ async def _post(session: AsyncSession, accounts: AccountCache, op: WalletOperati
             "the wallet's balance (with its overdraft) does not cover the amount and the fee",
             wallet_id=e.key.owner_id,
         ) from None
-    op.state, op.updated_at = "done", utcnow()
+    # a service payment waits for its payment (wallets.services); everything else is done now
+    op.state = "processing" if op.type == "service_payment" else "done"
+    op.updated_at = utcnow()
 
 
 def _fail(op: WalletOperation, e: Problem) -> None:
@@ -723,11 +824,14 @@ async def review(
         op.amount,
         op.from_wallet_id,
         op.to_wallet_id,
+        op.refund_of_id,
     )
     try:
         p = await plan(session, req)
         customer = await _lock_customer(session, op.customer_id)
         await _check_blocks(session, customer, p)
+        if op.type == "refund":
+            await _check_refundable(session, op, p)
         p.fee, p.to_amount, p.rate = op.fee, op.to_amount, op.rate  # as quoted when it was asked
         await _post(session, accounts, op, p)
     except Problem as e:
@@ -763,10 +867,15 @@ def operation_view(op: WalletOperation, precisions: dict[str, int]) -> dict[str,
         out["limit_id"] = op.limit_id
     if op.review_reason:
         out["review_reason"] = op.review_reason
+    if op.refund_of_id is not None:
+        out["refund_of"] = op.refund_of_id
     return out
 
 
 async def precisions_of(session: AsyncSession, op: WalletOperation) -> dict[str, int]:
+    issuer = await session.get(Issuer, op.issuer_id)  # usually in the session already
+    if issuer is not None and op.to_currency == op.currency:
+        return {issuer.currency: issuer.precision}
     ids = {op.issuer_id}
     if op.to_wallet_id is not None:
         w = await session.get(Wallet, op.to_wallet_id)

@@ -22,6 +22,7 @@ SERVICES: tuple[str, ...] = (
     "paymux.worker.recurring:running_recurring_worker",
     "paymux.recurring.reminders:running_reminder_worker",
     "paymux.invoices.reminders:running_invoice_reminder_worker",
+    "paymux.wallets.hub_payments:running_hub_payment_worker",
 )
 
 
