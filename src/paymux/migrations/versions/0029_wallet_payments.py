@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import paymux.db.base
 
 revision: str = "0029"
-down_revision: str | None = "0025"
+down_revision: str | None = "0028"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
