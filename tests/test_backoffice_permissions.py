@@ -340,6 +340,22 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{A}/wallets/operations"): P.WALLETS_READ,
     ("POST", f"{A}/wallets/operations/{{operation_id}}/approve"): P.WALLETS_BLOCK,
     ("POST", f"{A}/wallets/operations/{{operation_id}}/reject"): P.WALLETS_BLOCK,
+    # e-money contracts and cashback profiles (wallets/contracts_admin.py)
+    ("GET", f"{A}/wallets/contracts"): P.CONTRACTS_READ,
+    ("GET", f"{A}/wallets/customers/{{customer_id}}/contract-terms"): P.CONTRACTS_READ,
+    ("PUT", f"{A}/wallets/customers/{{customer_id}}/contract-group"): P.CONTRACTS_APPROVE,
+    ("GET", f"{A}/wallets/cashback-profiles"): P.CONTRACTS_READ,
+    ("GET", f"{A}/wallets/customers/{{customer_id}}/cashback-profile"): P.CONTRACTS_READ,
+    ("GET", f"{A}/wallets/contract-proposals"): P.CONTRACTS_READ,
+    ("POST", f"{A}/wallets/contract-proposals"): P.CONTRACTS_PROPOSE,
+    ("GET", f"{A}/wallets/contract-proposals/{{proposal_id}}"): P.CONTRACTS_READ,
+    ("POST", f"{A}/wallets/contract-proposals/{{proposal_id}}/approve"): P.CONTRACTS_APPROVE,
+    ("POST", f"{A}/wallets/contract-proposals/{{proposal_id}}/reject"): P.CONTRACTS_APPROVE,
+    ("GET", f"{A}/wallets/cashback-proposals"): P.CONTRACTS_READ,
+    ("POST", f"{A}/wallets/cashback-proposals"): P.CONTRACTS_PROPOSE,
+    ("GET", f"{A}/wallets/cashback-proposals/{{proposal_id}}"): P.CONTRACTS_READ,
+    ("POST", f"{A}/wallets/cashback-proposals/{{proposal_id}}/approve"): P.CONTRACTS_APPROVE,
+    ("POST", f"{A}/wallets/cashback-proposals/{{proposal_id}}/reject"): P.CONTRACTS_APPROVE,
 }
 
 

@@ -110,9 +110,9 @@ async def test_contracts_maker_checker_terms_and_limits(db_url: str) -> None:
         assert r.status_code == 403
         r = await env.http.put(f"{AW}/customers/{a.id}/contract-group", json={"group": "vip"}, headers=cfo)
         assert r.status_code == 200, r.text
-        eff = (await env.http.get(f"{AW}/contracts/effective?issuer=rub&customer={a.id}", headers=fin)).json()
-        assert eff["group"] == "vip" and eff["terms"]["p2p"]["source"] == "group"
-        assert eff["terms"]["withdrawal"]["source"] == "issuer"
+        eff = (await env.http.get(f"{AW}/customers/{a.id}/contract-terms", headers=fin)).json()
+        assert eff["group"] == "vip" and eff["terms"]["rub"]["p2p"]["source"] == "group"
+        assert eff["terms"]["rub"]["withdrawal"]["source"] == "issuer"
         r = await w.p2p(a, a.wallets["rub"], b.wallets["rub"], "100.00")
         assert r.status_code == 201 and r.json()["fee"] == "0.50", r.text
         r = await w.p2p(a, a.wallets["rub"], b.wallets["rub"], "500.01")
@@ -189,7 +189,7 @@ async def test_cashback_to_the_payer_of_a_merchant_with_caps_once_per_operation(
         assert bad.status_code == 422
         pid = await propose(env, fin, "cashback", profile)
         await approve(env, cfo, "cashback", pid)
-        eff = (await env.http.get(f"{AW}/cashback-profiles/effective?merchant={shop.id}", headers=fin)).json()
+        eff = (await env.http.get(f"{AW}/customers/{shop.id}/cashback-profile", headers=fin)).json()
         assert eff["profile"]["percent"] == "3" and eff["profile"]["operation_types"] == [
             "merchant_payment",
             "p2p",

@@ -86,24 +86,32 @@ async def list_contracts(
     return {"items": [contracts.contract_view(c, i) for c, i in rows]}
 
 
-@router.get("/contracts/effective", summary="The terms in force for a customer", responses=PROBLEMS)
-async def effective_terms(_: Reader, session: ReadSessionDep, issuer: Code, customer: Id) -> dict[str, Any]:
-    """Per operation type, the fee rule and limits that apply to the customer now, and where they
-    come from: its own contract (``customer``), its group's (``group``) or the issuer's defaults."""
-    i = await _issuer(session, issuer)
-    c = await _customer(session, customer)
+@router.get(
+    "/customers/{customer_id}/contract-terms", summary="The terms in force for a customer", responses=PROBLEMS
+)
+async def effective_terms(
+    customer_id: Id, _: Reader, session: ReadSessionDep, issuer: Code | None = None
+) -> dict[str, Any]:
+    """Per issuer (or only ``issuer``) and operation type, the fee rule and limits that apply to the
+    customer now, and where they come from: its own contract (``customer``), its group's
+    (``group``) or the issuer's defaults (``issuer``: its fee rules and ``/limits``)."""
+    c = await _customer(session, customer_id)
+    if issuer is not None:
+        issuers = [await _issuer(session, issuer)]
+    else:
+        issuers = list((await session.scalars(select(Issuer).order_by(Issuer.code))).all())
     out: dict[str, Any] = {}
-    for op_type in CONTRACT_TYPES:
-        t = await contracts.terms_for(session, c.id, i, op_type)
-        view: dict[str, Any] = {"source": t.source, "fee": t.fee_rule}
-        if t.contract is not None:
-            view["contract_id"], view["version"] = t.contract.id, t.contract.version
-            view["limits"] = contracts.terms_view(t.contract.terms, i)[op_type]["limits"]
-        else:
-            view["limits"] = "issuer"  # the issuer's limits (GET /api/v1/admin/wallets/limits)
-        out[op_type] = view
+    for i in issuers:
+        per_type: dict[str, Any] = {}
+        for op_type in CONTRACT_TYPES:
+            t = await contracts.terms_for(session, c.id, i, op_type)
+            view: dict[str, Any] = {"source": t.source, "fee": t.fee_rule}
+            if t.contract is not None:
+                view["contract_id"], view["version"] = t.contract.id, t.contract.version
+                view["limits"] = contracts.terms_view(t.contract.terms, i)[op_type]["limits"]
+            per_type[op_type] = view
+        out[i.code] = per_type
     return {
-        "issuer": i.code,
         "customer": c.id,
         "identification": c.identification,
         "group": await contracts.group_of(session, c.id),
@@ -141,15 +149,17 @@ async def list_profiles(_: Reader, session: ReadSessionDep, merchant: Id | None 
     return {"items": [profile_view(p, i) for p, i in rows]}
 
 
-@router.get("/cashback-profiles/effective", summary="A merchant's profile in force", responses=PROBLEMS)
-async def effective_profile(_: Reader, session: ReadSessionDep, merchant: Id) -> dict[str, Any]:
-    await _customer(session, merchant)
-    p = await profile_in_force(session, merchant)
+@router.get(
+    "/customers/{customer_id}/cashback-profile", summary="A merchant's profile in force", responses=PROBLEMS
+)
+async def effective_profile(customer_id: Id, _: Reader, session: ReadSessionDep) -> dict[str, Any]:
+    await _customer(session, customer_id)
+    p = await profile_in_force(session, customer_id)
     if p is None:
-        return {"merchant": merchant, "profile": None}
+        return {"merchant": customer_id, "profile": None}
     i = await session.get(Issuer, p.issuer_id)
     assert i is not None
-    return {"merchant": merchant, "profile": profile_view(p, i)}
+    return {"merchant": customer_id, "profile": profile_view(p, i)}
 
 
 # --- proposals ----------------------------------------------------------------------------------------
