@@ -16,7 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,7 @@ CATALOG = {
     "channel_groups": [{"code": "g", "name": "G"}],
     "channels": [{"code": "c", "name": "C", "kind": "terminal", "group": "g"}],
 }
-ISSUER_P2P = {"percent": "1", "min": 100}  # the RUB issuer's default P2P fee
+ISSUER_P2P = {"percent": "1", "min": 100}  # the RUB issuer's default P2P fee (rounded half up)
 LEVELS = ("unidentified", "identified")
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
@@ -119,7 +119,7 @@ rules = st.builds(
 )
 lims = st.builds(
     Lim,
-    identification=st.sampled_from([None, *LEVELS]),
+    identification=st.sampled_from([None, None, *LEVELS]),
     min_amount=st.one_of(st.none(), st.integers(1, 5_000)),
     max_amount=st.one_of(st.none(), st.integers(5_000, 60_000)),
     daily_count=st.one_of(st.none(), st.integers(0, 4)),
@@ -129,6 +129,14 @@ lims = st.builds(
 )
 terms = st.builds(Terms, fee=st.one_of(st.none(), rules), limits=st.lists(lims, max_size=2).map(tuple))
 contract = st.dictionaries(st.sampled_from(["p2p", "withdrawal"]), terms, max_size=2)
+group_contract = st.fixed_dictionaries(
+    {
+        "p2p": st.builds(
+            Terms, fee=st.one_of(st.none(), rules), limits=st.lists(lims, min_size=1, max_size=2).map(tuple)
+        )
+    },
+    optional={"withdrawal": terms},
+)
 profiles = st.one_of(
     st.none(),
     st.builds(
@@ -152,7 +160,7 @@ steps = st.lists(
     st.builds(
         Step,
         kind=st.sampled_from(["topup", "p2p", "shop", "shop", "withdrawal"]),
-        who=st.integers(0, 2),
+        who=st.sampled_from([0, 1, 1, 2]),
         other=st.integers(0, 2),
         amount=st.integers(1, 40_000),
     ),
@@ -161,14 +169,33 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+BOUNDARY = Lim("identified", None, None, 1, None, 2, 30_000)  # one a day, two a month, 300.00 a month
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    group_terms=contract,
+    group_terms=group_contract,
     own_terms=contract,
-    in_group=st.lists(st.booleans(), min_size=3, max_size=3),
+    in_group=st.lists(st.sampled_from([True, True, False]), min_size=3, max_size=3),
     levels=st.lists(st.sampled_from(LEVELS), min_size=3, max_size=3),
     profile=profiles,
     seq=steps,
+)
+@example(  # each bound exactly at its edge, and the caps of a cashback
+    group_terms={"p2p": Terms(Rule(10, "1.25", None, 300), (BOUNDARY,))},
+    own_terms={},
+    in_group=[False, True, True],
+    levels=["identified", "identified", "unidentified"],
+    profile=Profile("2.5", None, 150, 200, "issuer"),
+    seq=[
+        Step("topup", 1, 0, 40_000),
+        Step("shop", 1, 0, 10_000),  # done: 250 points capped to 150
+        Step("shop", 1, 0, 100),  # the day's count is used up
+        Step("topup", 2, 0, 40_000),
+        Step("shop", 2, 0, 8_000),  # unidentified: the limit is not theirs; 200 points capped to 150
+        Step("shop", 2, 0, 8_000),  # 150 again, but the month leaves 50
+        Step("shop", 2, 0, 8_000),  # the month's cap is used up: nothing
+    ],
 )
 async def test_contracts_fees_limits_and_cashback_hold(
     session: AsyncSession,
@@ -308,7 +335,7 @@ async def test_contracts_fees_limits_and_cashback_hold(
             # the model: the fee and the limits of the applicable terms
             t = applicable(s.who, req.type)
             if t is None:
-                fee = Rule(0, "1", 100, None).fee(s.amount) if req.type == "p2p" else 0
+                fee = max(100, (s.amount + 50) // 100) if req.type == "p2p" else 0  # 1 %, half up
                 limits: tuple[Lim, ...] = ()
             else:
                 fee = 0 if t.fee is None else t.fee.fee(s.amount)
