@@ -119,6 +119,8 @@ async def test_contracts_and_cashback_pages_with_maker_checker(db_url: str) -> N
         bad = await _propose(fin, "contracts", {**contract, "customer": str(shop_id)})
         assert bad.status_code == 422 and "exactly one" in bad.text
         pid = _id(await _propose(fin, "contracts", contract))
+        home = await cfo.get("/backoffice/")
+        assert "/backoffice/wallets/contracts/proposals?status=pending" in home.text  # waits for the CFO
         page = await fin.get(f"/backoffice/wallets/contracts/proposals/{pid}")
         assert 'id="own-proposal"' in page.text and "p2p-max" in page.text
         assert (await _decide(fin, "contracts", pid, "approve")).status_code == 403
@@ -165,6 +167,8 @@ async def test_contracts_and_cashback_pages_with_maker_checker(db_url: str) -> N
         assert "status-rejected" in (await cfo.get(f"/backoffice/wallets/cashback/proposals/{pid}")).text
         # the CFO's own proposal: another person must decide
         own = _id(await _propose(cfo, "cashback", cashback))
+        home = await cfo.get("/backoffice/")
+        assert "/backoffice/wallets/cashback/proposals?status=pending" not in home.text  # only its own waits
         r = await _decide(cfo, "cashback", own, "approve")
         assert r.status_code == 403 and "another person" in r.text
         async with bo.hub.read_sessions() as s:
