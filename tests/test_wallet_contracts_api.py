@@ -5,6 +5,7 @@ credited to a payer of a merchant with its caps, once per operation."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -236,4 +237,35 @@ async def test_cashback_to_the_payer_of_a_merchant_with_caps_once_per_operation(
         await pay(shop.wallets["rub"], "10.00")  # the shop has 750.00 from the payments: it pays 2.00
         after = await w.balance(a, a.wallets["rub"])
         assert Decimal(before) - Decimal(after) == Decimal("10.00") + Decimal("1.00") - Decimal("2.00")
+        await w.check_invariants()
+
+
+async def test_concurrent_payments_keep_contract_limits_and_the_cashback_cap(db_url: str) -> None:
+    """Twelve payments of one payer to a merchant at once: the contract's daily count lets exactly
+    four through, and the cashback of the month stays within its cap."""
+    async with wallets_env(db_url) as w:
+        env = w.env
+        a = await w.customer("a")
+        shop = await w.customer("shop", kind="merchant")
+        assert (await w.topup(a, "rub", "10000.00")).status_code == 201
+        await w.open(shop, "rub")
+        fin = await token_for(env, "fin", "financial_specialist")
+        cfo = await token_for(env, "cfo", "cfo")
+        terms = {"p2p": {"fee": None, "limits": [{"name": "four-a-day", "daily_count": 4}]}}
+        pid = await propose(env, fin, "contract", {"issuer": "rub", "customer": a.id, "terms": terms})
+        await approve(env, cfo, "contract", pid)
+        profile = {"merchant": shop.id, "issuer": "bonus", "mode": "fixed", "fixed": "3", "monthly_cap": "10"}
+        pid = await propose(env, fin, "cashback", {**profile, "funding": "issuer"})
+        await approve(env, cfo, "cashback", pid)
+
+        answers = await asyncio.gather(
+            *(w.p2p(a, a.wallets["rub"], shop.wallets["rub"], "10.00") for _ in range(12))
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [201] * 4 + [422] * 8, [r.text for r in answers]
+        assert {r.json()["limit"]["name"] for r in answers if r.status_code == 422} == {"four-a-day"}
+        async with env.hub.read_sessions() as s:
+            amounts = (await s.scalars(select(WalletCashback.amount).order_by(WalletCashback.id))).all()
+        assert list(amounts) == [3, 3, 3, 1]  # 3 each, the month's cap of 10 leaves 1 for the fourth
+        assert await w.balance(a, a.wallets["rub"]) == "9960.00"  # no fee under the contract
         await w.check_invariants()
