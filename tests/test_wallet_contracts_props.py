@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -400,3 +401,29 @@ async def test_contracts_fees_limits_and_cashback_hold(
             assert await service.account_balance(session, wallet.account_id) >= -wallet.overdraft
     finally:
         await session.rollback()
+
+
+def test_migration_0030_downgrades_and_upgrades(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from paymux.db.migrate import alembic_config, upgrade
+
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    ours = {
+        "wallet_contracts",
+        "wallet_customer_groups",
+        "wallet_cashback_profiles",
+        "wallet_cashbacks",
+        "wallet_contract_proposals",
+    }
+    upgrade(url)
+    command.downgrade(alembic_config(url), "0025")
+    engine = create_engine(f"sqlite:///{path}")
+    assert not ours & set(inspect(engine).get_table_names())
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(f"sqlite:///{path}")
+    assert ours <= set(inspect(engine).get_table_names())
+    engine.dispose()
