@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.db.base import utcnow
@@ -339,24 +339,33 @@ async def _counted(
     customer: WalletCustomer,
     op_type: str,
     issuer: Issuer,
-    since: dt.datetime,
+    now: dt.datetime,
     exclude: int | None,
-) -> tuple[int, int]:
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(count, total) of what the customer initiated of the type today and this month (UTC), done or
+    waiting for review, in one query."""
+    day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     conds = [
         WalletOperation.customer_id == customer.id,
         WalletOperation.type == op_type,
         WalletOperation.issuer_id == issuer.id,
-        WalletOperation.created_at >= since,
+        WalletOperation.created_at >= min(day, month_start(now)),
         WalletOperation.state.in_(("done", "pending_review")),
     ]
     if exclude is not None:
         conds.append(WalletOperation.id != exclude)
+    today = WalletOperation.created_at >= day
     row = (
         await session.execute(
-            select(func.count(), func.coalesce(func.sum(WalletOperation.amount), 0)).where(*conds)
+            select(
+                func.count(),
+                func.coalesce(func.sum(WalletOperation.amount), 0),
+                func.coalesce(func.sum(case((today, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((today, WalletOperation.amount), else_=0)), 0),
+            ).where(*conds)
         )
     ).one()
-    return int(row[0]), int(row[1])
+    return (int(row[2]), int(row[3])), (int(row[0]), int(row[1]))
 
 
 async def check_contract_limits(
@@ -375,9 +384,7 @@ async def check_contract_limits(
     if not mine:
         return None
     now = utcnow()
-    day_start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    month = await _counted(session, customer, op_type, issuer, month_start(now), exclude)
-    day = await _counted(session, customer, op_type, issuer, day_start, exclude)
+    day, month = await _counted(session, customer, op_type, issuer, now, exclude)
     review: ContractLimit | None = None
     for limit in mine:
         problem = over_contract_limit(limit, issuer, amount, day, month)
