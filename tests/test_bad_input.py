@@ -158,6 +158,13 @@ async def test_ids_beyond_64_bits_are_refused_in_paths_queries_and_bodies(db_url
             await http.get(f"{A}/register-tasks?before_id={TOO_BIG}", headers=admin),
             await http.post(f"{A}/switches/{TOO_BIG}/revert", headers=admin),
             await http.get(f"{A}/tariff-proposals/{10**30}", headers=admin),
+            await http.get(f"{A}/wallets/contract-proposals/{TOO_BIG}", headers=admin),
+            await http.get(f"{A}/wallets/customers/{TOO_BIG}/contract-terms", headers=admin),
+            await http.post(
+                f"{A}/wallets/cashback-proposals",
+                json={"merchant": 10**21, "issuer": "rub", "mode": "fixed", "fixed": "1"},
+                headers=admin,
+            ),
         ):
             problem(r, 422, "invalid-request")
         # the largest id is a valid one, just not found

@@ -65,6 +65,7 @@ from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
 from paymux.tariffs.proposals import TariffProposal
+from paymux.wallets.contract_models import WalletContractProposal
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
@@ -473,6 +474,15 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
             api.post("/api/v1/wallet/topups", json=topup, headers={**env.headers(), "Idempotency-Key": "t1"}),
             201,
         )
+        # a contract and a cashback profile proposed for them
+        shop = {"external_ref": "shop-1", "kind": "merchant"}
+        shop_id = (await ok(api.post("/api/v1/wallet/customers", json=shop, headers=env.headers()), 201))[
+            "id"
+        ]
+        contract = {"issuer": "rube", "group": "vip", "terms": {"p2p": {"fee": {"percent": "1"}}}}
+        await ok(api.post(f"{A}/wallets/contract-proposals", json=contract), 201)
+        cashback = {"merchant": shop_id, "issuer": "rube", "mode": "fixed", "fixed": "1.00"}
+        await ok(api.post(f"{A}/wallets/cashback-proposals", json=cashback), 201)
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
@@ -573,7 +583,9 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "recon_id": await all_of(select(Reconciliation.id)),
         "order_id": await all_of(select(PaymentOrder.id)),
         "statement_id": await all_of(select(BankStatement.id)),
-        "proposal_id": await all_of(select(TariffProposal.id)),
+        "proposal_id": sorted(
+            set(await all_of(select(TariffProposal.id)) + await all_of(select(WalletContractProposal.id)))
+        ),
         "switch_id": await all_of(select(RouteSwitch.id)),
         "user_id": await all_of(select(User.id)),
         "role_id": await all_of(select(Role.id)),

@@ -237,6 +237,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
 
     app.include_router(wallets_router)
     app.include_router(wallets_admin_router)
+    from paymux.wallets.contracts_admin import router as wallet_contracts_router
+
+    app.include_router(wallet_contracts_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

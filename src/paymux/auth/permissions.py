@@ -196,6 +196,19 @@ WALLETS_BLOCK = define(
     (ANTI_FRAUD,),
 )
 
+# --- e-money contracts and cashback profiles (wallets/contracts_admin.py, section wallet_contracts) -------
+CONTRACTS_READ = define(
+    "contracts.read", "View e-money contracts, cashback profiles and their proposals", (*FIN, COMPLIANCE)
+)
+CONTRACTS_PROPOSE = define(
+    "contracts.propose", "Propose e-money contracts and cashback profiles", (FINANCIAL_SPECIALIST, CFO)
+)
+CONTRACTS_APPROVE = define(
+    "contracts.approve",
+    "Approve or reject e-money contracts and cashback profiles, set customers' contract groups",
+    (CFO,),
+)
+
 # What an agent's users may do, whatever their role holds: read their own channels' payments (as
 # ``paymux.payments.visibility`` shows them to agents), their reports and their channels, own API
 # tokens for that, and, scoped to the agent by the code that grants them, manage the users of their

@@ -86,7 +86,8 @@ class PageNotFound(Exception):
 # account) stands above them.
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
-AREAS = (OPERATIONS, COLLECTIONS, FINANCE, PROVIDERS, ADMINISTRATION)
+EMONEY = "E-money"  # wallets: issuers, customers, contracts, cashback
+AREAS = (OPERATIONS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)

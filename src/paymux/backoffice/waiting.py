@@ -23,6 +23,7 @@ from paymux.runtime import Hub
 from paymux.settlement.alerts import below_threshold
 from paymux.settlement.models import BalanceAlert, PaymentOrder, StatementLine
 from paymux.tariffs.proposals import TariffProposal, actor_key
+from paymux.wallets.contract_models import WalletContractProposal
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,26 @@ async def waiting_for(session: AsyncSession, me: Principal, hub: Hub) -> list[Wa
             await _count(session, pending),
             "/backoffice/tariffs/proposals?status=pending",
         )
+    if me.can(P.CONTRACTS_APPROVE) and not me.agent_scoped:
+        for kind, text, path in (
+            ("contract", "{n} contract proposals wait for your approval", "contracts"),
+            ("cashback", "{n} cashback proposals wait for your approval", "cashback"),
+        ):
+            proposals = (
+                select(func.count())
+                .select_from(WalletContractProposal)
+                .where(
+                    WalletContractProposal.kind == kind,
+                    WalletContractProposal.status == "pending",
+                    WalletContractProposal.proposed_by_key != actor_key(me),
+                )
+            )
+            await add(
+                f"{kind}-proposals",
+                text,
+                await _count(session, proposals),
+                f"/backoffice/wallets/{path}/proposals?status=pending",
+            )
     if me.can(P.ORDERS_APPROVE) and not me.agent_scoped:
         created = (
             select(func.count())

@@ -17,6 +17,7 @@ from paymux.routing import models as routing_models
 from paymux.settlement import models as settlement_models
 from paymux.tariffs import models as tariffs_models
 from paymux.tariffs import proposals as tariff_proposals
+from paymux.wallets import contract_models as wallet_contract_models
 from paymux.wallets import models as wallets_models
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "settlement_models",
     "tariff_proposals",
     "tariffs_models",
+    "wallet_contract_models",
     "wallets_models",
 ]

@@ -52,6 +52,7 @@ from paymux.ledger.service import AccountCache, AccountKey, InsufficientFunds, L
 from paymux.money import CURRENCIES
 from paymux.rates.service import RateError, rate_at
 from paymux.tariffs.calc import TariffError, compute, rule_from_json, rule_to_json
+from paymux.wallets.contracts import ContractLimit, Terms, check_contract_limits, terms_for
 from paymux.wallets.models import (
     IDENTIFICATION_LEVELS,
     ISSUER_KINDS,
@@ -360,6 +361,7 @@ class Plan:
     to_amount: int
     fee: int
     rate: str | None
+    terms: Terms | None = None  # the fee and limits that apply (``paymux.wallets.contracts``)
 
 
 def fee_for(issuer: Issuer, op_type: str, amount: int) -> int:
@@ -446,7 +448,9 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
     for i in {source.id: source, target.id: target}.values():
         if not i.enabled:
             raise invalid("issuer-disabled", f"issuer {i.code} is disabled")
-    fee = fee_for(source, req.type, req.amount)
+    # the initiator's contract (its own, its group's) or the issuer's defaults
+    terms = await terms_for(session, req.customer_id, source, req.type)
+    fee = terms.fee(req.amount)
     to_amount, rate = req.amount, None
     if req.type == "topup":
         if fee >= req.amount:
@@ -469,7 +473,7 @@ async def plan(session: AsyncSession, req: OperationRequest) -> Plan:
             raise invalid(
                 "amount-too-small", "the amount is worth less than one minor unit after the exchange"
             )
-    return Plan(source, target, from_w, to_w, req.amount, to_amount, fee, rate)
+    return Plan(source, target, from_w, to_w, req.amount, to_amount, fee, rate, terms)
 
 
 async def _refund_plan(session: AsyncSession, req: OperationRequest) -> Plan:
@@ -592,7 +596,9 @@ async def execute(
         await _check_blocks(session, customer, p)
         if req.type == "refund":
             await _check_refundable(session, op, p)
-        limit = await check_limits(session, customer, req.type, p.source, p.amount, exclude=op.id)
+        limit = await check_limits(
+            session, customer, req.type, p.source, p.amount, exclude=op.id, terms=p.terms
+        )
         if limit is not None:
             op.state, op.limit_id = "pending_review", limit.id
             op.updated_at = utcnow()
@@ -602,6 +608,7 @@ async def execute(
     except Problem as e:
         _fail(op, e)
     await session.flush()
+    await _after_done(session, accounts, op)
     return op, True
 
 
@@ -619,6 +626,15 @@ async def _check_refundable(session: AsyncSession, op: WalletOperation, p: Plan)
             f"operation {original.id} may be refunded {format_units(max(left, 0), p.source.precision)} more",
             refundable=format_units(max(left, 0), p.source.precision),
         )
+
+
+async def _after_done(session: AsyncSession, accounts: AccountCache, op: WalletOperation) -> None:
+    """What a done operation sets off: the cashback of the payee's profile (never fails the operation)."""
+    if op.state != "done":
+        return
+    from paymux.wallets.cashback import credit_cashback  # it builds on this module
+
+    await credit_cashback(session, accounts, op)
 
 
 async def _existing(session: AsyncSession, req: OperationRequest, fingerprint: str) -> WalletOperation | None:
@@ -742,8 +758,16 @@ async def check_limits(
     amount: int,
     *,
     exclude: int | None,
-) -> WalletLimit | None:
-    """Raise the problem of a ``refuse`` limit broken; return a broken ``review`` limit; else None."""
+    terms: Terms | None = None,
+) -> WalletLimit | ContractLimit | None:
+    """Raise the problem of a ``refuse`` limit broken; return a broken ``review`` limit; else None.
+    The limits of the customer's contract replace the issuer's when it has terms for the type."""
+    if terms is None:
+        terms = await terms_for(session, customer.id, issuer, op_type)
+    if terms.limits is not None:
+        return await check_contract_limits(
+            session, customer, op_type, issuer, amount, terms.limits, exclude=exclude
+        )
     limits = (
         await session.scalars(
             select(WalletLimit)
@@ -837,6 +861,7 @@ async def review(
     except Problem as e:
         _fail(op, e)
     await session.flush()
+    await _after_done(session, accounts, op)
     return op
 
 

@@ -33,6 +33,7 @@ SECTION_MODULES = (
     "biller_forms",
     "invoices",
     "invoice_receipts",
+    "wallet_contracts",
 )
 
 
