@@ -340,6 +340,13 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{A}/wallets/operations"): P.WALLETS_READ,
     ("POST", f"{A}/wallets/operations/{{operation_id}}/approve"): P.WALLETS_BLOCK,
     ("POST", f"{A}/wallets/operations/{{operation_id}}/reject"): P.WALLETS_BLOCK,
+    ("POST", f"{A}/wallets/operations/{{operation_id}}/block"): P.WALLETS_BLOCK,
+    ("POST", f"{A}/wallets/operations/{{operation_id}}/unblock"): P.WALLETS_BLOCK,
+    ("GET", f"{A}/wallets/fraud-rules"): P.WALLETS_READ,
+    ("POST", f"{A}/wallets/fraud-rules"): P.WALLETS_BLOCK,
+    ("PATCH", f"{A}/wallets/fraud-rules/{{rule_id}}"): P.WALLETS_BLOCK,
+    ("DELETE", f"{A}/wallets/fraud-rules/{{rule_id}}"): P.WALLETS_BLOCK,
+    ("GET", f"{A}/wallets/applications"): P.WALLETS_READ,
 }
 
 
