@@ -22,7 +22,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, exists, false, func, or_, select
+from sqlalchemy import exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.db.base import utcnow
@@ -253,13 +253,13 @@ async def amount_condition(session: AsyncSession, text: str) -> Any:
 
 
 async def search(
-    query: Select[Any],
+    query: Any,
     session: AsyncSession,
     *,
     operation_id: int | None = None,
     email: str = "",
     amount: str = "",
-) -> Select[Any]:
+) -> Any:
     """``query`` (of operations) narrowed to an operation id, a customer's e-mail, an exact amount."""
     if operation_id is not None:
         query = query.where(WalletOperation.id == operation_id)

@@ -174,9 +174,9 @@ async def applications(
         .order_by(WalletOperation.id)
         .limit(limit)
     )
-    query = await fraud.search(query, session, operation_id=operation_id, email=email, amount=amount)
+    found = await fraud.search(query, session, operation_id=operation_id, email=email, amount=amount)
     out = []
-    for op, mail in (await session.execute(query)).all():
+    for op, mail in (await session.execute(found)).all():
         view = service.operation_view(op, await service.precisions_of(session, op))
         out.append({**view, "customer_id": op.customer_id, "customer_email": mail})
     return {"items": out}
