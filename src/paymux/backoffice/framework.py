@@ -86,7 +86,8 @@ class PageNotFound(Exception):
 # account) stands above them.
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
-AREAS = (OPERATIONS, COLLECTIONS, FINANCE, PROVIDERS, ADMINISTRATION)
+EMONEY = "E-money"  # issuers, wallet customers and their wallets, anti-fraud
+AREAS = (OPERATIONS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)

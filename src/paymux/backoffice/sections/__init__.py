@@ -32,6 +32,8 @@ SECTION_MODULES = (
     "notifications",
     "invoices",
     "invoice_receipts",
+    "wallets",
+    "wallet_fraud",
 )
 
 
