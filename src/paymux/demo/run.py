@@ -21,6 +21,7 @@ from paymux.db.migrate import upgrade
 from paymux.demo.load import run_load
 from paymux.demo.recurring import BANK_PORT, bank_config, seed_recurring
 from paymux.demo.settlement_details import seed_provider_details, set_demo_debtor_defaults
+from paymux.demo.wallets import seed_wallets
 from paymux.funding.emulator import create_app as bank_app
 from paymux.ledger.service import balance
 from paymux.money import format_amount
@@ -112,6 +113,7 @@ class DemoInfo:
     changes: str = ""
     subscriptions: int = 0  # recurring subscriptions added by this seed
     bank_url: str = ""
+    wallet_operations: int = 0  # e-money operations added by this seed (paymux.demo.wallets)
 
 
 def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
@@ -160,6 +162,7 @@ async def seed(
             await add_rate(
                 session, base, "RUB", rate, effective_from=DEMO_RATES_FROM, source="demo", actor="demo"
             )
+        info.wallet_operations = await seed_wallets(session, hub.accounts)
         if keys:
             for ch in data["channels"]:
                 info.channel_keys[ch["code"]] = await issue_channel_key(session, ch["code"])
