@@ -56,7 +56,7 @@ from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
 from paymux.tariffs.proposals import TariffProposal
-from paymux.wallets.models import Issuer, Wallet, WalletCustomer
+from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
 from reconciliation_helpers import MAPPING, line_of, write_csv
 from registers_helpers import catalog as registers_catalog
 from registers_helpers import place_in_period, yesterday
@@ -569,6 +569,7 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "payout_id": await all_of(select(InvoicePayout.id)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
+        "operation_id": await all_of(select(WalletOperation.id)),
     }
 
 
