@@ -377,7 +377,8 @@ async def issuer_edit(
         i.emission_limit = parse_units(text, i.precision, "emission_limit", allow_zero=True) if text else None
         if spread.strip():
             i.exchange_spread_percent = service.parse_spread(spread.strip())
-        i.enabled = enabled == "yes"
+        if enabled in ("yes", "no"):
+            i.enabled = enabled == "yes"
     except Problem as e:
         await session.rollback()
         return redirect(back, error=e.detail or e.title)
