@@ -33,7 +33,7 @@ from paymux.backoffice.framework import (
     section_router,
 )
 from paymux.backoffice.listing import Filter, ListSpec
-from paymux.backoffice.sections.wallets import (
+from paymux.backoffice.sections.wallet_views import (
     amount_text,
     coin_row,
     col,
