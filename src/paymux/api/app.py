@@ -234,12 +234,14 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     app.include_router(paypage_router)
     from paymux.wallets.admin import router as wallets_admin_router
     from paymux.wallets.api import router as wallets_router
+    from paymux.wallets.fraud_admin import router as wallets_fraud_router
 
     app.include_router(wallets_router)
     app.include_router(wallets_admin_router)
     from paymux.wallets.contracts_admin import router as wallet_contracts_router
 
     app.include_router(wallet_contracts_router)
+    app.include_router(wallets_fraud_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

@@ -192,7 +192,8 @@ WALLETS_READ = define(
 WALLETS_MANAGE = define("wallets.manage", "Create and change issuers and wallet limits")
 WALLETS_BLOCK = define(
     "wallets.block",
-    "Block and unblock wallet customers and wallets, approve or reject held operations",
+    "Block and unblock wallet customers, wallets and held operations, approve or reject held operations, "
+    "manage anti-fraud rules",
     (ANTI_FRAUD,),
 )
 

@@ -86,7 +86,7 @@ class PageNotFound(Exception):
 # account) stands above them.
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
-EMONEY = "E-money"  # wallets: issuers, customers, contracts, cashback
+EMONEY = "E-money"  # issuers, wallet customers and their wallets, contracts, cashback, anti-fraud
 AREAS = (OPERATIONS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
 
 

@@ -1,7 +1,8 @@
 """What waits for a back-office user: the home page's list, each a count and the page to act on it.
 
 Only what the user's permissions let them open is counted: approvals they may give (not their own
-proposals or orders), failed sends, low balances, open discrepancies, payments needing attention.
+proposals or orders), failed sends, low balances, open discrepancies, payments needing attention, held
+e-money operations.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from paymux.settlement.alerts import below_threshold
 from paymux.settlement.models import BalanceAlert, PaymentOrder, StatementLine
 from paymux.tariffs.proposals import TariffProposal, actor_key
 from paymux.wallets.contract_models import WalletContractProposal
+from paymux.wallets.models import WalletOperation
 
 
 @dataclass(frozen=True)
@@ -174,5 +176,15 @@ async def waiting_for(session: AsyncSession, me: Principal, hub: Hub) -> list[Wa
             "{n} bank statement lines are not matched",
             await _count(session, unmatched),
             "/backoffice/settlement/statements",
+        )
+    if me.can(P.WALLETS_BLOCK) and not me.agent_scoped:
+        held = (
+            select(func.count()).select_from(WalletOperation).where(WalletOperation.state == "pending_review")
+        )
+        await add(
+            "wallet-applications",
+            "{n} e-money operations wait for review",
+            await _count(session, held),
+            "/backoffice/emoney/applications",
         )
     return sorted(out, key=lambda w: not w.urgent)

@@ -22,6 +22,7 @@ from paymux.demo.invoices import TEST_CARD, InvoiceDemo, paymethods, seed_invoic
 from paymux.demo.load import run_load
 from paymux.demo.recurring import BANK_PORT, bank_config, seed_recurring
 from paymux.demo.settlement_details import seed_provider_details, set_demo_debtor_defaults
+from paymux.demo.wallets import seed_wallets
 from paymux.funding.emulator import create_app as bank_app
 from paymux.ledger.service import balance
 from paymux.money import format_amount
@@ -116,6 +117,7 @@ class DemoInfo:
     bank_url: str = ""
     invoices: InvoiceDemo = field(default_factory=InvoiceDemo)
     method_urls: dict[str, str] = field(default_factory=dict)  # the acquirer and open-banking emulators
+    wallet_operations: int = 0  # e-money operations added by this seed (paymux.demo.wallets)
 
 
 def demo_catalog(urls: dict[str, str] | None = None) -> dict[str, Any]:
@@ -169,6 +171,7 @@ async def seed(
             await add_rate(
                 session, base, "RUB", rate, effective_from=DEMO_RATES_FROM, source="demo", actor="demo"
             )
+        info.wallet_operations = await seed_wallets(session, hub.accounts)
         if keys:
             for ch in data["channels"]:
                 info.channel_keys[ch["code"]] = await issue_channel_key(session, ch["code"])

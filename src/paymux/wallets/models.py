@@ -32,6 +32,7 @@ OPERATION_TYPES = (
 SUPPORTED_TYPES = ("topup", "withdrawal", "p2p", "exchange", "merchant_payment", "service_payment", "refund")
 OPERATION_STATES = ("created", "pending_review", "processing", "done", "rejected", "failed")
 LIMIT_ACTIONS = ("refuse", "review")
+FRAUD_RULE_KINDS = ("velocity", "amount", "new_payee")
 
 
 class Issuer(Base):
@@ -128,6 +129,11 @@ class WalletOperation(Base):
     fee: Mapped[int] = mapped_column(BigInteger, default=0)
     rate: Mapped[str | None] = mapped_column(String(60), nullable=True)
     limit_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # the anti-fraud rule that held it (``wallet_fraud_rules``), and why it waits, as the reviewer reads it
+    fraud_rule_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    hold_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # an anti-fraud block on this one operation: a held operation that is blocked cannot be approved
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True, index=True)
     problem: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -194,6 +200,32 @@ class WalletLimit(Base):
     daily_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     action: Mapped[str] = mapped_column(String(16), default="refuse")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WalletFraudRule(Base):
+    """An anti-fraud rule on one operation type (of one issuer, or of every issuer when the rule has
+    no amount): an operation that matches it waits for review as an application, the rule named.
+
+    ``kind``: ``velocity`` (more than ``max_count`` operations, or more than ``max_amount`` in total,
+    by one customer within ``window_minutes``), ``amount`` (one operation over ``max_amount``),
+    ``new_payee`` (a payment to a customer this one never paid before). Amounts in minor units of the
+    issuer. A disabled rule matches nothing.
+    """
+
+    __tablename__ = "wallet_fraud_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(20))
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_issuers.id"), nullable=True)
+    max_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    window_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class WalletTokenKey(Base):

@@ -52,6 +52,7 @@ from paymux.ledger.service import AccountCache, AccountKey, InsufficientFunds, L
 from paymux.money import CURRENCIES
 from paymux.rates.service import RateError, rate_at
 from paymux.tariffs.calc import TariffError, compute, rule_from_json, rule_to_json
+from paymux.wallets import fraud
 from paymux.wallets.contracts import ContractLimit, Terms, check_contract_limits, terms_for
 from paymux.wallets.models import (
     IDENTIFICATION_LEVELS,
@@ -305,7 +306,7 @@ def blocked_customer(customer: WalletCustomer) -> Problem:
         403,
         "customer-blocked",
         "Customer blocked",
-        f"customer {customer.id} is blocked",
+        f"customer {customer.id} is blocked: its operations are refused until it is unblocked",
         customer_id=customer.id,
     )
 
@@ -601,6 +602,17 @@ async def execute(
         )
         if limit is not None:
             op.state, op.limit_id = "pending_review", limit.id
+            op.hold_reason = f"limit {limit.name!r}"
+            op.updated_at = utcnow()
+            await session.flush()
+            return op, True
+        rule = await fraud.matching_rule(
+            session, customer, req.type, p.source, p.amount, p.to_wallet, exclude=op.id
+        )
+        if rule is not None:
+            issuer = p.source if rule.issuer_id is not None else None
+            op.state, op.fraud_rule_id = "pending_review", rule.id
+            op.hold_reason = fraud.describe(rule, issuer)
             op.updated_at = utcnow()
             await session.flush()
             return op, True
@@ -835,6 +847,12 @@ async def review(
         raise not_found(f"operation {operation_id}")
     if op.state != "pending_review":
         raise conflict("not-pending", "Not waiting for review", f"operation {op.id} is {op.state}")
+    if approve and op.blocked:
+        raise conflict(
+            "operation-blocked",
+            "Operation blocked",
+            f"operation {op.id} is blocked by anti-fraud: unblock it before approving it, or reject it",
+        )
     op.reviewed_by, op.review_reason = actor[:100], reason[:500] or None
     if not approve:
         op.state, op.updated_at = "rejected", utcnow()
@@ -890,6 +908,9 @@ def operation_view(op: WalletOperation, precisions: dict[str, int]) -> dict[str,
     }
     if op.state == "pending_review":
         out["limit_id"] = op.limit_id
+        out["fraud_rule_id"] = op.fraud_rule_id
+        out["hold_reason"] = op.hold_reason
+        out["blocked"] = op.blocked
     if op.review_reason:
         out["review_reason"] = op.review_reason
     if op.refund_of_id is not None:

@@ -34,6 +34,8 @@ SECTION_MODULES = (
     "invoices",
     "invoice_receipts",
     "wallet_contracts",
+    "wallets",
+    "wallet_fraud",
 )
 
 
