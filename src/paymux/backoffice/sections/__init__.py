@@ -32,6 +32,9 @@ SECTION_MODULES = (
     "notifications",
     "invoices",
     "invoice_receipts",
+    "kyc",
+    "support",
+    "texts",
 )
 
 
