@@ -43,6 +43,8 @@ from paymux.backoffice.sections.catalog import KINDS
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.gateways.models import InboundGateway
 from paymux.invoices.models import Biller, BillerKey, Invoice, InvoicePayout, InvoiceReceipt
+from paymux.kyc.files import check as check_file
+from paymux.kyc.models import KycDocument
 from paymux.notifications.models import Notification, WebhookEndpoint
 from paymux.notifications.service import Action, Recipient, notify
 from paymux.payments.models import Payment
@@ -55,6 +57,8 @@ from paymux.registers.worker import RegisterWorker
 from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
+from paymux.support import service as support_service
+from paymux.support.models import Ticket, TicketAttachment
 from paymux.tariffs.proposals import TariffProposal
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer
 from reconciliation_helpers import MAPPING, line_of, write_csv
@@ -448,6 +452,25 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
             api.post("/api/v1/wallet/topups", json=topup, headers={**env.headers(), "Idempotency-Key": "t1"}),
             201,
         )
+        # identification and support: a document, a ticket with an attachment
+        holder = {"Authorization": f"Bearer {minted['token']}"}
+        doc = {"file": ("id.pdf", b"%PDF-1.4 planted", "application/pdf")}
+        await ok(
+            api.post(
+                "/api/v1/wallet/identification/documents",
+                data={"kind": "passport"},
+                files=doc,
+                headers=holder,
+            ),
+            201,
+        )
+        ticket = {"subject": "Help", "message": "Where is my top-up?"}
+        made = await ok(api.post("/api/v1/wallet/tickets", json=ticket, headers=holder), 201)
+        async with env.hub.sessions() as s:
+            t = await s.get(Ticket, made["id"])
+            assert t is not None
+            await support_service.add_attachment(s, t, check_file(b"%PDF-1.4 receipt", "r.pdf"), "test")
+            await s.commit()
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
@@ -569,6 +592,9 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "payout_id": await all_of(select(InvoicePayout.id)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
+        "document_id": await all_of(select(KycDocument.id)),
+        "ticket_id": await all_of(select(Ticket.id)),
+        "attachment_id": await all_of(select(TicketAttachment.id)),
     }
 
 
