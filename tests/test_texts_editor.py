@@ -16,6 +16,8 @@ from paymux.notifications.models import NotificationTemplate
 from paymux.texts.models import TextOverride
 from test_backoffice_support import bo_app, flash_of, follow, form_token, post_form
 
+RO = json.loads(files("paymux.backoffice").joinpath("locales/ro.json").read_text("utf-8"))
+
 
 async def edit(http, key: str, language: str, text: str):  # type: ignore[no-untyped-def]
     return await post_form(
@@ -28,9 +30,7 @@ async def edit(http, key: str, language: str, text: str):  # type: ignore[no-unt
 
 async def test_an_edited_text_overrides_the_shipped_one(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYMUX_TEXTS_CACHE_SECONDS", "3600")
-    shipped_ro = json.loads(files("paymux.backoffice").joinpath("locales/ro.json").read_text("utf-8"))[
-        "Log out"
-    ]
+    shipped_ro = RO["Log out"]
     async with bo_app(db_url) as bo, bo_app(db_url) as node2:  # two nodes on one database
         async with (
             bo_client(bo.hub, "admin2", "administrator") as http,
@@ -67,10 +67,10 @@ async def test_an_edited_text_overrides_the_shipped_one(db_url: str, monkeypatch
             # placeholders must stay; unknown keys and languages are refused
             r = await edit(http, "{total} found", "ru", "найдено")
             assert "placeholders" in flash_of((await follow(http, r)).text)
-            assert "Unknown text key." in flash_of(
+            assert RO["Unknown text key."] in flash_of(
                 (await follow(http, await edit(http, "No such text at all", "ru", "x"))).text
             )
-            assert "Unknown language." in flash_of(
+            assert RO["Unknown language."] in flash_of(
                 (await follow(http, await edit(http, "Log out", "de", "x"))).text
             )
 
@@ -78,9 +78,9 @@ async def test_an_edited_text_overrides_the_shipped_one(db_url: str, monkeypatch
             page = await http.get("/backoffice/texts", params={"kind": "notification", "q": "run.paid"})
             assert "notification:run.paid:sms:body" in page.text
             r = await edit(http, "notification:run.paid:sms:body", "en", "Paid {{ amount }}. {% if")
-            assert flash_of((await follow(http, r)).text) not in ("", "The text was saved.")
+            assert flash_of((await follow(http, r)).text) not in ("", RO["The text was saved."])
             r = await edit(http, "notification:run.paid:sms:body", "en", "Paid: {{ service }}")
-            assert flash_of((await follow(http, r)).text) == "The text was saved."
+            assert flash_of((await follow(http, r)).text) == RO["The text was saved."]
             async with bo.hub.read_sessions() as s:
                 tpl = await s.scalar(
                     select(NotificationTemplate).where(NotificationTemplate.event == "run.paid")
