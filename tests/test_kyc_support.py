@@ -199,6 +199,13 @@ async def test_tickets_with_codewords_sla_and_the_support_desk(
             f"{W}/tickets/{api_ticket['id']}/messages", json={"message": "Any news?"}, headers=a.h
         )
         assert r.status_code == 201 and len(r.json()["messages"]) == 2
+        url = f"{W}/tickets/{api_ticket['id']}/attachments"
+        r = await w.http.post(url, files={"file": ("shot.png", png(), "image/png")}, headers=a.h)
+        assert r.status_code == 201 and [f["filename"] for f in r.json()["attachments"]] == ["shot.png"]
+        r = await w.http.post(url, files={"file": ("shot.png", NOT_AN_IMAGE, "image/png")}, headers=a.h)
+        problem(r, 422, "invalid-file")
+        r = await w.http.post(url, files={"file": ("shot.png", png(), "image/png")}, headers=b.h)
+        problem(r, 404, "not-found")
 
         async with bo_client(hub, "agent1", SUPPORT) as sup, bo_client(hub, "boss", SUPPORT_MANAGER) as boss:
             home = await sup.get("/backoffice/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from paymux.api.deps import ReadSessionDep, SessionDep
 from paymux.api.params import Id
 from paymux.errors import invalid, not_found
+from paymux.kyc.api import read_upload
 from paymux.support import service
 from paymux.support.models import Ticket, TicketAttachment
 from paymux.wallets.api import PROBLEMS, CustomerDep
@@ -134,5 +135,27 @@ async def write(ticket_id: Id, body: MessageIn, customer: CustomerDep, session: 
     except service.SupportError as e:
         await session.rollback()
         raise invalid("invalid-message", str(e)) from None
+    await session.commit()
+    return JSONResponse(await ticket_detail(session, t), status_code=201)
+
+
+@router.post(
+    "/tickets/{ticket_id}/attachments",
+    status_code=201,
+    summary="Attach a file to a ticket (JPEG, PNG or PDF)",
+    responses=PROBLEMS,
+)
+async def attach(
+    ticket_id: Id,
+    customer: CustomerDep,
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="JPEG, PNG or PDF, up to PAYMUX_UPLOADS_MAX_BYTES")],
+) -> JSONResponse:
+    """The file's type is read from its first bytes; its SHA-256 is kept."""
+    t = await _own_ticket(session, customer, ticket_id)
+    if t.status == "closed":
+        raise invalid("ticket-closed", f"ticket {ticket_id} is closed: open a new one")
+    checked = await read_upload(file)
+    await service.add_attachment(session, t, checked, f"customer:{customer.external_ref}")
     await session.commit()
     return JSONResponse(await ticket_detail(session, t), status_code=201)
