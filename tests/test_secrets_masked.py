@@ -52,6 +52,8 @@ from paymux.invoices.models import (
     InvoiceRefund,
     InvoiceUploadMapping,
 )
+from paymux.kyc.files import check as check_file
+from paymux.kyc.models import KycDocument
 from paymux.notifications.models import Notification, WebhookEndpoint
 from paymux.notifications.service import Action, Recipient, notify
 from paymux.payments.models import Payment
@@ -64,6 +66,8 @@ from paymux.registers.worker import RegisterWorker
 from paymux.routing.models import RouteSwitch
 from paymux.settlement import orders as order_service
 from paymux.settlement.models import BalanceAlertRule, BankStatement, PaymentOrder
+from paymux.support import service as support_service
+from paymux.support.models import Ticket, TicketAttachment
 from paymux.tariffs.proposals import TariffProposal
 from paymux.wallets.contract_models import WalletContractProposal
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
@@ -483,6 +487,25 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         await ok(api.post(f"{A}/wallets/contract-proposals", json=contract), 201)
         cashback = {"merchant": shop_id, "issuer": "rube", "mode": "fixed", "fixed": "1.00"}
         await ok(api.post(f"{A}/wallets/cashback-proposals", json=cashback), 201)
+        # identification and support: a document, a ticket with an attachment
+        holder = {"Authorization": f"Bearer {minted['token']}"}
+        doc = {"file": ("id.pdf", b"%PDF-1.4 planted", "application/pdf")}
+        await ok(
+            api.post(
+                "/api/v1/wallet/identification/documents",
+                data={"kind": "passport"},
+                files=doc,
+                headers=holder,
+            ),
+            201,
+        )
+        ticket = {"subject": "Help", "message": "Where is my top-up?"}
+        made = await ok(api.post("/api/v1/wallet/tickets", json=ticket, headers=holder), 201)
+        async with env.hub.sessions() as s:
+            t = await s.get(Ticket, made["id"])
+            assert t is not None
+            await support_service.add_attachment(s, t, check_file(b"%PDF-1.4 receipt", "r.pdf"), "test")
+            await s.commit()
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
@@ -610,6 +633,9 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
         "operation_id": await all_of(select(WalletOperation.id)),
+        "document_id": await all_of(select(KycDocument.id)),
+        "ticket_id": await all_of(select(Ticket.id)),
+        "attachment_id": await all_of(select(TicketAttachment.id)),
     }
 
 

@@ -242,6 +242,11 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
 
     app.include_router(wallet_contracts_router)
     app.include_router(wallets_fraud_router)
+    from paymux.kyc.api import router as kyc_router
+    from paymux.support.api import router as support_router
+
+    app.include_router(kyc_router)
+    app.include_router(support_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

@@ -17,6 +17,7 @@ CASHIER = "cashier"
 COMPLIANCE = "compliance"
 ANTI_FRAUD = "anti_fraud"
 SUPPORT = "support"
+SUPPORT_MANAGER = "support_manager"
 OPERATOR = "operator"
 AGENT = "agent"
 
@@ -30,14 +31,19 @@ PREDEFINED_ROLES: dict[str, str] = {
     COMPLIANCE: "Compliance",
     ANTI_FRAUD: "Anti-fraud",
     SUPPORT: "Customer support",
+    SUPPORT_MANAGER: "Support manager",
     OPERATOR: "Operator",
     AGENT: "Agent",
 }
 
 # Predefined roles a role may give to users beyond its own permissions (and whose users it may then
 # manage). Everyone else gives only roles whose permissions they hold themselves (auth/grants.py).
-# Compliance creates and manages the Customer support and Anti-fraud staff.
-DELEGATIONS: dict[str, frozenset[str]] = {COMPLIANCE: frozenset({SUPPORT, ANTI_FRAUD})}
+# Compliance creates and manages the Customer support and Anti-fraud staff; the Support manager, the
+# Customer support staff (and, with roles.write, roles holding part of its own permissions).
+DELEGATIONS: dict[str, frozenset[str]] = {
+    COMPLIANCE: frozenset({SUPPORT, ANTI_FRAUD}),
+    SUPPORT_MANAGER: frozenset({SUPPORT}),
+}
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,16 @@ def role_permissions(role_code: str) -> frozenset[str]:
 
 FIN = (CFO, FINANCIAL_SPECIALIST, ACCOUNTANT)
 OVERSIGHT = (COMPLIANCE, ANTI_FRAUD)
+# the support centre: its staff and the manager who runs it
+SUPPORT_TEAM = (SUPPORT, SUPPORT_MANAGER)
 
 # --- users, roles, audit ------------------------------------------------------------------------------
-USERS_READ = define("users.read", "View users", (COMPLIANCE,))
+USERS_READ = define("users.read", "View users", (COMPLIANCE, SUPPORT_MANAGER))
 # Compliance: only users whose permissions it holds, or of the roles it delegates (DELEGATIONS)
-USERS_WRITE = define("users.write", "Create and change users", (COMPLIANCE,))
-ROLES_READ = define("roles.read", "View roles", (COMPLIANCE,))
-ROLES_WRITE = define("roles.write", "Create and change roles")
+USERS_WRITE = define("users.write", "Create and change users", (COMPLIANCE, SUPPORT_MANAGER))
+ROLES_READ = define("roles.read", "View roles", (COMPLIANCE, SUPPORT_MANAGER))
+# a Support manager creates roles holding part of its own permissions (auth/grants.py)
+ROLES_WRITE = define("roles.write", "Create and change roles", (SUPPORT_MANAGER,))
 ORGS_READ = define("orgs.read", "View organizations", (COMPLIANCE, CFO))
 ORGS_WRITE = define("orgs.write", "Create and change organizations")
 SESSIONS_READ = define("sessions.read", "View sessions of users", (COMPLIANCE,))
@@ -87,13 +96,13 @@ API_TOKENS = define("api.tokens", "Own API tokens", (OPERATOR, CFO, FINANCIAL_SP
 ADMIN_TOKENS = define("admin_tokens.manage", "View and revoke admin tokens")
 
 # --- catalog and operations (admin API) ---------------------------------------------------------------
-CATALOG_READ = define("catalog.read", "View the catalog", (*FIN, *OVERSIGHT, SUPPORT, OPERATOR))
+CATALOG_READ = define("catalog.read", "View the catalog", (*FIN, *OVERSIGHT, *SUPPORT_TEAM, OPERATOR))
 CATALOG_WRITE = define("catalog.write", "Change the catalog", (OPERATOR,))
 # `paymux catalog export --with-secrets`: every read masks secrets; only the Administrator gets them
 CATALOG_SECRETS = define("catalog.secrets", "Export the catalog with its secrets")
-CHANNELS_READ = define("channels.read", "View channels", (*FIN, *OVERSIGHT, SUPPORT, OPERATOR, AGENT))
+CHANNELS_READ = define("channels.read", "View channels", (*FIN, *OVERSIGHT, *SUPPORT_TEAM, OPERATOR, AGENT))
 CHANNEL_KEYS = define("channels.keys", "Issue, list and revoke channel API keys", (OPERATOR,))
-ROUTING_READ = define("routing.read", "View routes and switches", (CFO, *OVERSIGHT, OPERATOR, SUPPORT))
+ROUTING_READ = define("routing.read", "View routes and switches", (CFO, *OVERSIGHT, OPERATOR, *SUPPORT_TEAM))
 ROUTING_WRITE = define("routing.write", "Switch providers", (OPERATOR,))
 TARIFFS_READ = define("tariffs.read", "View tariffs", (*FIN, OPERATOR, COMPLIANCE))
 # direct writes skip the maker-checker: only the Administrator (and catalog files / admin tokens)
@@ -103,7 +112,7 @@ TARIFFS_APPROVE = define("tariffs.approve", "Approve or reject tariff changes", 
 BALANCES_READ = define("balances.read", "View balances", (*FIN, CASHIER, OPERATOR))
 TOPUPS_WRITE = define("topups.write", "Record provider top-ups", (CFO, FINANCIAL_SPECIALIST, CASHIER))
 PAYMENTS_READ = define(
-    "payments.read", "View payments", (*FIN, CASHIER, *OVERSIGHT, SUPPORT, OPERATOR, AGENT)
+    "payments.read", "View payments", (*FIN, CASHIER, *OVERSIGHT, *SUPPORT_TEAM, OPERATOR, AGENT)
 )
 RATES_READ = define("rates.read", "View exchange rates", (*FIN, OPERATOR, CASHIER))
 RATES_WRITE = define("rates.write", "Add exchange rates", (CFO, FINANCIAL_SPECIALIST))
@@ -148,7 +157,7 @@ RECON_CONFIGURE = define(
 NOTIFICATIONS_READ = define(
     "notifications.read",
     "View notifications, their delivery log, templates and webhook endpoints",
-    (SUPPORT, OPERATOR),
+    (*SUPPORT_TEAM, OPERATOR),
 )
 NOTIFICATIONS_WRITE = define(
     "notifications.write",
@@ -160,12 +169,12 @@ NOTIFICATIONS_WRITE = define(
 RECURRING_READ = define(
     "recurring.read",
     "View recurring customers, subscriptions, runs and agents' recurring settings",
-    (*FIN, *OVERSIGHT, SUPPORT, OPERATOR),
+    (*FIN, *OVERSIGHT, *SUPPORT_TEAM, OPERATOR),
 )
 RECURRING_MANAGE = define(
     "recurring.manage",
     "Pause, resume and cancel customers' subscriptions (with a reason)",
-    (SUPPORT, OPERATOR),
+    (*SUPPORT_TEAM, OPERATOR),
 )
 RECURRING_CONFIGURE = define(
     "recurring.configure", "Configure agents' recurring payments and their funding sources", (OPERATOR,)
@@ -175,7 +184,7 @@ RECURRING_CONFIGURE = define(
 INVOICES_READ = define(
     "invoices.read",
     "View billers, their invoices, API keys (masked) and webhook deliveries",
-    (*FIN, SUPPORT, OPERATOR),
+    (*FIN, *SUPPORT_TEAM, OPERATOR),
 )
 INVOICES_WRITE = define(
     "invoices.write",
@@ -187,7 +196,7 @@ INVOICES_WRITE = define(
 WALLETS_READ = define(
     "wallets.read",
     "View issuers, wallet customers, wallets, operations and limits",
-    (*FIN, *OVERSIGHT, SUPPORT),
+    (*FIN, *OVERSIGHT, *SUPPORT_TEAM),
 )
 WALLETS_MANAGE = define("wallets.manage", "Create and change issuers and wallet limits")
 WALLETS_BLOCK = define(
@@ -209,6 +218,22 @@ CONTRACTS_APPROVE = define(
     "Approve or reject e-money contracts and cashback profiles, set customers' contract groups",
     (CFO,),
 )
+# --- identification of wallet customers (kyc/; back-office section "Identification") -------------------
+KYC_READ = define(
+    "kyc.read", "View wallet customers' identification status", (COMPLIANCE, ANTI_FRAUD, *SUPPORT_TEAM)
+)
+KYC_DOCUMENTS = define("kyc.documents", "Open customers' identification documents", (COMPLIANCE,))
+KYC_REVIEW = define("kyc.review", "Review identification and change its status", (COMPLIANCE,))
+
+# --- customer support (support/; back-office section "Support") ------------------------------------------
+SUPPORT_READ = define("support.read", "View clients' cards and support tickets", (*SUPPORT_TEAM, COMPLIANCE))
+SUPPORT_TICKETS = define(
+    "support.tickets", "Create tickets (with the client's codeword), answer and change them", SUPPORT_TEAM
+)
+SUPPORT_ASSIGN = define("support.assign", "Assign support tickets to others", (SUPPORT_MANAGER,))
+
+# --- texts (texts/; back-office section "Texts") ----------------------------------------------------------
+TEXTS_EDIT = define("texts.edit", "Edit the texts of the back office and notifications")
 
 # What an agent's users may do, whatever their role holds: read their own channels' payments (as
 # ``paymux.payments.visibility`` shows them to agents), their reports and their channels, own API

@@ -33,9 +33,10 @@ from paymux.auth.principal import Principal, principal_for_user
 from paymux.auth.proxy import client_ip
 from paymux.auth.user_models import User, UserSession
 from paymux.backoffice import flash
-from paymux.backoffice.i18n import LANGUAGES, negotiate, translator
+from paymux.backoffice.i18n import LANGUAGES, negotiate, translator, use_overrides
 from paymux.backoffice.settings import BackofficeSettings, get_backoffice_settings
 from paymux.db.base import utcnow
+from paymux.texts.service import overrides_for as texts_overrides
 
 PREFIX = "/backoffice"
 LANG_COOKIE = "pmx_lang"
@@ -87,7 +88,8 @@ class PageNotFound(Exception):
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
 EMONEY = "E-money"  # issuers, wallet customers and their wallets, contracts, cashback, anti-fraud
-AREAS = (OPERATIONS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
+CUSTOMERS = "Customers"  # wallet customers: identification, support
+AREAS = (OPERATIONS, CUSTOMERS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)
@@ -542,6 +544,8 @@ class BackofficeRoute(APIRoute):
 
         async def wrapped(request: Request) -> Response:
             await _flash_in(request)
+            # the texts edited in this installation, over the shipped translations (cached per node)
+            use_overrides(await texts_overrides(request.app.state.hub))
             try:
                 if request.method not in SAFE_METHODS:
                     await check_csrf(request)

@@ -17,12 +17,15 @@ from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.sections.dashboard import low_deposits, provider_states
 from paymux.backoffice.sections.queues import attention_count
+from paymux.kyc.models import KycCase
 from paymux.payments.visibility import payment_scope
 from paymux.reconciliation.models import DISCREPANCIES, ReconciliationFetch, ReconciliationLine
 from paymux.registers.models import RegisterTask
 from paymux.runtime import Hub
 from paymux.settlement.alerts import below_threshold
 from paymux.settlement.models import BalanceAlert, PaymentOrder, StatementLine
+from paymux.support.models import OPEN_STATUSES, Ticket
+from paymux.support.service import overdue_count, unassigned_count
 from paymux.tariffs.proposals import TariffProposal, actor_key
 from paymux.wallets.contract_models import WalletContractProposal
 from paymux.wallets.models import WalletOperation
@@ -187,4 +190,39 @@ async def waiting_for(session: AsyncSession, me: Principal, hub: Hub) -> list[Wa
             await _count(session, held),
             "/backoffice/emoney/applications",
         )
+    if me.can(P.KYC_REVIEW) and not me.agent_scoped:
+        pending = select(func.count()).select_from(KycCase).where(KycCase.status == "pending")
+        await add(
+            "kyc-pending",
+            "{n} customers wait for their identification to be reviewed",
+            await _count(session, pending),
+            "/backoffice/kyc?status=pending",
+        )
+    if me.can(P.SUPPORT_READ) and not me.agent_scoped:
+        await add(
+            "tickets-overdue",
+            "{n} support tickets are past their deadline",
+            await overdue_count(session),
+            "/backoffice/support/tickets?overdue=yes",
+            True,
+        )
+    if me.can(P.SUPPORT_TICKETS) and not me.agent_scoped:
+        await add(
+            "tickets-unassigned",
+            "{n} new support tickets wait for someone to take them",
+            await unassigned_count(session),
+            "/backoffice/support/tickets?status=open&assignee=none",
+        )
+        if me.user_id is not None:
+            mine = (
+                select(func.count())
+                .select_from(Ticket)
+                .where(Ticket.assignee_id == me.user_id, Ticket.status.in_(OPEN_STATUSES))
+            )
+            await add(
+                "tickets-mine",
+                "{n} support tickets are assigned to you",
+                await _count(session, mine),
+                f"/backoffice/support/tickets?assignee={me.user_id}",
+            )
     return sorted(out, key=lambda w: not w.urgent)

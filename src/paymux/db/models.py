@@ -5,6 +5,7 @@ from paymux.catalog import models as catalog_models
 from paymux.db.base import Base
 from paymux.gateways import models as gateways_models
 from paymux.invoices import models as invoices_models
+from paymux.kyc import models as kyc_models
 from paymux.ledger import models as ledger_models
 from paymux.notifications import models as notifications_models
 from paymux.payments import models as payments_models
@@ -15,8 +16,10 @@ from paymux.recurring import reminder_models as recurring_reminder_models
 from paymux.registers import models as registers_models
 from paymux.routing import models as routing_models
 from paymux.settlement import models as settlement_models
+from paymux.support import models as support_models
 from paymux.tariffs import models as tariffs_models
 from paymux.tariffs import proposals as tariff_proposals
+from paymux.texts import models as texts_models
 from paymux.wallets import contract_models as wallet_contract_models
 from paymux.wallets import models as wallets_models
 
@@ -26,6 +29,7 @@ __all__ = [
     "catalog_models",
     "gateways_models",
     "invoices_models",
+    "kyc_models",
     "ledger_models",
     "notifications_models",
     "payments_models",
@@ -36,8 +40,10 @@ __all__ = [
     "registers_models",
     "routing_models",
     "settlement_models",
+    "support_models",
     "tariff_proposals",
     "tariffs_models",
+    "texts_models",
     "wallet_contract_models",
     "wallets_models",
 ]

@@ -36,6 +36,9 @@ SECTION_MODULES = (
     "wallet_contracts",
     "wallets",
     "wallet_fraud",
+    "kyc",
+    "support",
+    "texts",
 )
 
 

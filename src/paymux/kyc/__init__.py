@@ -1,0 +1,1 @@
+"""Identification of wallet customers (KYC): documents they upload and Compliance's review."""

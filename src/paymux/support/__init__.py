@@ -1,0 +1,1 @@
+"""Customer support: clients' codewords, tickets with messages, attachments and SLA timers."""

@@ -1,0 +1,1 @@
+"""The texts editor: database overrides of the back office's shipped translations."""
