@@ -1,5 +1,9 @@
 """The executor: carries a run from ``due`` (or ``checking``) to a final state, one committed step at a time.
 
+A step's write is group-committed with the steps of the other runs in flight in this process
+(:class:`paymux.recurring.steps.StepWriter`: one transaction per batch, the fence checked by the
+statement that records each step); the run goes on only once its step committed.
+
 Runs are jobs (:mod:`paymux.worker.jobs`): a worker claims due ``pending``/``running`` runs under a
 lease of its own (``lease_owner``, a fencing token); every write checks it, and the lease is renewed
 in the database right before anything leaves the hub (a debit, a payment, a refund). A worker that
@@ -129,6 +133,7 @@ class Executor:
         self.settings = settings or EngineSettings()
         self.observer = observer or default_observer
         self._sources: dict[str, FundingSource] = {}
+        self._preloaded: dict[tuple[int, str], tuple[Any, ...]] = {}  # (run id, owner) -> its row
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -140,22 +145,38 @@ class Executor:
             self._sources[fingerprint] = src
         return src
 
-    async def _load(self, run_id: int, owner: str, now: dt.datetime) -> Ctx | None:
-        """The run held by ``owner`` with its subscription, customer, template and agent's settings,
-        in one query (None when the claim no longer holds it)."""
+    @staticmethod
+    def _loading(owner: str) -> Any:
+        """Runs held by ``owner`` with their subscription, customer, template and agent's settings."""
+        return (
+            select(Run, Subscription, Customer, Template, RecurringAgent)
+            .join(Subscription, Subscription.id == Run.subscription_id)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .join(Template, Template.id == Subscription.template_id)
+            .outerjoin(RecurringAgent, RecurringAgent.agent_id == Customer.agent_id)
+            .where(Run.lease_owner == owner, Run.status == "running")
+        )
+
+    async def preload(self, run_ids: list[int], owner: str) -> None:
+        """Load the runs just claimed under ``owner`` in one query; each run's :meth:`execute` then
+        takes its own instead of asking again."""
+        if len(run_ids) < 2:
+            return
         async with self.hub.read_sessions() as session:
-            row = (
-                await session.execute(
-                    select(Run, Subscription, Customer, Template, RecurringAgent)
-                    .join(Subscription, Subscription.id == Run.subscription_id)
-                    .join(Customer, Customer.id == Subscription.customer_id)
-                    .join(Template, Template.id == Subscription.template_id)
-                    .outerjoin(RecurringAgent, RecurringAgent.agent_id == Customer.agent_id)
-                    .where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
-                )
-            ).first()
+            rows = (await session.execute(self._loading(owner).where(Run.id.in_(run_ids)))).all()
+        for row in rows:
+            self._preloaded[(row[0].id, owner)] = tuple(row)
+
+    async def _load(self, run_id: int, owner: str, now: dt.datetime, *, claimed: bool = False) -> Ctx | None:
+        """The run held by ``owner`` with what it needs, in one query (None when the claim no longer
+        holds it); ``claimed``: right after the claim, as preloaded if it was."""
+        row = self._preloaded.pop((run_id, owner), None) if claimed else None
         if row is None:
-            return None
+            async with self.hub.read_sessions() as session:
+                found = (await session.execute(self._loading(owner).where(Run.id == run_id))).first()
+            if found is None:
+                return None
+            row = tuple(found)
         run, sub, customer, template, agent = row
         if agent is None:
             raise RuntimeError(f"run {run_id}: agent {customer.agent_id} has no recurring settings")
@@ -238,7 +259,7 @@ class Executor:
         """Carry a claimed run as far as it goes now; returns its job outcome (a final state,
         ``pending`` when it waits for something, ``lost`` when another worker holds it)."""
         try:
-            loaded = await self._load(run_id, owner, now or utcnow())
+            loaded = await self._load(run_id, owner, now or utcnow(), claimed=True)
             if loaded is None:
                 return "lost"
             ctx = loaded
@@ -690,8 +711,18 @@ class RunWorker(PollingWorker):
     async def schedule(self, now: dt.datetime | None = None) -> Any:
         return await schedule_due(self.hub, now, self.settings)
 
+    async def run_jobs(self, ids: list[int], now: dt.datetime | None) -> dict[int, str]:
+        await self._preload(ids, self.owner)
+        return await super().run_jobs(ids, now)
+
     async def run_job(self, job_id: int, now: dt.datetime | None) -> str:
         return await self.execute_claimed(job_id, self.owner, now)
+
+    async def _preload(self, ids: list[int], owner: str) -> None:
+        try:
+            await self.executor.preload(ids, owner)
+        except Exception:  # each run loads itself then
+            self.log.exception("%s: loading the claimed runs failed", self.name)
 
     async def execute_claimed(self, run_id: int, owner: str, now: dt.datetime | None) -> str:
         """Carry run ``run_id`` claimed under lease ``owner`` as far as it goes now."""
@@ -717,6 +748,7 @@ class RunWorker(PollingWorker):
                 except Exception:
                     self.log.exception("%s: claiming failed", self.name)
                     ids, owner = [], ""
+                await self._preload(ids, owner)
                 for run_id in ids:
                     task = asyncio.create_task(self.execute_claimed(run_id, owner, None))
                     flying[task] = run_id
