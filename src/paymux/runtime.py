@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from paymux.payments.acceptor import Acceptor
     from paymux.payments.processing import Worker
     from paymux.payments.recorder import Recorder
+    from paymux.recurring.steps import StepWriter
 
 
 class Hub:
@@ -86,6 +87,7 @@ class Hub:
         )
         self._acceptor: Acceptor | None = None
         self._recorder: Recorder | None = None
+        self._run_steps: StepWriter | None = None
         self.local_worker: Worker | None = None  # takes payments accepted here straight away
         self.check_ids = CheckIds()  # transaction ids of account checks (paymux.payments.check_ids)
 
@@ -156,6 +158,15 @@ class Hub:
             self._recorder = Recorder(self)
         return self._recorder
 
+    @property
+    def run_steps(self) -> StepWriter:
+        """The group committer of recurring runs' steps (created on first use, in the running loop)."""
+        if self._run_steps is None:
+            from paymux.recurring.steps import StepWriter
+
+            self._run_steps = StepWriter(self)
+        return self._run_steps
+
     def work_due(self) -> None:
         """Payments became due in this process's database: the local worker claims soon."""
         if self.local_worker is not None:
@@ -176,6 +187,8 @@ class Hub:
             await self._acceptor.close()
         if self._recorder is not None:
             await self._recorder.close()
+        if self._run_steps is not None:
+            await self._run_steps.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -9,6 +9,7 @@ its rendered text, due at once; the notification worker delivers it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,8 +54,18 @@ class Action:
     token: str | None = None
 
 
+_ENV_PREFIX = "PAYMUX_NOTIFICATIONS_"
+_cached: tuple[tuple[tuple[str, str], ...], NotificationSettings] | None = None
+
+
 def _settings() -> NotificationSettings:
-    return NotificationSettings()
+    """The settings as the environment has them now (built again only when a ``PAYMUX_NOTIFICATIONS_*``
+    variable changed: building them costs about a millisecond, and every notice asks)."""
+    global _cached
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(_ENV_PREFIX)))
+    if _cached is None or _cached[0] != env:
+        _cached = (env, NotificationSettings())
+    return _cached[1]
 
 
 def _channels(channels: Sequence[str]) -> list[str]:

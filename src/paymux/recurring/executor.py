@@ -1,5 +1,9 @@
 """The executor: carries a run from ``due`` (or ``checking``) to a final state, one committed step at a time.
 
+A step's write is group-committed with the steps of the other runs in flight in this process
+(:class:`paymux.recurring.steps.StepWriter`: one transaction per batch, the fence checked by the
+statement that records each step); the run goes on only once its step committed.
+
 Runs are jobs (:mod:`paymux.worker.jobs`): a worker claims due ``pending``/``running`` runs under a
 lease of its own (``lease_owner``, a fencing token); every write checks it, and the lease is renewed
 in the database right before anything leaves the hub (a debit, a payment, a refund). A worker that
@@ -63,6 +67,7 @@ from paymux.recurring.engine_settings import EngineSettings
 from paymux.recurring.models import Customer, RecurringAgent, Run, Subscription, Template
 from paymux.recurring.schedule import RuleError, zone
 from paymux.recurring.scheduler import refund_key, schedule_due
+from paymux.recurring.steps import Step
 from paymux.runtime import Hub
 from paymux.worker.jobs import FINISHED_KEPT, PollingWorker, claim_due, retry_delay, running
 
@@ -128,6 +133,7 @@ class Executor:
         self.settings = settings or EngineSettings()
         self.observer = observer or default_observer
         self._sources: dict[str, FundingSource] = {}
+        self._preloaded: dict[tuple[int, str], tuple[Any, ...]] = {}  # (run id, owner) -> its row
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -139,30 +145,57 @@ class Executor:
             self._sources[fingerprint] = src
         return src
 
-    async def _load(self, run_id: int, owner: str, now: dt.datetime) -> Ctx | None:
+    @staticmethod
+    def _loading(owner: str) -> Any:
+        """Runs held by ``owner`` with their subscription, customer, template and agent's settings."""
+        return (
+            select(Run, Subscription, Customer, Template, RecurringAgent)
+            .join(Subscription, Subscription.id == Run.subscription_id)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .join(Template, Template.id == Subscription.template_id)
+            .outerjoin(RecurringAgent, RecurringAgent.agent_id == Customer.agent_id)
+            .where(Run.lease_owner == owner, Run.status == "running")
+        )
+
+    async def preload(self, run_ids: list[int], owner: str) -> None:
+        """Load the runs just claimed under ``owner`` in one query; each run's :meth:`execute` then
+        takes its own instead of asking again."""
+        if len(run_ids) < 2:
+            return
         async with self.hub.read_sessions() as session:
-            run = await session.get(Run, run_id)
-            if run is None or run.lease_owner != owner or run.status != "running":
+            rows = (await session.execute(self._loading(owner).where(Run.id.in_(run_ids)))).all()
+        for row in rows:
+            self._preloaded[(row[0].id, owner)] = tuple(row)
+
+    async def _load(self, run_id: int, owner: str, now: dt.datetime, *, claimed: bool = False) -> Ctx | None:
+        """The run held by ``owner`` with what it needs, in one query (None when the claim no longer
+        holds it); ``claimed``: right after the claim, as preloaded if it was."""
+        row = self._preloaded.pop((run_id, owner), None) if claimed else None
+        if row is None:
+            async with self.hub.read_sessions() as session:
+                found = (await session.execute(self._loading(owner).where(Run.id == run_id))).first()
+            if found is None:
                 return None
-            sub = await session.get(Subscription, run.subscription_id)
-            assert sub is not None
-            customer = await session.get(Customer, sub.customer_id)
-            template = await session.get(Template, sub.template_id)
-            assert customer is not None and template is not None
-            agent = await session.get(RecurringAgent, customer.agent_id)
+            row = tuple(found)
+        run, sub, customer, template, agent = row
         if agent is None:
             raise RuntimeError(f"run {run_id}: agent {customer.agent_id} has no recurring settings")
         return Ctx(run, sub, customer, template, agent, owner, now)
 
     async def _set(self, ctx: Ctx, **values: Any) -> None:
-        """Write the run if ``ctx.owner`` still holds it (else :class:`Lost`)."""
-        async with self.hub.sessions() as session:
-            await self._fenced(session, ctx, values)
-            await session.commit()
-        for k, v in values.items():
+        """Write the run if ``ctx.owner`` still holds it (else :class:`Lost`), group-committed with
+        the steps of the other runs in flight (:mod:`paymux.recurring.steps`)."""
+        await self._write(ctx, Step(ctx.run.id, ctx.owner, values))
+
+    async def _write(self, ctx: Ctx, step: Step) -> None:
+        """Record ``step`` (committed on return) and mirror its values on ``ctx.run``."""
+        if not await self.hub.run_steps.record(step):
+            raise Lost
+        for k, v in step.values.items():
             setattr(ctx.run, k, v)
 
     async def _fenced(self, session: AsyncSession, ctx: Ctx, values: dict[str, Any]) -> None:
+        """The fenced write inside a transaction of the caller's (the month limit's row lock)."""
         row = (
             await session.execute(
                 update(Run)
@@ -174,6 +207,12 @@ class Executor:
         if row is None:
             await session.rollback()
             raise Lost
+
+    def _notice(self, ctx: Ctx, event: str, values: dict[str, Any]) -> notices.Notice:
+        """The notice of ``event`` about the run as ``values`` leave it."""
+        for k, v in values.items():
+            setattr(ctx.run, k, v)
+        return notices.about_run(event, ctx.run, ctx.sub, ctx.customer, ctx.template, ctx.agent.agent_id)
 
     async def _renew(self, ctx: Ctx, **values: Any) -> None:
         """Renew the lease right before something leaves (and write ``values`` with it)."""
@@ -201,31 +240,17 @@ class Executor:
     ) -> str:
         """Write the final ``state`` with its notice (and a paid run's count) in one transaction."""
         failpoints.hit("recurring.before_final")
-        async with self.hub.sessions() as session:
-            await self._fenced(
-                session,
-                ctx,
-                {"state": state, "status": "done", "lease_owner": None, "final_at": ctx.now, **values},
-            )
-            if paid:
-                sub = await locked(session, Subscription, ctx.sub.id)
-                assert sub is not None
-                sub.runs_paid += 1
-                sub.last_topup_at = ctx.now
-                if sub.max_runs is not None and sub.runs_paid >= sub.max_runs and sub.status == "active":
-                    sub.status = "finished"
-                    sub.status_reason = "max_runs reached"
-                    sub.next_due_at = None
-                ctx.sub = sub
-            if event is not None:
-                run = await session.get(Run, ctx.run.id, populate_existing=True)
-                assert run is not None
-                ctx.run = run
-                await notices.emit(
-                    session,
-                    notices.about_run(event, run, ctx.sub, ctx.customer, ctx.template, ctx.agent.agent_id),
-                )
-            await session.commit()
+        values = {"state": state, "status": "done", "lease_owner": None, "final_at": ctx.now, **values}
+        await self._write(
+            ctx,
+            Step(
+                ctx.run.id,
+                ctx.owner,
+                values,
+                paid=(ctx.sub.id, ctx.now) if paid else None,
+                notice=None if event is None else self._notice(ctx, event, values),
+            ),
+        )
         return state
 
     # -- the run ------------------------------------------------------------------------------------
@@ -234,7 +259,7 @@ class Executor:
         """Carry a claimed run as far as it goes now; returns its job outcome (a final state,
         ``pending`` when it waits for something, ``lost`` when another worker holds it)."""
         try:
-            loaded = await self._load(run_id, owner, now or utcnow())
+            loaded = await self._load(run_id, owner, now or utcnow(), claimed=True)
             if loaded is None:
                 return "lost"
             ctx = loaded
@@ -313,30 +338,18 @@ class Executor:
         if value <= 0:
             return await self._final(ctx, "not_needed", observed=value, error_code=None, error_message=None)
         if sub.debt_limit is not None and value > sub.debt_limit:
-            async with self.hub.sessions() as session:
-                await self._fenced(
-                    session,
-                    ctx,
-                    {
-                        "state": "awaiting_confirmation",
-                        "observed": value,
-                        "amount": value,
-                        "status": "pending",
-                        "lease_owner": None,
-                        "due_at": ctx.now + dt.timedelta(hours=self.settings.confirm_hours),
-                        "error_code": None,
-                        "error_message": None,
-                    },
-                )
-                run = await session.get(Run, ctx.run.id, populate_existing=True)
-                assert run is not None
-                await notices.emit(
-                    session,
-                    notices.about_run(
-                        "debt.confirm", run, sub, ctx.customer, ctx.template, ctx.agent.agent_id
-                    ),
-                )
-                await session.commit()
+            values = {
+                "state": "awaiting_confirmation",
+                "observed": value,
+                "amount": value,
+                "status": "pending",
+                "lease_owner": None,
+                "due_at": ctx.now + dt.timedelta(hours=self.settings.confirm_hours),
+                "error_code": None,
+                "error_message": None,
+            }
+            notice = self._notice(ctx, "debt.confirm", values)
+            await self._write(ctx, Step(ctx.run.id, ctx.owner, values, notice=notice))
             return "awaiting_confirmation"
         await self._set(ctx, state="due", observed=value, amount=value, error_code=None, error_message=None)
         return None
@@ -467,32 +480,38 @@ class Executor:
         run = ctx.run
         recorded: dict[str, Any] = {}  # the payment's id, written with whatever comes next
         payment_id = run.payment_id
+        status: str | None = None  # the payment's status as the acceptance answered it
+        error_message: str | None = None
         if payment_id is None:
-            payment_id = await self._accept(ctx)
-            if payment_id is None:
+            accepted = await self._accept(ctx)
+            if accepted is None:
                 return None if ctx.run.state == "refunding" else "pending"
+            payment_id, status, error_message = accepted
             recorded["payment_id"] = payment_id
-        async with self.hub.read_sessions() as session:
-            payment = await session.get(Payment, payment_id)
-        assert payment is not None
-        if payment.status == "succeeded":
+        if status is None:
+            async with self.hub.read_sessions() as session:
+                payment = await session.get(Payment, payment_id)
+            assert payment is not None
+            status, error_message = payment.status, payment.error_message
+        if status == "succeeded":
             return await self._final(ctx, "paid", "run.paid", paid=True, **recorded)
-        if payment.status in ("failed", "cancelled"):
+        if status in ("failed", "cancelled"):
             await self._renew(
                 ctx,
                 state="refunding",
                 refund_key=refund_key(run.debit_key),
-                error_code=f"payment_{payment.status}",
-                error_message=payment.error_message,
+                error_code=f"payment_{status}",
+                error_message=error_message,
                 **recorded,
             )
             ctx.fresh = True
             return None
         return await self._later(ctx, self.settings.payment_poll_seconds, **recorded)
 
-    async def _accept(self, ctx: Ctx) -> int | None:
-        """Accept the run's payment (idempotent by ``rec-<run id>``); None when it cannot be now (the
-        run was given back to the queue) or for good (the run goes refunding)."""
+    async def _accept(self, ctx: Ctx) -> tuple[int, str | None, str | None] | None:
+        """Accept the run's payment (idempotent by ``rec-<run id>``): its id, status and error message
+        as accepted (no status when not known: read it); None when it cannot be now (the run was
+        given back to the queue) or for good (the run goes refunding)."""
         run, template = ctx.run, ctx.template
         snap = await self.hub.catalog.get()
         channel = snap.channels.get(ctx.agent.channel_id)
@@ -531,7 +550,8 @@ class Executor:
             payment, _ = await accept(self.hub, channel, body)
         except Problem as p:
             if p.status == 409 and isinstance(p.extra.get("payment_id"), int):
-                return int(p.extra["payment_id"])  # accepted before, from a template changed since
+                # accepted before, from a template changed since
+                return int(p.extra["payment_id"]), None, None
             if p.status in (400, 404, 422):
                 await give_up("payment_rejected", p.detail or p.title)
                 return None
@@ -541,7 +561,7 @@ class Executor:
             await self._later(ctx, self._backoff(ctx), error_message=(p.detail or p.title)[:500])
             return None
         failpoints.hit("recurring.after_accept")
-        return int(payment.id)
+        return int(payment.id), payment.status, payment.error_message
 
     async def _step_refunding(self, ctx: Ctx) -> str | None:
         run = ctx.run
@@ -691,8 +711,18 @@ class RunWorker(PollingWorker):
     async def schedule(self, now: dt.datetime | None = None) -> Any:
         return await schedule_due(self.hub, now, self.settings)
 
+    async def run_jobs(self, ids: list[int], now: dt.datetime | None) -> dict[int, str]:
+        await self._preload(ids, self.owner)
+        return await super().run_jobs(ids, now)
+
     async def run_job(self, job_id: int, now: dt.datetime | None) -> str:
         return await self.execute_claimed(job_id, self.owner, now)
+
+    async def _preload(self, ids: list[int], owner: str) -> None:
+        try:
+            await self.executor.preload(ids, owner)
+        except Exception:  # each run loads itself then
+            self.log.exception("%s: loading the claimed runs failed", self.name)
 
     async def execute_claimed(self, run_id: int, owner: str, now: dt.datetime | None) -> str:
         """Carry run ``run_id`` claimed under lease ``owner`` as far as it goes now."""
@@ -718,6 +748,7 @@ class RunWorker(PollingWorker):
                 except Exception:
                     self.log.exception("%s: claiming failed", self.name)
                     ids, owner = [], ""
+                await self._preload(ids, owner)
                 for run_id in ids:
                     task = asyncio.create_task(self.execute_claimed(run_id, owner, None))
                     flying[task] = run_id

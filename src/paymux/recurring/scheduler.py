@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.db.base import utcnow
-from paymux.db.concurrent import inserted
 from paymux.recurring import notices
 from paymux.recurring.engine_settings import EngineSettings
 from paymux.recurring.models import Customer, RecurringAgent, Run, Subscription, Template
@@ -231,34 +232,40 @@ async def _create_run(
     now: dt.datetime,
     result: ScheduleResult,
 ) -> Run | None:
-    """Insert the run of ``period_key`` unless there is one (then None: it is left alone)."""
-    existing = await session.scalar(
-        select(Run.id).where(Run.subscription_id == sub.id, Run.period_key == period_key)
-    )
-    if existing is not None:
-        return None
+    """Insert the run of ``period_key`` unless there is one (then None: it is left alone), in ONE
+    statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; a run inserted at the same moment
+    by another scheduler counts as there)."""
     final = state == "skipped"
-    run = Run(
-        subscription_id=sub.id,
-        period_key=period_key,
-        scheduled_at=at,
-        state=state,
-        currency=sub.currency,
-        amount=amount,
-        debit_key=debit_key(sub.id, period_key),
-        status="done" if final else "pending",
-        due_at=now,
-        attempts=0,
-        created_at=now,
-        updated_at=now,
-        final_at=now if final else None,
-        error_code="too_late" if final else None,
-        error_message=f"{int((now - at).total_seconds() // 3600)} h late, past the catch-up window"
+    values = {
+        "subscription_id": sub.id,
+        "period_key": period_key,
+        "scheduled_at": at,
+        "state": state,
+        "currency": sub.currency,
+        "amount": amount,
+        "debit_key": debit_key(sub.id, period_key),
+        "status": "done" if final else "pending",
+        "due_at": now,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "final_at": now if final else None,
+        "error_code": "too_late" if final else None,
+        "error_message": f"{int((now - at).total_seconds() // 3600)} h late, past the catch-up window"
         if final
         else None,
+    }
+    sqlite = (await session.connection()).dialect.name == "sqlite"
+    dialect_insert = sqlite_insert if sqlite else pg_insert
+    run_id = await session.scalar(
+        dialect_insert(Run)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["subscription_id", "period_key"])
+        .returning(Run.id)
     )
-    if not await inserted(session, run):
+    if run_id is None:
         return None
+    run = Run(id=run_id, **values)  # what the row holds (not added to the session: it is written)
     result.runs += 1
     return run
 
