@@ -128,6 +128,9 @@ MATRIX: dict[tuple[str, str], str] = {
     # admin API
     ("GET", f"{A}/catalog"): P.CATALOG_READ,
     ("POST", f"{A}/catalog"): P.CATALOG_WRITE,
+    ("POST", f"{A}/catalog/library"): P.CATALOG_WRITE,
+    ("GET", f"{A}/wallets/operations/{{operation_id}}"): P.WALLETS_READ,
+    ("POST", f"{A}/wallets/operations/{{operation_id}}/refund"): P.WALLETS_MANAGE,
     ("GET", f"{A}/providers"): P.CATALOG_READ,
     ("GET", f"{A}/providers/{{code}}"): P.CATALOG_READ,
     ("PUT", f"{A}/providers/{{code}}"): P.CATALOG_WRITE,
