@@ -101,7 +101,7 @@ class CashOperation(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_customers.id"), nullable=True)
     wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"), nullable=True)
     wallet_operation_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_operations.id"), nullable=True)
-    redeem_request_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    redeem_request_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     reverses_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
     amount: Mapped[int] = mapped_column(BigInteger)  # the cash that moved (minor units)
     currency: Mapped[str] = mapped_column(String(3))

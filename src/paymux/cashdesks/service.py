@@ -71,7 +71,7 @@ class Actor:
     @classmethod
     def of(cls, who: Principal) -> Actor:
         key = f"user:{who.user_id}" if who.user_id is not None else f"{who.kind}:{who.name}"
-        return cls(who.audit_name[:100], who.user_id, key)
+        return cls((who.name if who.user_id is not None else who.audit_name)[:100], who.user_id, key)
 
 
 # --- keys -----------------------------------------------------------------------------------------------

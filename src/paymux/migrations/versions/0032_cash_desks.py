@@ -243,11 +243,13 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "desk_id", "idempotency_key", name=op.f("uq_cash_operations_desk_id_idempotency_key")
         ),
-        sa.UniqueConstraint("redeem_request_id", name=op.f("uq_cash_operations_redeem_request_id")),
         sa.UniqueConstraint("reverses_id", name=op.f("uq_cash_operations_reverses_id")),
     )
     with op.batch_alter_table("cash_operations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_cash_operations_day_id"), ["day_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_cash_operations_redeem_request_id"), ["redeem_request_id"], unique=False
+        )
         batch_op.create_index("ix_cash_operations_desk_time", ["desk_id", "created_at"], unique=False)
 
 
@@ -255,6 +257,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("cash_operations", schema=None) as batch_op:
         batch_op.drop_index("ix_cash_operations_desk_time")
+        batch_op.drop_index(batch_op.f("ix_cash_operations_redeem_request_id"))
         batch_op.drop_index(batch_op.f("ix_cash_operations_day_id"))
 
     op.drop_table("cash_operations")
