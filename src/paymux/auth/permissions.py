@@ -196,7 +196,7 @@ WALLETS_BLOCK = define(
     (ANTI_FRAUD,),
 )
 
-# --- cash desks (cashdesks/admin.py; the back-office area "Cash") --------------------------------------------
+# --- cash desks (cashdesks/admin.py; the back-office area "Cash") ----------------------------------------
 CASHDESK_READ = define(
     "cashdesk.read",
     "View cash desks, cash days, cash operations and the cash reports",

@@ -86,7 +86,8 @@ class PageNotFound(Exception):
 # account) stands above them.
 OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Providers", "Administration"
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
-AREAS = (OPERATIONS, COLLECTIONS, FINANCE, PROVIDERS, ADMINISTRATION)
+CASH = "Cash"  # cash desks: cash days, cashiers' and system operations, redeem requests
+AREAS = (OPERATIONS, COLLECTIONS, CASH, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from paymux.cashdesks.models import (
 from paymux.cashdesks.receipts import receipt_pdf
 from paymux.errors import Problem, invalid, not_found
 from paymux.money import CURRENCIES
+from paymux.offload import in_thread
 from paymux.wallets.models import Issuer, Wallet
 from paymux.wallets.units import parse_units
 
@@ -255,7 +256,7 @@ async def receipt(operation_id: Id, session: ReadSessionDep, _: Reader) -> Respo
     op = await session.get(CashOperation, operation_id)
     if op is None:
         raise not_found(f"cash operation {operation_id}")
-    data = receipt_pdf(await views.receipt_data(session, op))
+    data = await in_thread(receipt_pdf, await views.receipt_data(session, op))
     return Response(
         data,
         media_type="application/pdf",

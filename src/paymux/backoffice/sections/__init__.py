@@ -32,6 +32,7 @@ SECTION_MODULES = (
     "notifications",
     "invoices",
     "invoice_receipts",
+    "cashdesks",
 )
 
 
