@@ -547,13 +547,20 @@ async def report(
     desk_id: Id,
     session: ReadSessionDep,
     _: Reader,
-    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")],
-    date_from: Annotated[dt.date, Query(alias="from")],
-    date_to: Annotated[dt.date, Query(alias="to")],
+    currency: Annotated[
+        str | None, Query(pattern=r"^[A-Z]{3}$", description="default: the desk's first")
+    ] = None,
+    date_from: Annotated[dt.date | None, Query(alias="from", description="UTC date; default: today")] = None,
+    date_to: Annotated[
+        dt.date | None, Query(alias="to", description="UTC date, included; default: from")
+    ] = None,
 ) -> dict[str, Any]:
     desk = await service.get_desk(session, desk_id)
+    currency = currency or desk.currencies[0]
     if currency not in desk.currencies:
         raise invalid("currency-not-at-desk", f"desk {desk.code} holds no {currency}")
+    date_from = date_from or dt.datetime.now(dt.UTC).date()
+    date_to = date_to or date_from
     if date_to < date_from or (date_to - date_from).days > 366 or date_to >= dt.date(9999, 12, 31):
         raise invalid("invalid-period", "the period is from a date to a later one, a year at most")
     start = dt.datetime.combine(date_from, dt.time(), dt.UTC)

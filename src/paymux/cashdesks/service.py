@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymux.auth.principal import Principal
 from paymux.auth.user_models import Organization, User
+from paymux.auth.users import OPERATOR_ORG, ensure_operator_org
 from paymux.cashdesks.models import (
     SYSTEM_OPERATION_TYPES,
     CashDay,
@@ -116,6 +117,8 @@ async def create_desk(
     session: AsyncSession, *, code: str, name: str, organization: str, currencies: list[str]
 ) -> CashDesk:
     org = await session.scalar(select(Organization).where(Organization.code == organization))
+    if org is None and organization == OPERATOR_ORG:  # made with the first user; maybe not yet
+        org = await ensure_operator_org(session)
     if org is None:
         raise not_found(f"organization {organization}")
     desk = CashDesk(code=code, name=name, organization_id=org.id, currencies=check_currencies(currencies))

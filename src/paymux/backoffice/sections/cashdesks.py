@@ -239,6 +239,7 @@ async def desk_page(request: Request, desk_id: Id, session: ReadDbDep, me: Reade
         "cash/desk.html",
         desk=view,
         day=views.day_view(day) if day else None,
+        day_row=day,
         ops=ops,
         reversed_ids=reversed_ids,
         payable=payable,
@@ -471,6 +472,7 @@ async def day_page(request: Request, day_id: Id, session: ReadDbDep, _: Reader) 
         request,
         "cash/day.html",
         day=views.day_view(day),
+        day_row=day,
         desk=await views.desk_view(session, desk),
         ops=ops,
         totals=totals,
@@ -785,8 +787,9 @@ async def report(request: Request, session: ReadDbDep, me: Reader) -> Response:
     desks = (await session.scalars(select(CashDesk).order_by(CashDesk.code).limit(MAX_DESKS))).all()
     desk = next((d for d in desks if d.code == params.get("desk", "")), None)
     currency = params.get("currency", "")
-    start_day, end_day = _day(params.get("from", "")), _day(params.get("to", ""))
     today = dt.datetime.now(dt.UTC).astimezone(_hub(request).settings.business_tz).date()
+    start_day = _day(params["from"]) if "from" in params else today
+    end_day = _day(params["to"]) if "to" in params else start_day
     context: dict[str, Any] = {
         "desks": desks,
         "form": {
