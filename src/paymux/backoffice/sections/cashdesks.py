@@ -822,4 +822,11 @@ async def report(request: Request, session: ReadDbDep, me: Reader) -> Response:
     spec.sheet = f"report-{desk.code}-{currency}"
     page = await spec.run(session, request)
     context["report"] = await views.desk_report(session, desk, currency, start, end)
+    context["day_rows"] = (
+        await session.scalars(
+            select(CashDay)
+            .where(CashDay.desk_id == desk.id, CashDay.opened_at >= start, CashDay.opened_at < end)
+            .order_by(CashDay.opened_at)
+        )
+    ).all()
     return respond(request, page, "cash/report.html", **context)
