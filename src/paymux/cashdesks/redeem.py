@@ -111,25 +111,28 @@ async def create(
         beneficiary=beneficiary,
         state="pending",
     )
-    if not await inserted(session, row):
-        again = await session.scalar(query)
-        if again is None:  # pragma: no cover
-            raise conflict("idempotency-conflict", "Request in progress", "retry the request")
-        return again, False
+    made = False
     try:
-        async with session.begin_nested():
-            row.hold_entry_id = await post_entry(
-                session,
-                accounts,
-                "redeem_hold",
-                [Line(wallets.wallet_key(w, issuer), -amount), Line(hold_key(issuer), amount)],
-                memo=f"redeem request {row.id}",
-                floors={wallets.wallet_key(w, issuer): -w.overdraft},
-            )
+        async with session.begin_nested():  # the request and its hold together, or neither
+            if await inserted(session, row):
+                made = True
+                row.hold_entry_id = await post_entry(
+                    session,
+                    accounts,
+                    "redeem_hold",
+                    [Line(wallets.wallet_key(w, issuer), -amount), Line(hold_key(issuer), amount)],
+                    memo=f"redeem request {row.id}",
+                    floors={wallets.wallet_key(w, issuer): -w.overdraft},
+                )
     except InsufficientFunds:
         raise Problem(
             422, "insufficient-funds", "Insufficient funds", "the wallet's balance does not cover the amount"
         ) from None
+    if not made:
+        again = await session.scalar(query)
+        if again is None:  # pragma: no cover
+            raise conflict("idempotency-conflict", "Request in progress", "retry the request")
+        return again, False
     await session.flush()
     return row, True
 

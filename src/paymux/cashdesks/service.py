@@ -582,29 +582,32 @@ async def reverse(
         cashier=actor.name,
         created_at=utcnow(),
     )
-    if not await inserted(session, op):
-        again = await _existing(session, desk_id, idempotency_key, fingerprint)
-        if again is None:
-            raise conflict(
-                "already-reversed", "Already reversed", f"operation {orig.id} was reversed already"
-            )
-        return again, False
+    made = False
     try:
-        async with session.begin_nested():
-            op.entry_id = await post_entry(
-                session,
-                accounts,
-                "cash_reversal",
-                lines,
-                memo=f"reversal of cash operation {orig.id}",
-                floors=floors,
-            )
+        async with session.begin_nested():  # the operation and its entry together, or neither
+            if await inserted(session, op):
+                made = True
+                op.entry_id = await post_entry(
+                    session,
+                    accounts,
+                    "cash_reversal",
+                    lines,
+                    memo=f"reversal of cash operation {orig.id}",
+                    floors=floors,
+                )
     except InsufficientFunds as e:
         if e.key.kind == DESK:
             raise _insufficient_cash(desk, orig.currency) from None
         raise Problem(
             422, "insufficient-funds", "Insufficient funds", "the wallet no longer holds what the top-up gave"
         ) from None
+    if not made:
+        again = await _existing(session, desk_id, idempotency_key, fingerprint)
+        if again is None:
+            raise conflict(
+                "already-reversed", "Already reversed", f"operation {orig.id} was reversed already"
+            )
+        return again, False
     await session.flush()
     return op, True
 
@@ -666,9 +669,9 @@ async def decide_system(
         raise conflict("already-decided", "Already decided", f"system operation {op.id} is {op.state}")
     if op.proposed_by_key == actor.key:
         raise Problem(403, "own-proposal", "Own proposal", "another person decides on your proposal")
-    op.decided_by, op.decided_at, op.decision_note = actor.name, utcnow(), note[:500] or None
     if not approve:
         op.state = "rejected"
+        op.decided_by, op.decided_at, op.decision_note = actor.name, utcnow(), note[:500] or None
         await session.flush()
         return op
     desk = await get_desk(session, op.desk_id)
@@ -686,6 +689,7 @@ async def decide_system(
             422, "insufficient-cash", "Insufficient cash", f"{where} has not that much {op.currency}"
         ) from None
     op.state = "approved"
+    op.decided_by, op.decided_at, op.decision_note = actor.name, utcnow(), note[:500] or None
     await session.flush()
     return op
 
