@@ -40,6 +40,7 @@ from paymux.auth.models import AdminToken, ChannelKey
 from paymux.auth.tokens import issue_token
 from paymux.auth.user_models import ApiToken, Organization, Role, User
 from paymux.backoffice.sections.catalog import KINDS
+from paymux.cashdesks.models import CashDay, CashDesk, CashOperation, RedeemRequest
 from paymux.catalog.models import Agent, Channel, ChannelGroup, Provider, Service
 from paymux.gateways.models import InboundGateway
 from paymux.invoices.models import (
@@ -474,7 +475,7 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
         minted = await ok(api.post("/api/v1/wallet/customers/holder-1/tokens", headers=env.headers()), 201)
         planted.add("auth-wallet-customer-token", minted["token"])
         topup = {"customer": "holder-1", "issuer": "rube", "amount": "10.00"}
-        await ok(
+        held = await ok(
             api.post("/api/v1/wallet/topups", json=topup, headers={**env.headers(), "Idempotency-Key": "t1"}),
             201,
         )
@@ -506,6 +507,20 @@ async def planted_env(db_url: str, tmp: Path) -> AsyncIterator[tuple[Env, httpx.
             assert t is not None
             await support_service.add_attachment(s, t, check_file(b"%PDF-1.4 receipt", "r.pdf"), "test")
             await s.commit()
+        # cash desks: a desk with a day, a cash top-up, and a redeem request
+        desk = {"code": "d1", "name": "Hall", "organization": "operator", "currencies": ["RUB"]}
+        desk_id = (await ok(api.post(f"{A}/cashdesks", json=desk), 201))["id"]
+        await ok(api.post(f"{A}/cashdesks/{desk_id}/days", json={"counts": {"RUB": "0.00"}}), 201)
+        cash_topup = {"type": "topup", "wallet": held["to_wallet"], "amount": "5.00"}
+        await ok(
+            api.post(
+                f"{A}/cashdesks/{desk_id}/operations", json=cash_topup, headers={"Idempotency-Key": "c1"}
+            ),
+            201,
+        )
+        redeem = {"from_wallet": held["to_wallet"], "amount": "1.00", "method": "cash"}
+        customer_h = {"Authorization": f"Bearer {minted['token']}", "Idempotency-Key": "r1"}
+        await ok(api.post("/api/v1/wallet/redeem-requests", json=redeem, headers=customer_h), 201)
         await add_user(env.hub, "root", "administrator")
         planted.stored = await stored_secrets(env)
         await plant_credentials(env, planted)
@@ -632,10 +647,13 @@ async def param_values(env: Env) -> dict[str, list[str]]:
         "mapping": await all_of(select(InvoiceUploadMapping.name)),
         "date": sorted({d.isoformat() for d in await all_of_raw(select(InvoicePayout.payout_date))}),
         "wallet_id": await all_of(select(Wallet.id)),
-        "operation_id": await all_of(select(WalletOperation.id)),
+        "operation_id": await all_of(select(WalletOperation.id)) + await all_of(select(CashOperation.id)),
         "document_id": await all_of(select(KycDocument.id)),
         "ticket_id": await all_of(select(Ticket.id)),
         "attachment_id": await all_of(select(TicketAttachment.id)),
+        "desk_id": await all_of(select(CashDesk.id)),
+        "day_id": await all_of(select(CashDay.id)),
+        "request_id": await all_of(select(RedeemRequest.id)),
     }
 
 

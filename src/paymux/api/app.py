@@ -247,6 +247,11 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
 
     app.include_router(kyc_router)
     app.include_router(support_router)
+    from paymux.cashdesks.admin import router as cashdesks_admin_router
+    from paymux.cashdesks.customer_api import router as redeem_router
+
+    app.include_router(redeem_router)
+    app.include_router(cashdesks_admin_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

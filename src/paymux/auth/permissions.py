@@ -234,6 +234,26 @@ SUPPORT_ASSIGN = define("support.assign", "Assign support tickets to others", (S
 
 # --- texts (texts/; back-office section "Texts") ----------------------------------------------------------
 TEXTS_EDIT = define("texts.edit", "Edit the texts of the back office and notifications")
+# --- cash desks (cashdesks/admin.py; the back-office area "Cash") ----------------------------------------
+CASHDESK_READ = define(
+    "cashdesk.read",
+    "View cash desks, cash days, cash operations and the cash reports",
+    (CFO, ACCOUNTANT, CASHIER),
+)
+CASHDESK_MANAGE = define("cashdesk.manage", "Create cash desks and choose their cashiers")
+CASHDESK_OPERATE = define(
+    "cashdesk.operate",
+    "Open and close cash days, top up and withdraw cash, counter-operations, pay redeem requests in cash",
+    (CASHIER,),
+)
+CASHDESK_ACCEPT = define("cashdesk.accept", "Reconcile and accept closed cash days", (ACCOUNTANT,))
+CASHDESK_SYSTEM_PROPOSE = define(
+    "cashdesk.system.propose", "Propose cash input, collection and investment", (ACCOUNTANT,)
+)
+CASHDESK_SYSTEM_APPROVE = define(
+    "cashdesk.system.approve", "Approve or reject system cash operations (not one's own)", (CFO,)
+)
+REDEEM_MANAGE = define("redeem.manage", "Approve or cancel customers' redeem requests", (ACCOUNTANT,))
 
 # What an agent's users may do, whatever their role holds: read their own channels' payments (as
 # ``paymux.payments.visibility`` shows them to agents), their reports and their channels, own API

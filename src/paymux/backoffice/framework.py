@@ -89,7 +89,8 @@ OPERATIONS, FINANCE, PROVIDERS, ADMINISTRATION = "Operations", "Finance", "Provi
 COLLECTIONS = "Collections"  # invoice collection: billers, invoices, the collections dashboard
 EMONEY = "E-money"  # issuers, wallet customers and their wallets, contracts, cashback, anti-fraud
 CUSTOMERS = "Customers"  # wallet customers: identification, support
-AREAS = (OPERATIONS, CUSTOMERS, COLLECTIONS, EMONEY, FINANCE, PROVIDERS, ADMINISTRATION)
+CASH = "Cash"  # cash desks: cash days, cashiers' and system operations, redeem requests
+AREAS = (OPERATIONS, CUSTOMERS, COLLECTIONS, EMONEY, CASH, FINANCE, PROVIDERS, ADMINISTRATION)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from paymux.auth import permissions as P
 from paymux.auth.principal import Principal
 from paymux.backoffice.sections.dashboard import low_deposits, provider_states
 from paymux.backoffice.sections.queues import attention_count
+from paymux.cashdesks.models import CashDay, CashSystemOperation, RedeemRequest
 from paymux.kyc.models import KycCase
 from paymux.payments.visibility import payment_scope
 from paymux.reconciliation.models import DISCREPANCIES, ReconciliationFetch, ReconciliationLine
@@ -225,4 +226,48 @@ async def waiting_for(session: AsyncSession, me: Principal, hub: Hub) -> list[Wa
                 await _count(session, mine),
                 f"/backoffice/support/tickets?assignee={me.user_id}",
             )
+    if me.can(P.CASHDESK_ACCEPT) and not me.agent_scoped:
+        closed = select(func.count()).select_from(CashDay).where(CashDay.state == "closed")
+        await add(
+            "cash-days",
+            "{n} closed cash days wait for acceptance",
+            await _count(session, closed),
+            "/backoffice/cash/days?state=closed",
+        )
+    if me.can(P.CASHDESK_SYSTEM_APPROVE) and not me.agent_scoped:
+        pending_sys = (
+            select(func.count())
+            .select_from(CashSystemOperation)
+            .where(
+                CashSystemOperation.state == "pending", CashSystemOperation.proposed_by_key != actor_key(me)
+            )
+        )
+        await add(
+            "cash-system",
+            "{n} system cash operations wait for your approval",
+            await _count(session, pending_sys),
+            "/backoffice/cash/system?state=pending",
+        )
+    if me.can(P.REDEEM_MANAGE) and not me.agent_scoped:
+        pending_redeem = (
+            select(func.count()).select_from(RedeemRequest).where(RedeemRequest.state == "pending")
+        )
+        await add(
+            "redeem-requests",
+            "{n} redeem requests wait for a decision",
+            await _count(session, pending_redeem),
+            "/backoffice/cash/redeem?state=pending",
+        )
+    if me.can(P.CASHDESK_OPERATE) and not me.agent_scoped:
+        payable = (
+            select(func.count())
+            .select_from(RedeemRequest)
+            .where(RedeemRequest.state == "approved", RedeemRequest.method == "cash")
+        )
+        await add(
+            "redeem-payouts",
+            "{n} redeem requests wait to be paid in cash",
+            await _count(session, payable),
+            "/backoffice/cash/redeem?state=approved",
+        )
     return sorted(out, key=lambda w: not w.urgent)

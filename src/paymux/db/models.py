@@ -1,6 +1,7 @@
 """Imports every domain's models so that Base.metadata knows all tables (for Alembic)."""
 
 from paymux.auth import models as auth_models
+from paymux.cashdesks import models as cashdesks_models
 from paymux.catalog import models as catalog_models
 from paymux.db.base import Base
 from paymux.gateways import models as gateways_models
@@ -26,6 +27,7 @@ from paymux.wallets import models as wallets_models
 __all__ = [
     "Base",
     "auth_models",
+    "cashdesks_models",
     "catalog_models",
     "gateways_models",
     "invoices_models",

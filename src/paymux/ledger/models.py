@@ -28,6 +28,12 @@ ACCOUNT_KINDS = (
     "emoney_float",  # an issuer's float, owner = issuer id: minus what it has emitted and not redeemed
     "wallet_fees",  # fees earned in an issuer's unit, owner = issuer id
     "wallet_hold",  # e-money held for service payments in flight, owner = issuer id
+    "cash_desk",  # cash held at a cash desk (paymux.cashdesks), owner = desk id (asset, debit > 0)
+    "cash_difference",  # surpluses (credit) and shortages (debit) found when a desk's cash is counted
+    "cash_in_transit",  # cash collected from desks and not yet invested in one (owner 0)
+    "cash_input",  # the source of cash put into the system (owner 0): minus what was put in
+    "emoney_backing",  # money taken for an issuer's e-money at desks or paid out for it, owner = issuer id
+    "redeem_hold",  # e-money held for customers' redeem requests, owner = issuer id
 )
 
 

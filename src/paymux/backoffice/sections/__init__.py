@@ -39,6 +39,7 @@ SECTION_MODULES = (
     "kyc",
     "support",
     "texts",
+    "cashdesks",
 )
 
 

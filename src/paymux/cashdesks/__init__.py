@@ -1,0 +1,1 @@
+"""Cash desks: desks and cashiers, cash days, cashier and system operations, redeem requests."""
