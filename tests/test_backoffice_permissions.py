@@ -130,6 +130,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{A}/catalog"): P.CATALOG_WRITE,
     ("POST", f"{A}/catalog/library"): P.CATALOG_WRITE,
     ("GET", f"{A}/wallets/operations/{{operation_id}}"): P.WALLETS_READ,
+    ("GET", f"{A}/wallets/wallets/{{wallet_id}}/statement"): P.WALLETS_READ,
     ("POST", f"{A}/wallets/operations/{{operation_id}}/refund"): P.WALLETS_MANAGE,
     ("GET", f"{A}/providers"): P.CATALOG_READ,
     ("GET", f"{A}/providers/{{code}}"): P.CATALOG_READ,

@@ -9,6 +9,7 @@ rejects held operations. Every change is audited.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ from paymux.wallets.api import (
     wallet_view,
 )
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletLimit, WalletOperation
+from paymux.wallets.statement import statement_answer
 from paymux.wallets.units import conflict, format_units, parse_units
 
 router = APIRouter(prefix="/api/v1/admin/wallets", tags=["wallets admin"])
@@ -410,6 +412,25 @@ async def _set_wallet_status(
     )
     await session.commit()
     return await wallet_view(session, w)
+
+
+@router.get("/wallets/{wallet_id}/statement", summary="A wallet's statement for a period", responses=PROBLEMS)
+async def wallet_statement(
+    wallet_id: Id,
+    me: Reader,
+    session: ReadSessionDep,
+    first: Annotated[dt.date, Query(alias="from", description="the first day (in timezone)")],
+    last: Annotated[dt.date, Query(alias="to", description="the last day (in timezone)")],
+    timezone: Annotated[
+        str | None, Query(max_length=64, description="IANA timezone of the days (UTC)")
+    ] = None,
+    format: Annotated[Literal["json", "xlsx"], Query()] = "json",
+) -> Any:
+    """The statement the customer sees (JSON, or Excel with ``format=xlsx``)."""
+    w = await session.get(Wallet, wallet_id)
+    if w is None:
+        raise not_found(f"wallet {wallet_id}")
+    return await statement_answer(session, w, first, last, timezone, format)
 
 
 @router.get("/wallets/{wallet_id}/history", summary="A wallet's history", responses=PROBLEMS)

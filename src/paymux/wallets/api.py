@@ -15,6 +15,7 @@ request, 409. Errors are RFC 9457 problems; a refusal by a limit names the limit
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -31,6 +32,7 @@ from paymux.errors import Problem, invalid, not_found, unauthorized
 from paymux.ledger.models import JournalEntry, Posting
 from paymux.wallets import hub_payments, service
 from paymux.wallets.models import Issuer, Wallet, WalletCustomer, WalletOperation
+from paymux.wallets.statement import statement_answer
 from paymux.wallets.tokens import WalletSettings, mint, signing_key, verify
 from paymux.wallets.units import format_units, parse_units
 
@@ -428,6 +430,28 @@ async def history(
 ) -> dict[str, Any]:
     """The wallet's postings, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
     return await wallet_history(session, await _own_wallet(session, customer, wallet_id), cursor, limit)
+
+
+@router.get(
+    "/wallets/{wallet_id}/statement",
+    summary="A wallet's statement for a period (JSON or Excel)",
+    responses={**PROBLEMS, 200: {"description": "JSON, or an xlsx file with format=xlsx"}},
+)
+async def statement(
+    wallet_id: Id,
+    customer: CustomerDep,
+    session: ReadSessionDep,
+    first: Annotated[dt.date, Query(alias="from", description="the first day (in timezone)")],
+    last: Annotated[dt.date, Query(alias="to", description="the last day (in timezone)")],
+    timezone: Annotated[
+        str | None, Query(max_length=64, description="IANA timezone of the days (UTC)")
+    ] = None,
+    format: Annotated[Literal["json", "xlsx"], Query()] = "json",
+) -> Any:
+    """Opening balance, every posting with its operation and the running balance, totals in and out,
+    closing balance (at most 366 days; amounts in the wallet's unit)."""
+    w = await _own_wallet(session, customer, wallet_id)
+    return await statement_answer(session, w, first, last, timezone, format)
 
 
 @router.get("/operations/{operation_id}", summary="An operation", responses=PROBLEMS)

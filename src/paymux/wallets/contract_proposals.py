@@ -131,9 +131,7 @@ class CashbackIn(Strict):
     per_operation_cap: Amount | None = None
     monthly_cap: Amount | None = Field(default=None, description="per payer and calendar month (UTC)")
     funding: Literal["merchant", "issuer"] = "merchant"
-    operation_types: list[OpType] = Field(
-        default_factory=_default_types, min_length=1, max_length=5
-    )
+    operation_types: list[OpType] = Field(default_factory=_default_types, min_length=1, max_length=5)
     enabled: bool = True
     effective_from: dt.datetime | None = None
     note: Annotated[Ident, Field(max_length=500)] | None = None
