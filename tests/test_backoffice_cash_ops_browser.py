@@ -60,6 +60,8 @@ async def test_system_input_then_cash_redeem_paid_in_chromium(db_url: str) -> No
             await page.wait_for_url("**/backoffice/cash/system?state=pending")
             assert "The operation waits for approval." in (await page.text_content(".flash") or "")
             assert await page.locator("#system-operations form.decide-form").count() == 0
+            await page.goto(f"{base}/backoffice/cash/desks/{desk}")  # not yet in the desk
+            assert (await page.text_content("#desk-cash td.num") or "").strip() == "0.00"
             await page.context.clear_cookies()
 
             # the CFO finds it on the home page and approves it
