@@ -26,7 +26,8 @@ from paymux.gateways.base import inbound_prefixes
 
 EXAMPLES = int(os.environ.get("PAYMUX_FUZZ_EXAMPLES", "8"))
 PROBLEM = "application/problem+json"
-OWN_PROTOCOL = inbound_prefixes()  # answer in the protocol the route speaks, not problem documents
+# answer in the protocol the route speaks, not problem documents (OAuth 2.0: RFC 6749 §5.2 errors)
+OWN_PROTOCOL = (*inbound_prefixes(), "/api/v1/oauth/")
 
 
 @dataclass

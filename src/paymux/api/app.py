@@ -237,6 +237,9 @@ def create_app(hub: Hub | None = None, *, run_workers: bool = False) -> FastAPI:
     from paymux.wallets.fraud_admin import router as wallets_fraud_router
 
     app.include_router(wallets_router)
+    from paymux.auth.oauth import router as oauth_router
+
+    app.include_router(oauth_router)
     app.include_router(wallets_admin_router)
     from paymux.wallets.contracts_admin import router as wallet_contracts_router
 

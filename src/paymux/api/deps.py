@@ -94,13 +94,18 @@ async def channel_for_headers(
 
 
 async def _channel_for_key(hub: Hub, key: str, headers: Mapping[str, str], body: bytes | None) -> ChannelView:
-    h = digest(key)
+    if key.startswith("pmxo."):  # an OAuth 2.0 access token for the channel (auth/oauth.py)
+        from paymux.auth.oauth import channel_of_token
 
-    async def read() -> int | None:
-        async with hub.read_sessions() as session:
-            return await channel_for_key(session, key)
+        channel_id: int | None = await channel_of_token(hub, key)
+    else:
+        h = digest(key)
 
-    channel_id = await hub.channel_keys.get(h, read)
+        async def read() -> int | None:
+            async with hub.read_sessions() as session:
+                return await channel_for_key(session, key)
+
+        channel_id = await hub.channel_keys.get(h, read)
     if channel_id is None:
         raise unauthorized("Invalid API key", "the API key is unknown or revoked")
     snap = await hub.catalog.get()
