@@ -157,7 +157,8 @@ async def test_the_back_office_buttons(db_url: str, monkeypatch: pytest.MonkeyPa
         ).status_code == 200
         async with httpx.AsyncClient(base_url=base) as acc:
             await login(acc, "acc")
-            html = (await acc.get("/backoffice/cash/redeem")).text
+            assert "1 bank transfers wait to be sent" in (await acc.get("/backoffice/")).text
+            html = (await acc.get("/backoffice/cash/redeem?state=approved&method=bank_transfer")).text
             assert 'id="send-approved"' in html and f'name="request_id" value="{rid}"' in html
             r = await acc.post("/backoffice/cash/redeem/transfer-file", data={"csrf_token": form_token(html)})
             assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
@@ -169,4 +170,5 @@ async def test_the_back_office_buttons(db_url: str, monkeypatch: pytest.MonkeyPa
             assert again.content == r.content
             r = await acc.post("/backoffice/cash/redeem/transfer-file", data={"csrf_token": form_token(html)})
             assert flash_of((await follow(acc, r)).text) == "no approved bank transfer waits to be sent"
+            assert "bank transfers wait to be sent" not in (await acc.get("/backoffice/")).text
         assert await count(w.env, AuditEvent, AuditEvent.action == "redeem.send") == 1
