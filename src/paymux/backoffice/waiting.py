@@ -258,6 +258,17 @@ async def waiting_for(session: AsyncSession, me: Principal, hub: Hub) -> list[Wa
             await _count(session, pending_redeem),
             "/backoffice/cash/redeem?state=pending",
         )
+        to_send = (
+            select(func.count())
+            .select_from(RedeemRequest)
+            .where(RedeemRequest.state == "approved", RedeemRequest.method == "bank_transfer")
+        )
+        await add(
+            "redeem-transfers",
+            "{n} bank transfers wait to be sent",
+            await _count(session, to_send),
+            "/backoffice/cash/redeem?state=approved&method=bank_transfer",
+        )
     if me.can(P.CASHDESK_OPERATE) and not me.agent_scoped:
         payable = (
             select(func.count())

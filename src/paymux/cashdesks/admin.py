@@ -25,7 +25,7 @@ from paymux.audit import service as audit
 from paymux.auth import permissions as P
 from paymux.auth.admin_api import require_api
 from paymux.auth.principal import Principal
-from paymux.cashdesks import redeem, service, views
+from paymux.cashdesks import redeem, redeem_transfers, service, views
 from paymux.cashdesks.models import (
     DAY_STATES,
     REDEEM_STATES,
@@ -360,7 +360,7 @@ async def _precision(session: Any, r: RedeemRequest) -> int:
 async def list_redeem(
     session: ReadSessionDep,
     _: Reader,
-    state: Literal["pending", "approved", "paid", "cancelled"] | None = None,
+    state: Literal["pending", "approved", "sent", "paid", "cancelled"] | None = None,
 ) -> dict[str, Any]:
     q = select(RedeemRequest).order_by(RedeemRequest.id.desc()).limit(LIST_LIMIT)
     if state is not None:
@@ -410,6 +410,61 @@ async def cancel_redeem(
     request_id: Id, body: ReasonIn, session: SessionDep, hub: HubDep, me: RedeemManager
 ) -> dict[str, Any]:
     return await _decide_redeem(session, hub, request_id, False, body.reason, me)
+
+
+async def _transfer_response(
+    session: Any, hub: Any, me: Principal, rows: list[RedeemRequest], marked: list[RedeemRequest]
+) -> Response:
+    for r in marked:
+        await audit.record(
+            session,
+            me,
+            "redeem.send",
+            f"redeem_request:{r.id}",
+            {"state": "approved"},
+            {"state": r.state, "order_number": r.order_number, "transfer_batch": r.transfer_batch},
+        )
+    data = redeem_transfers.build_file(rows, hub.settings.business_tz)
+    await session.commit()
+    return Response(
+        data,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{rows[0].transfer_batch}.xml"'},
+    )
+
+
+@router.post(
+    "/redeem-requests/transfer-file",
+    summary="The pain.001 of every approved bank transfer (marked sent)",
+    responses=PROBLEMS,
+)
+async def send_approved_redeem(session: SessionDep, hub: HubDep, me: RedeemManager) -> Response:
+    """One credit transfer file (pain.001.001.03) of every approved, not yet sent bank-transfer request,
+    which are marked ``sent``; 409 when none waits, 422 when our bank details
+    (``PAYMUX_SETTLEMENT_DEBTOR_*``) are not set."""
+    try:
+        rows = await redeem_transfers.file_of_approved(session, actor=service.Actor.of(me))
+    except Problem:
+        await session.rollback()
+        raise
+    return await _transfer_response(session, hub, me, rows, rows)
+
+
+@router.post(
+    "/redeem-requests/{request_id}/transfer-file",
+    summary="The pain.001 of a bank-transfer redeem request (marked sent)",
+    responses=PROBLEMS,
+)
+async def send_redeem(request_id: Id, session: SessionDep, hub: HubDep, me: RedeemManager) -> Response:
+    """The credit transfer file of an approved bank-transfer request, which is marked ``sent``; a sent
+    request's file again, unchanged (the whole file it was sent in). 404 for a cash request, 409 when
+    not approved, 422 when our bank details (``PAYMUX_SETTLEMENT_DEBTOR_*``) are not set."""
+    try:
+        rows, marked = await redeem_transfers.file_of(session, request_id, actor=service.Actor.of(me))
+    except Problem:
+        await session.rollback()
+        raise
+    return await _transfer_response(session, hub, me, rows, marked)
 
 
 # --- one desk (after the fixed paths) -------------------------------------------------------------------

@@ -20,7 +20,7 @@ CASH_OPERATION_TYPES = ("topup", "withdrawal", "reversal", "redeem_payout")
 SYSTEM_OPERATION_TYPES = ("cash_input", "collection", "investment")
 SYSTEM_STATES = ("pending", "approved", "rejected")
 REDEEM_METHODS = ("cash", "bank_transfer")
-REDEEM_STATES = ("pending", "approved", "paid", "cancelled")
+REDEEM_STATES = ("pending", "approved", "sent", "paid", "cancelled")
 
 
 class CashDesk(Base):
@@ -164,5 +164,9 @@ class RedeemRequest(Base):
     entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the pain.001 file a sent bank transfer went in (its MsgId), by whom and when (the file's time)
+    transfer_batch: Mapped[str | None] = mapped_column(String(35), nullable=True, index=True)
+    sent_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,7 +6,8 @@ with a reason; the customer is notified of each decision (``paymux.notifications
 ``wallet.redeem.<state>``, through the agent of the customer's channel)::
 
     cancelled       redeem_hold -A, wallet +A                        (given back)
-    bank transfer   redeem_hold -A, float +A; bank -A, backing +A    (approved: payment order RDM-<id>)
+    bank transfer   redeem_hold -A, float +A; bank -A, backing +A    (approved: payment order RDM-<id>),
+                    then sent in a pain.001 file (``redeem_transfers``)
     cash            approved, then paid at a desk in an open day:
                     redeem_hold -A, float +A; desk -A, backing +A    (paid)
 """
@@ -280,4 +281,6 @@ def view(r: RedeemRequest, precision: int) -> dict[str, Any]:
         "order_number": r.order_number,
         "created_at": r.created_at.isoformat(),
         "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+        "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        "transfer_batch": r.transfer_batch,
     }

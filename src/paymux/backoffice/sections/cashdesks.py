@@ -39,7 +39,7 @@ from paymux.backoffice.framework import (
 )
 from paymux.backoffice.listing import Column, Filter, ListSpec, respond
 from paymux.backoffice.sections.ops import local_day_start, plain_money_for
-from paymux.cashdesks import redeem, service, views
+from paymux.cashdesks import redeem, redeem_transfers, service, views
 from paymux.cashdesks.models import (
     DAY_STATES,
     REDEEM_STATES,
@@ -774,6 +774,42 @@ async def redeem_decide(
     await session.commit()
     return redirect(
         back, "The request is approved." if r.state == "approved" else "The request is cancelled."
+    )
+
+
+@router.post("/cash/redeem/transfer-file")
+async def redeem_transfer_file(
+    request: Request, session: DbDep, me: RedeemManager, request_id: Annotated[str, Form(max_length=20)] = ""
+) -> Response:
+    """The pain.001 of one bank-transfer request (``request_id``) or of every approved one not yet sent;
+    they are marked sent (a sent request's file again, unchanged)."""
+    back = f"{HOME}/redeem?method=bank_transfer"
+    rid = parse_id(request_id) if request_id else None
+    try:
+        if request_id and rid is None:
+            raise Problem(422, "invalid-id", "Invalid id", "no such redeem request")
+        if rid is not None:
+            rows, marked = await redeem_transfers.file_of(session, rid, actor=service.Actor.of(me))
+        else:
+            rows = marked = await redeem_transfers.file_of_approved(session, actor=service.Actor.of(me))
+    except Problem as e:
+        await session.rollback()
+        return redirect(back, error=e.detail or e.title)
+    for r in marked:
+        await audit.record(
+            session,
+            me,
+            "redeem.send",
+            f"redeem_request:{r.id}",
+            {"state": "approved"},
+            {"state": r.state, "order_number": r.order_number, "transfer_batch": r.transfer_batch},
+        )
+    data = redeem_transfers.build_file(rows, _hub(request).settings.business_tz)
+    await session.commit()
+    return Response(
+        data,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{rows[0].transfer_batch}.xml"'},
     )
 
 
