@@ -659,6 +659,13 @@ async def param_values(env: Env) -> dict[str, list[str]]:
 
 # required query parameters of GET routes, by name (OpenAPI says which are required)
 QUERY_VALUES = {"amount": "100.00", "from": "EUR", "to": "RUB"}
+# ... where a route gives a name another meaning (a statement's period)
+PATH_QUERY_VALUES = {
+    "/api/v1/admin/wallets/wallets/{wallet_id}/statement": {
+        "from": (dt.date.today() - dt.timedelta(days=300)).isoformat(),
+        "to": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+    }
+}
 
 
 def urls_of(path: str, values: dict[str, list[str]]) -> list[str]:
@@ -716,7 +723,7 @@ async def sweep_api(api: httpx.AsyncClient, env: Env, planted: Planted) -> Sweep
     assert len(routes) > 40, [p for p, _ in routes]
     for path, op in routes:
         query = {
-            q["name"]: QUERY_VALUES[q["name"]]
+            q["name"]: PATH_QUERY_VALUES.get(path, {}).get(q["name"], QUERY_VALUES[q["name"]])
             for q in op.get("parameters", [])
             if q["in"] == "query" and q.get("required")
         }
