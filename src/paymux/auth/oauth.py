@@ -16,8 +16,6 @@ verdict expires (the same time as the key itself), and a token never outlives ``
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -35,6 +33,7 @@ from paymux.auth.keys import digest
 from paymux.auth.models import ChannelKey
 from paymux.auth.proxy import client_ip, proxy_settings
 from paymux.errors import Problem, unauthorized
+from paymux.gateways.registry import basic_credentials
 from paymux.runtime import Hub
 
 PREFIX = "pmxo."
@@ -96,16 +95,9 @@ def _error(status: int, error: str, description: str, **headers: str) -> JSONRes
 
 
 def _basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
-        return None
-    try:
-        raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = raw.partition(":")
-    if not sep:
-        return None
-    return urllib.parse.unquote(user), urllib.parse.unquote(password)  # RFC 6749 §2.3.1 form-encodes them
+    """HTTP Basic client credentials; RFC 6749 §2.3.1 form-encodes both before encoding the pair."""
+    creds = basic_credentials(header)
+    return None if creds is None else (urllib.parse.unquote(creds[0]), urllib.parse.unquote(creds[1]))
 
 
 @router.post(
