@@ -92,24 +92,16 @@ class PayOnlineMethod(PayMethod):
 
     def callback_reference(self, body: bytes) -> str | None:
         """``OrderId`` of the callback form (our attempt's reference), before its key is checked."""
-        if len(body) > MAX_CALLBACK_BYTES:
-            return None
-        try:
-            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        ref = fields.get("OrderId")
+        fields = _form(body)
+        ref = fields.get("OrderId") if fields is not None else None
         return ref if ref and len(ref) <= 64 else None
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         if not self.secret:
             raise CallbackRejected("the method has no private_security_key configured")
-        if len(body) > MAX_CALLBACK_BYTES:
-            raise CallbackRejected("the callback is too large")
-        try:
-            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
-        except (UnicodeDecodeError, ValueError):
-            raise CallbackRejected("the callback is not a UTF-8 form") from None
+        fields = _form(body)
+        if fields is None:
+            raise CallbackRejected("the callback is not a UTF-8 form of at most 16 KiB")
         missing = [k for k in (*CALLBACK_FIELDS, "SecurityKey") if not fields.get(k)]
         if missing:
             raise CallbackRejected(f"the callback lacks {', '.join(missing)}")
@@ -134,6 +126,16 @@ class PayOnlineMethod(PayMethod):
             detail=(f"ErrorCode {fields['ErrorCode']}" if declined else "")[:500],
             extra={k: fields[k] for k in ("CardNumber", "BinCountry") if fields.get(k)},
         )
+
+
+def _form(body: bytes) -> dict[str, str] | None:
+    """The fields of a callback form; None when it is too large or not UTF-8."""
+    if len(body) > MAX_CALLBACK_BYTES:
+        return None
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _description(invoice: Invoice) -> str:
